@@ -1,0 +1,34 @@
+# `make demo` and `make test` work on a fresh clone: they create .venv, install the project and
+# make sure a Chromium is there (scripts/ensure-browser.sh) before doing anything else.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup browser test lint demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+browser: $(STAMP)
+	PY=$(PY) bash scripts/ensure-browser.sh
+
+test: browser
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+demo: browser
+	PY=$(PY) bash examples/demo.sh
+
+bench: $(STAMP)
+	$(PY) bench/projector.py
+
+clean:
+	rm -rf warmup-data .pytest_cache .hypothesis

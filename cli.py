@@ -1,0 +1,202 @@
+"""The ``warmup`` command line: parse arguments, call into ``warmup``, print. Nothing else lives here.
+
+Each command imports what it needs inside its body: ``warmup run`` must never import sqlite3 or
+sqlite_utils (the runner process opens no database), so nothing at module level may pull them in.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from warmup.errors import WarmupError
+from warmup.paths import DEFAULT_ARTIFACTS, DEFAULT_DB, DEFAULT_LOG
+
+log_option = click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="WARMUP_LOG",
+    default=DEFAULT_LOG,
+    show_default=True,
+    help="The event log (JSON lines). Env: WARMUP_LOG.",
+)
+db_option = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="WARMUP_DB",
+    default=DEFAULT_DB,
+    show_default=True,
+    help="The SQLite database the projector maintains. Env: WARMUP_DB.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="warmup")
+def cli() -> None:
+    """Scripted browser warm-up sessions, recorded in an append-only event log.
+
+    \b
+    warmup run TASK.toml      drive the task's accounts through real Chromium (appends events)
+    warmup project            fold new events of the log into the SQLite tables
+    warmup replay             rebuild the tables from the whole log
+    warmup status             recent runs and accounts
+    """
+
+
+@cli.command()
+@log_option
+@db_option
+@click.option("--follow", "-f", is_flag=True, help="Keep applying new events until Ctrl-C or SIGTERM.")
+@click.option("--strict", is_flag=True, help="Stop with exit 1 at the first invalid line instead of recording it.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def project(log_path: Path, db_path: Path, follow: bool, strict: bool, quiet: bool) -> None:
+    """Apply the events after the database's checkpoint, then exit (or keep following).
+
+    \b
+    Examples:
+      warmup project
+      warmup project --log runs/events.jsonl --db runs/warmup.db --follow
+    """
+    from warmup.projector.command import run_project
+
+    sys.exit(run_project(log_path, db_path, follow=follow, strict=strict, quiet=quiet))
+
+
+@cli.command()
+@log_option
+@db_option
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def replay(log_path: Path, db_path: Path, quiet: bool) -> None:
+    """Rebuild every table from the whole log into a new file, then swap it in atomically.
+
+    \b
+    Example:
+      warmup replay --log warmup-data/events.jsonl --db warmup-data/warmup.db
+    """
+    from warmup.projector.command import run_replay
+
+    sys.exit(run_replay(log_path, db_path, quiet=quiet))
+
+
+@cli.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1), help="How many recent runs.")
+def status(db_path: Path, as_json: bool, limit: int) -> None:
+    """Recent runs with their account counts, and the accounts table.
+
+    \b
+    Examples:
+      warmup status
+      warmup status --json | jq '.runs[0]'
+    """
+    from warmup.status import run_status
+
+    sys.exit(run_status(db_path, as_json=as_json, limit=limit))
+
+
+# --- run: the runner's command. It must import nothing that opens a database. ---------------
+@cli.command()
+@click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path))
+@log_option
+@db_option
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Accounts at once (default: the task's).")
+@click.option(
+    "--artifacts",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="WARMUP_ARTIFACTS",
+    default=DEFAULT_ARTIFACTS,
+    show_default=True,
+    help="Where screenshots go, under RUN_ID/ACCOUNT_ID/. Env: WARMUP_ARTIFACTS.",
+)
+@click.option(
+    "--browser-path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="WARMUP_BROWSER",
+    help="The Chromium executable. Env: WARMUP_BROWSER. Default: discovered.",
+)
+@click.option("--headed", is_flag=True, help="Show the browser windows.")
+@click.option(
+    "--project/--no-project",
+    "with_projector",
+    default=True,
+    show_default=True,
+    help="Run `warmup project --follow` beside the run so the tables fill live.",
+)
+@click.option(
+    "--fsync",
+    type=click.Choice(["always", "batch"]),
+    default="always",
+    show_default=True,
+    help="fsync the log after every event, or leave it to the end of the run.",
+)
+def run(
+    task_file: Path,
+    log_path: Path,
+    db_path: Path,
+    concurrency: int | None,
+    artifacts: Path,
+    browser_path: Path | None,
+    headed: bool,
+    with_projector: bool,
+    fsync: str,
+) -> None:
+    """Drive every account of TASK_FILE through its steps in real Chromium; append events only.
+
+    \b
+    Exit codes: 0 every account completed, 1 some failed, 2 bad input, 130 interrupted.
+    \b
+    Examples:
+      warmup run examples/demo.toml
+      warmup run morning.toml --concurrency 8 --no-project
+    """
+    from warmup.runner.command import run_command
+
+    sys.exit(
+        run_command(
+            task_file,
+            log_path=log_path,
+            db_path=db_path,
+            concurrency=concurrency,
+            artifacts=artifacts,
+            browser_path=browser_path,
+            headed=headed,
+            with_projector=with_projector,
+            fsync=fsync,
+        )
+    )
+
+
+# --- end of run ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Entry point: every expected error is one line on stderr, never a traceback."""
+    try:
+        cli.main(standalone_mode=False, prog_name="warmup")
+    except click.exceptions.Abort:
+        click.echo("warmup: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        where = f" (see 'warmup {exc.ctx.command_path.split(' ', 1)[-1]} --help')" if getattr(
+            exc, "ctx", None
+        ) and exc.ctx and " " in exc.ctx.command_path else ""
+        click.echo(f"warmup: {exc.format_message()}{where}", err=True)
+        sys.exit(exc.exit_code)
+    except WarmupError as exc:
+        click.echo(f"warmup: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+    except KeyboardInterrupt:
+        click.echo("warmup: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Errors meant for people: the CLI prints their message on one line and exits with their code.
+
+Raise ``UsageError`` for bad input (task file, arguments, a missing file): exit 2. Raise
+``WarmupError`` with another ``exit_code`` for a refusal that is not the user's typing mistake,
+such as a log that no longer matches the database's checkpoint (exit 1).
+"""
+
+from __future__ import annotations
+
+
+class WarmupError(Exception):
+    """An error with a message for people and the exit code the CLI should use."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(WarmupError):
+    """Bad input: a task file, a log path, an argument. Exit 2."""
+
+    exit_code = 2
