@@ -174,6 +174,49 @@ def run(
 # --- end of run ------------------------------------------------------------------------------
 
 
+@cli.command()
+@log_option
+@click.option("-n", "lines", default="10", show_default=True, help="The last N matching events, or 'all'.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they are appended.")
+@click.option("--run", "run_id", help="Only events of this run.")
+@click.option("--account", "account_id", help="Only events of this account.")
+@click.option("--type", "types", multiple=True, help="Only events of this type (repeatable).")
+@click.option("--since", help="Only events at or after this time (ISO-8601, UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print each matching line exactly as it is in the log.")
+def tail(
+    log_path: Path,
+    lines: str,
+    follow: bool,
+    run_id: str | None,
+    account_id: str | None,
+    types: tuple[str, ...],
+    since: str | None,
+    as_json: bool,
+) -> None:
+    """Show the log's last events, one readable line each; -f follows it live.
+
+    \b
+    Examples:
+      warmup tail -f
+      warmup tail --run 20261129T070000-1a2b3c -n all
+      warmup tail --type account_finished --json | jq .status
+    """
+    from warmup.tail.command import run_tail
+
+    sys.exit(
+        run_tail(
+            log_path,
+            lines=lines,
+            follow=follow,
+            run_id=run_id,
+            account_id=account_id,
+            types=types,
+            since=since,
+            as_json=as_json,
+        )
+    )
+
+
 def main() -> None:
     """Entry point: every expected error is one line on stderr, never a traceback."""
     try:
