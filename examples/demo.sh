@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make demo`: serve examples/site/ on 127.0.0.1 (standard library, a free port), run
+# examples/demo.toml (4 accounts, dave fails on purpose), then print the status table.
+# Everything it writes goes under warmup-data/ (the default log, database and artifacts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DEMO=warmup-data/demo
+mkdir -p "$DEMO"
+
+PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$PY" -m http.server "$PORT" --bind 127.0.0.1 --directory examples/site >"$DEMO/http.log" 2>&1 &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+    if "$PY" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/', timeout=1)" 2>/dev/null; then
+        break
+    fi
+    sleep 0.1
+done
+echo "demo: serving examples/site/ on http://127.0.0.1:$PORT/"
+
+sed "s#http://127.0.0.1:8000#http://127.0.0.1:$PORT#g" examples/demo.toml >"$DEMO/demo.toml"
+cp examples/demo-accounts.csv "$DEMO/"
+# The demo's "secret": a real task would take it from your environment or a secrets manager.
+export WARMUP_DEMO_PASSWORD=${WARMUP_DEMO_PASSWORD:-correct-horse-battery-staple}
+
+set +e
+"$PY" -m cli run "$DEMO/demo.toml"
+code=$?
+set -e
+echo "demo: warmup run exited with $code (1 is expected: dave's account fails on purpose)"
+echo
+"$PY" -m cli status
+echo
+echo "demo: the log is warmup-data/events.jsonl ('warmup tail -n all'), screenshots are under warmup-data/artifacts/"

@@ -1,0 +1,179 @@
+"""Task files: what loads, what is refused (one line naming the file and the problem, exit 2), secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import Workdir, cli_env, warmup
+
+from warmup.errors import UsageError
+from warmup.tasks import REDACTED, load_task
+
+GOOD = """
+id = "morning"
+name = "Morning warm-up"
+concurrency = 2
+account_timeout_s = 30
+retries = 1
+accounts_file = "accounts.csv"
+
+[[accounts]]
+id = "alice"
+storage_state = "states/${account.id}.json"
+vars = { user = "alice", page = "feed", password = "${env.ALICE_PW}" }
+
+[[steps]]
+goto = "http://127.0.0.1:8000/${account.page}"
+[[steps]]
+fill = "#user"
+value = "${account.user}"
+[[steps]]
+fill = "#pass"
+value = "${account.password}"
+optional = true
+timeout_ms = 500
+[[steps]]
+press = "Enter"
+selector = "#pass"
+[[steps]]
+scroll = 3
+pause_ms = 100
+[[steps]]
+expect_text = { selector = "#who", text = "${account.id}" }
+[[steps]]
+screenshot = "after-${account.id}"
+"""
+
+
+def test_a_good_task_loads_with_defaults_accounts_file_and_variables(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ALICE_PW", "pw-from-env")
+    (tmp_path / "accounts.csv").write_text("id,user,page,password,api_token\nbob,bob,home,pw-LITERAL,tok-LITERAL\n")
+    path = tmp_path / "morning.toml"
+    path.write_text(GOOD)
+    task = load_task(path)
+    assert [a.id for a in task.accounts] == ["alice", "bob"]
+    assert (task.id, task.name, task.concurrency, task.retries, task.account_timeout_s) == (
+        "morning", "Morning warm-up", 2, 1, 30.0,
+    )  # fmt: skip
+    assert [s.action for s in task.steps] == ["goto", "fill", "fill", "press", "scroll", "expect_text", "screenshot"]
+    assert task.steps[2].optional and task.steps[2].timeout_ms == 500 and task.steps[0].timeout_ms == 10_000
+    alice, bob = task.accounts
+    assert task.step_value(task.steps[0], "", bob) == "http://127.0.0.1:8000/home"
+    assert task.step_value(task.steps[5], "", alice) == {"selector": "#who", "text": "alice"}
+    assert task.storage_state_path(alice) == (tmp_path / "states" / "alice.json").resolve()
+    assert task.storage_state_path(bob) is None
+    assert task.env_names == {"ALICE_PW"}
+
+    record = task.record()
+    assert record["steps"][1] == {"fill": "#user", "value": "${account.user}"}
+    assert record["accounts"][0]["vars"]["password"] == "${env.ALICE_PW}"  # unresolved reference, kept
+    assert record["accounts"][1]["vars"]["api_token"] == REDACTED  # a credential-named literal, hidden
+    assert record["accounts"][1]["vars"]["password"] == REDACTED
+    assert task.literal_secrets == {"tok-LITERAL", "pw-LITERAL"}
+    assert task.step_value(task.steps[2], "value", bob) == "pw-LITERAL"
+    assert task.step_value(task.steps[2], "value", alice) == "pw-from-env"
+
+
+def test_the_id_defaults_to_the_file_stem(tmp_path: Path) -> None:
+    path = tmp_path / "evening-run.toml"
+    path.write_text('[[accounts]]\nid = "a"\n[[steps]]\nwait_ms = 1\n')
+    task = load_task(path)
+    assert (task.id, task.name, task.concurrency) == ("evening-run", "evening-run", 4)
+
+
+def test_the_scrubber_hides_secret_values_and_their_url_encodings(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TOKEN_X", "s3cr et/&")
+    path = tmp_path / "t.toml"
+    path.write_text('[[accounts]]\nid = "a"\n[[steps]]\ngoto = "http://127.0.0.1/?t=${env.TOKEN_X}"\n')
+    scrub = load_task(path).scrubber()
+    text = "at http://h/?t=s3cr%20et%2F%26 and s3cr+et%2F%26 and s3cr et/&"
+    assert scrub(text) == "at http://h/?t=*** and *** and ***"
+    assert scrub.deep({"a": ["s3cr et/&", 1, None]}) == {"a": ["***", 1, None]}
+
+
+def test_jsonl_accounts_file(tmp_path: Path) -> None:
+    (tmp_path / "acc.jsonl").write_text('{"id": "a1", "vars": {"n": 1}}\n\n{"id": "a2", "n": "two"}\n')
+    path = tmp_path / "t.toml"
+    path.write_text('accounts_file = "acc.jsonl"\n[[steps]]\ngoto = "http://127.0.0.1/${account.n}"\n')
+    task = load_task(path)
+    assert [task.step_value(task.steps[0], "", a) for a in task.accounts] == ["http://127.0.0.1/1", "http://127.0.0.1/two"]
+
+
+STEP = '[[steps]]\ngoto = "http://127.0.0.1/"\n'
+ACCOUNT = '[[accounts]]\nid = "alice"\n'
+
+# (name, task file text, extra files, the part of the message that must be there)
+BAD_TASKS = [
+    ("toml-syntax", ACCOUNT + "[[steps]\ngoto = 1\n", {}, "not valid TOML"),
+    ("unknown-action", ACCOUNT + '[[steps]]\nteleport = "#x"\n', {}, "step 1: unknown action 'teleport'"),
+    ("missing-field", ACCOUNT + STEP + '[[steps]]\nfill = "#user"\n', {}, "step 2 (fill): missing field 'value'"),
+    ("mistyped-field", ACCOUNT + STEP + "[[steps]]\nwait_ms = \"soon\"\n", {}, "step 2 (wait_ms): wait_ms must be"),
+    ("mistyped-top", 'concurrency = "many"\n' + ACCOUNT + STEP, {}, "concurrency must be an integer"),
+    ("unknown-key", 'concurency = 2\n' + ACCOUNT + STEP, {}, "unknown key 'concurency'"),
+    ("two-actions", ACCOUNT + '[[steps]]\nclick = "#a"\nhover = "#b"\n', {}, "one action per step"),
+    (
+        "undefined-account-var",
+        ACCOUNT + '[[steps]]\ngoto = "http://127.0.0.1/${account.page}"\n',
+        {},
+        "step 1 (goto): ${account.page} is not defined for account 'alice'",
+    ),
+    (
+        "undefined-env",
+        ACCOUNT + '[[steps]]\nfill = "#p"\nvalue = "${env.WARMUP_TEST_SURELY_UNSET}"\n',
+        {},
+        "environment variable WARMUP_TEST_SURELY_UNSET is not set",
+    ),
+    ("unknown-variable", ACCOUNT + '[[steps]]\ngoto = "${site.url}"\n', {}, "unknown variable ${site.url}"),
+    ("duplicate-id", ACCOUNT + ACCOUNT + STEP, {}, "duplicate account id 'alice'"),
+    (
+        "duplicate-id-in-file",
+        'accounts_file = "acc.csv"\n' + ACCOUNT + STEP,
+        {"acc.csv": "id\nbob\nalice\n"},
+        "duplicate account id 'alice' (accounts[0] (alice) and acc.csv line 3)",
+    ),
+    ("bad-account-id", '[[accounts]]\nid = "../etc"\n' + STEP, {}, "account id '../etc' is not allowed"),
+    ("missing-accounts-file", 'accounts_file = "nope.csv"\n' + STEP, {}, "nope.csv: no such file"),
+    ("unreadable-accounts-file", 'accounts_file = "acc.csv"\n' + STEP, {"acc.csv": None}, "cannot read it"),
+    ("accounts-file-no-id", 'accounts_file = "acc.csv"\n' + STEP, {"acc.csv": "name\nx\n"}, "one of them 'id'"),
+    ("no-steps", ACCOUNT, {}, "no steps"),
+    ("no-accounts", STEP, {}, "no accounts"),
+    (
+        "secret-in-screenshot-name",
+        ACCOUNT + '[[steps]]\nscreenshot = "shot-${env.HOME}"\n',
+        {},
+        "a screenshot name cannot use ${env.*}",
+    ),
+    ("bad-screenshot-name", ACCOUNT + '[[steps]]\nscreenshot = "a/b"\n', {}, "screenshot name 'a/b'"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "files", "message"), BAD_TASKS, ids=[b[0] for b in BAD_TASKS])
+def test_a_bad_task_is_refused_in_one_line_naming_the_file(
+    tmp_path: Path, name: str, text: str, files: dict[str, str | None], message: str
+) -> None:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    for file_name, content in files.items():
+        target = tmp_path / file_name
+        if content is None:  # unreadable: a directory where a file should be
+            target.mkdir()
+        else:
+            target.write_text(content)
+    with pytest.raises(UsageError) as caught:
+        load_task(path, env={})
+    text_of = str(caught.value)
+    assert message in text_of
+    assert str(path) in text_of and "\n" not in text_of
+
+
+@pytest.mark.parametrize("name", ["toml-syntax", "missing-field", "undefined-env", "duplicate-id"])
+def test_the_cli_exits_2_with_the_message_and_appends_nothing(work: Workdir, name: str) -> None:
+    _, text, _, message = next(b for b in BAD_TASKS if b[0] == name)
+    task = work.task(text, f"{name}.toml")
+    result = warmup(*work.run_args(task, "--no-project"), env=cli_env(WARMUP_BROWSER="/nonexistent/chromium"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warmup: task file ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not work.log.exists() and not work.artifacts.exists()

@@ -1,0 +1,134 @@
+"""Perform one step's action on a Playwright page, and describe a failure in one line.
+
+Each action honours ``timeout_ms`` through Playwright's own timeouts (which give the clearest
+messages); the engine adds an outer safety timeout. ``screenshot`` returns the PNG bytes and lets
+the engine name and record the file. ``values`` are already rendered (variables filled in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page
+
+SCROLL_PIXELS = 600
+POLL_S = 0.1
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_API_PREFIX = re.compile(r"^[A-Za-z]+\.[A-Za-z_]+: ")
+MAX_ERROR_CHARS = 500
+
+
+class StepFailed(Exception):
+    """A step that ran but whose check did not hold (an expectation, an HTTP error status)."""
+
+
+def inherent_ms(action: str, values: dict[str, Any]) -> int:
+    """How long an action takes by design (waits and pauses), added to its timeout budget."""
+    if action == "wait_ms":
+        return int(values[""])
+    if action == "scroll":
+        return int(values[""]) * int(values.get("pause_ms", 0))
+    return 0
+
+
+async def perform(page: Page, action: str, values: dict[str, Any], timeout_ms: int) -> bytes | None:
+    """Do ``action`` on ``page``; raise PlaywrightError/StepFailed on failure; PNG bytes for screenshots."""
+    value = values[""]
+    if action == "goto":
+        response = await page.goto(value, timeout=timeout_ms, wait_until="load")
+        if response is not None and response.status >= 400:
+            raise StepFailed(f"HTTP {response.status} {response.status_text}".rstrip() + f" from {response.url}")
+    elif action == "click":
+        await page.click(value, timeout=timeout_ms)
+    elif action == "fill":
+        await page.fill(value, values["value"], timeout=timeout_ms)
+    elif action == "press":
+        if values.get("selector"):
+            await page.press(values["selector"], value, timeout=timeout_ms)
+        else:
+            await page.keyboard.press(value)
+    elif action == "hover":
+        await page.hover(value, timeout=timeout_ms)
+    elif action == "scroll":
+        pause_s = values.get("pause_ms", 0) / 1000
+        for _ in range(value):
+            await page.mouse.wheel(0, SCROLL_PIXELS)
+            if pause_s:
+                await asyncio.sleep(pause_s)
+    elif action == "wait_ms":
+        await asyncio.sleep(value / 1000)
+    elif action == "wait_for":
+        await page.wait_for_selector(value, state="visible", timeout=timeout_ms)
+    elif action == "expect_title":
+        await _expect_title(page, value, timeout_ms)
+    elif action == "expect_text":
+        await _expect_text(page, value["selector"], value["text"], timeout_ms)
+    elif action == "screenshot":
+        return await page.screenshot(timeout=timeout_ms)
+    else:  # the task loader refuses unknown actions; this is a programming error
+        raise ValueError(f"unknown action {action!r}")
+    return None
+
+
+async def _expect_title(page: Page, text: str, timeout_ms: int) -> None:
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        title = await page.title()
+        if text in title:
+            return
+        if time.monotonic() >= deadline:
+            raise StepFailed(f"the title {_short(title)!r} does not contain {_short(text)!r} after {timeout_ms} ms")
+        await asyncio.sleep(POLL_S)
+
+
+async def _expect_text(page: Page, selector: str, text: str, timeout_ms: int) -> None:
+    deadline = time.monotonic() + timeout_ms / 1000
+    locator = page.locator(selector).first
+    actual: str | None = None
+    while True:
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        try:
+            actual = await locator.inner_text(timeout=max(1, min(remaining_ms, 1000)))
+        except PlaywrightError:
+            if time.monotonic() >= deadline:
+                if actual is None:
+                    raise StepFailed(f"no element matches {selector!r} after {timeout_ms} ms") from None
+        else:
+            if text in actual:
+                return
+        if time.monotonic() >= deadline:
+            raise StepFailed(
+                f"the text of {selector!r} is {_short(actual or '')!r}, which does not contain {_short(text)!r} "
+                f"after {timeout_ms} ms"
+            )
+        await asyncio.sleep(POLL_S)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for people: Playwright's message without its API prefix, plus what it was waiting for."""
+    if isinstance(exc, PlaywrightError):
+        message = _ANSI.sub("", exc.message or str(exc))
+        head, _, log = message.partition("Call log:")
+        first = head.strip().splitlines()[0] if head.strip() else type(exc).__name__
+        first = _API_PREFIX.sub("", first)
+        entries = [line.strip().lstrip("- ").strip() for line in log.splitlines() if line.strip()]
+        if entries and entries[0] not in first:
+            first = f"{first} ({entries[0]})"
+        text = first
+    elif isinstance(exc, StepFailed):
+        text = str(exc)
+    elif isinstance(exc, TimeoutError):
+        text = "timed out"
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

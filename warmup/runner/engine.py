@@ -1,0 +1,424 @@
+"""The asyncio runner: one browser, one context per account, at most N accounts at once.
+
+Per account the log gets ``account_started``, one ``step_finished`` per step tried (in order, with
+``artifact_saved`` after screenshots) and ``account_finished``; a failed attempt with retries left
+ends ``account_finished`` FAILED with ``retrying: true`` and the next attempt starts. The run is
+framed by ``run_started`` (with the task's record, secrets unresolved) and ``run_finished``.
+
+Stopping (SIGINT/SIGTERM): no account starts any more; accounts still waiting end CANCELLED
+(attempt 0); running ones get ``grace_s`` to finish, then their tasks are cancelled and they end
+INTERRUPTED. A second signal cancels at once. ``run_finished`` says INTERRUPTED.
+
+Timeouts: each step has ``timeout_ms`` (passed to Playwright, plus an outer safety net); each
+attempt has ``account_timeout_s`` for all its steps. A step cut off by the account timeout gets a
+failed ``step_finished`` saying so.
+
+The runner owns every cancellation it receives: an account task catches its CancelledError,
+records the outcome and returns, so ``gather`` always completes and ``run_finished`` is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from warmup.browser import launch_args
+from warmup.errors import WarmupError
+from warmup.events.envelope import host_and_pid
+from warmup.events.writer import LogWriteError
+from warmup.runner.actions import describe_error, inherent_ms, perform
+from warmup.runner.progress import Progress
+from warmup.runner.recorder import Recorder
+from warmup.tasks import Account, Step, Task
+
+COMPLETED, FAILED, CANCELLED, INTERRUPTED = "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"
+SAFETY_MARGIN_MS = 2_000  # the outer timeout of a step beyond Playwright's own
+SCREENSHOT_TIMEOUT_MS = 5_000
+CLOSE_TIMEOUT_S = 10.0
+
+
+@dataclass
+class AccountRun:
+    """What is known about one account so far; read by the cancel path to record the outcome."""
+
+    account: Account
+    attempt: int = 0
+    step: Step | None = None
+    step_started: float = 0.0
+    steps_ok: int = 0
+    steps_failed: int = 0
+    started: float = 0.0
+    status: str | None = None
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    counts: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    log_error: LogWriteError | None = None
+
+
+class Runner:
+    def __init__(
+        self,
+        task: Task,
+        recorder: Recorder,
+        *,
+        artifacts_dir: Path,
+        browser_path: str,
+        headless: bool,
+        concurrency: int,
+        grace_s: float,
+        progress: Progress,
+    ) -> None:
+        self.task = task
+        self.rec = recorder
+        self.artifacts_dir = artifacts_dir
+        self.browser_path = browser_path
+        self.headless = headless
+        self.concurrency = concurrency
+        self.grace_s = grace_s
+        self.progress = progress
+        self.stopping = False
+        self.reason: str | None = None
+        self.signalled = False
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.waiting: dict[str, asyncio.Task[None]] = {}
+        self.counts = {COMPLETED: 0, FAILED: 0, CANCELLED: 0, INTERRUPTED: 0}
+        self._grace: asyncio.TimerHandle | None = None
+        self._browser: Browser | None = None
+        self.rec.on_dead = self._log_failed
+
+    # -- stopping ----------------------------------------------------------------------------
+    def _on_signal(self, signame: str) -> None:
+        self.signalled = True
+        if not self.stopping:
+            self.stopping = True
+            self.reason = f"{signame} received"
+            for task in list(self.waiting.values()):
+                task.cancel()
+            if self.running:
+                self.progress.note(
+                    f"{signame}: no new accounts; {len(self.running)} running get {self.grace_s:g} s to finish "
+                    "(again to stop now)"
+                )
+                self._grace = asyncio.get_running_loop().call_later(self.grace_s, self._cancel_running)
+        else:
+            self.progress.note(f"{signame} again: stopping now")
+            self._cancel_running()
+
+    def _cancel_running(self) -> None:
+        for task in list(self.running.values()):
+            task.cancel()
+
+    def _log_failed(self, exc: LogWriteError) -> None:
+        """The log cannot be written: start nothing more and stop the running accounts at once."""
+        if not self.stopping:
+            self.stopping = True
+            self.reason = "the event log could not be written"
+        for task in list(self.waiting.values()):
+            task.cancel()
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._cancel_running)
+
+    # -- the run -----------------------------------------------------------------------------
+    async def run(self) -> RunResult:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig.name)
+        started = time.monotonic()
+        try:
+            async with async_playwright() as pw:
+                try:
+                    browser = await pw.chromium.launch(
+                        executable_path=self.browser_path,
+                        headless=self.headless,
+                        args=launch_args(),
+                        handle_sigint=False,  # the runner decides what Ctrl-C means
+                        handle_sigterm=False,
+                        handle_sighup=False,
+                    )
+                except PlaywrightError as exc:
+                    raise WarmupError(
+                        f"cannot start the browser {self.browser_path}: {describe_error(exc)} "
+                        "(try another with --browser-path)",
+                        exit_code=1,
+                    ) from None
+                self._browser = browser
+                try:
+                    status = await self._run_accounts(browser)
+                finally:
+                    try:
+                        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                            await browser.close()
+                    except (PlaywrightError, TimeoutError):
+                        pass
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            if self._grace is not None:
+                self._grace.cancel()
+        return RunResult(self.rec.run_id, status, dict(self.counts), time.monotonic() - started, self.rec.error)
+
+    async def _run_accounts(self, browser: Browser) -> str:
+        host, pid = host_and_pid()
+        task = self.task
+        self.rec.emit(
+            "run_started",
+            task_id=task.id,
+            task_name=task.name,
+            accounts=[a.id for a in task.accounts],
+            steps=len(task.steps),
+            concurrency=self.concurrency,
+            host=host,
+            pid=pid,
+            task=task.record(),
+            resumed_from=None,
+            browser=browser.version,
+            headless=self.headless,
+        )
+        self.progress.start(self.rec.run_id, len(task.accounts))
+        semaphore = asyncio.Semaphore(self.concurrency)
+        tasks = [asyncio.create_task(self._account(browser, semaphore, a), name=a.id) for a in task.accounts]
+        await asyncio.gather(*tasks)
+        if self.signalled:
+            status, reason = INTERRUPTED, self.reason
+        elif self.rec.dead:
+            status, reason = FAILED, self.reason
+        else:
+            status = COMPLETED if self.counts[COMPLETED] == len(task.accounts) else FAILED
+            missing = len(task.accounts) - self.counts[COMPLETED]
+            reason = None if status == COMPLETED else f"{missing} of {len(task.accounts)} accounts not completed"
+        self.rec.emit("run_finished", status=status, reason=reason, counts=dict(self.counts))
+        self.progress.close()
+        return status
+
+    # -- one account -------------------------------------------------------------------------
+    async def _account(self, browser: Browser, semaphore: asyncio.Semaphore, account: Account) -> None:
+        st = AccountRun(account)
+        me = asyncio.current_task()
+        assert me is not None
+        acquired = False
+        try:
+            # Registered here, not by the creator: a task cancelled before its first step would never
+            # enter this try, and its account would go unrecorded.
+            self.waiting[account.id] = me
+            if self.stopping:
+                self._finish(st, CANCELLED, "not started: the run was stopped", retrying=False)
+                return
+            await semaphore.acquire()
+            acquired = True
+            self.waiting.pop(account.id, None)
+            if self.stopping:
+                self._finish(st, CANCELLED, "not started: the run was stopped", retrying=False)
+                return
+            self.running[account.id] = me
+            while True:
+                st.attempt += 1
+                st.step, st.steps_ok, st.steps_failed = None, 0, 0
+                st.started = time.monotonic()
+                self.rec.emit("account_started", account_id=account.id, attempt=st.attempt)
+                status, error = await self._attempt(browser, st)
+                retrying = status == FAILED and st.attempt <= self.task.retries and not self.stopping
+                self._finish(st, status, error, retrying=retrying)
+                if not retrying:
+                    return
+        except asyncio.CancelledError:
+            me.uncancel()
+            if st.status is not None:  # already recorded (a cancel that came after the end)
+                return
+            if st.attempt == 0:
+                self._finish(st, CANCELLED, "not started: the run was stopped", retrying=False)
+            else:
+                where = f" during {st.step.label}" if st.step is not None else ""
+                self._finish(st, INTERRUPTED, f"interrupted{where}: {self.reason or 'cancelled'}", retrying=False)
+        except Exception as exc:  # a bug must cost one account, not the run's record
+            if st.status is None:
+                self._finish(st, FAILED, f"internal error: {describe_error(exc)}", retrying=False)
+        finally:
+            self.waiting.pop(account.id, None)
+            self.running.pop(account.id, None)
+            if acquired:
+                semaphore.release()
+
+    def _finish(self, st: AccountRun, status: str, error: str | None, *, retrying: bool) -> None:
+        fields: dict[str, Any] = {"retrying": retrying}
+        if st.attempt:
+            fields["duration_ms"] = round((time.monotonic() - st.started) * 1000, 3)
+            fields["steps_ok"] = st.steps_ok
+            fields["steps_failed"] = st.steps_failed
+        self.rec.emit(
+            "account_finished", account_id=st.account.id, status=status, error=error, attempt=st.attempt, **fields
+        )
+        if retrying:
+            why = self.rec.scrub(error or "")
+            self.progress.note(f"{st.account.id}: attempt {st.attempt} failed, retrying ({why})")
+            return
+        st.status = status
+        self.counts[status] += 1
+        detail = error or ""
+        if status == COMPLETED:
+            detail = f"{st.steps_ok}/{len(self.task.steps)} steps, {time.monotonic() - st.started:.1f} s"
+        self.progress.account_done(st.account.id, status, self.rec.scrub(detail))
+
+    async def _attempt(self, browser: Browser, st: AccountRun) -> tuple[str, str | None]:
+        """One attempt at an account's steps; returns (status, error). Raises CancelledError if cut off."""
+        account = st.account
+        context: BrowserContext | None = None
+        page: Page | None = None
+        failure: str | None = None
+        state_path = self.task.storage_state_path(account)
+        try:
+            try:
+                async with asyncio.timeout(self.task.account_timeout_s):
+                    context, failure = await self._new_context(browser, state_path)
+                    if context is not None:
+                        page = await context.new_page()
+                        for step in self.task.steps:
+                            st.step = step
+                            ok, error = await self._step(st, page, step)
+                            if not ok and not step.optional:
+                                failure = f"{step.label}: {error}"
+                                break
+                        else:
+                            st.step = None
+            except TimeoutError:
+                failure = f"account timeout: {self.task.account_timeout_s:g} s reached"
+                if st.step is not None:
+                    failure += f" during {st.step.label}"
+                    duration_ms = (time.perf_counter() - st.step_started) * 1000
+                    self._step_event(st, st.step, ok=False, duration_ms=duration_ms, error=failure, url=_url(page))
+                    st.steps_failed += 1
+            if failure is None and context is not None and state_path is not None:
+                failure = await self._save_state(context, state_path)
+            if failure is not None and page is not None:
+                await self._screenshot(st, page, f"failure-{st.attempt}", "failure")
+            return (FAILED, failure) if failure is not None else (COMPLETED, None)
+        finally:
+            if context is not None:
+                try:
+                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                        await context.close()
+                except (PlaywrightError, TimeoutError):
+                    pass
+
+    async def _new_context(self, browser: Browser, state_path: Path | None) -> tuple[BrowserContext | None, str | None]:
+        options: dict[str, Any] = {}
+        if state_path is not None and state_path.exists():
+            try:
+                options["storage_state"] = orjson.loads(state_path.read_bytes())
+            except (OSError, orjson.JSONDecodeError) as exc:
+                return None, f"cannot load storage state {state_path}: {describe_error(exc)}"
+        try:
+            return await browser.new_context(**options), None
+        except PlaywrightError as exc:
+            return None, f"cannot open a browser context: {describe_error(exc)}"
+
+    async def _save_state(self, context: BrowserContext, path: Path) -> str | None:
+        """Write the context's cookies and storage to ``path`` (mode 0600, atomically)."""
+        try:
+            state = await context.storage_state()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(orjson.dumps(state, option=orjson.OPT_INDENT_2))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except (OSError, PlaywrightError) as exc:
+            return f"cannot save storage state to {path}: {describe_error(exc)}"
+        return None
+
+    async def _step(self, st: AccountRun, page: Page, step: Step) -> tuple[bool, str | None]:
+        account = st.account
+        started = st.step_started = time.perf_counter()
+        error: str | None = None
+        png: bytes | None = None
+        try:
+            values = {key: self.task.step_value(step, key, account) for key in step.args}
+            budget_ms = step.timeout_ms + inherent_ms(step.action, values) + SAFETY_MARGIN_MS
+            async with asyncio.timeout(budget_ms / 1000):
+                png = await perform(page, step.action, values, step.timeout_ms)
+        except TimeoutError:
+            error = f"timed out after {step.timeout_ms} ms"
+        except Exception as exc:  # a step's failure is recorded, never a crash of the run
+            error = describe_error(exc)
+        duration_ms = (time.perf_counter() - started) * 1000
+        ok = error is None
+        if ok:
+            st.steps_ok += 1
+        else:
+            st.steps_failed += 1
+        self._step_event(st, step, ok=ok, duration_ms=duration_ms, error=error, url=None if ok else _url(page))
+        if png is not None:
+            name = self.task.render(step.args[""], account)
+            if st.attempt > 1:
+                name += f"-attempt{st.attempt}"
+            self._save_artifact(st, name, "screenshot", png)
+        return ok, error
+
+    def _step_event(
+        self, st: AccountRun, step: Step, *, ok: bool, duration_ms: float, error: str | None, url: str | None
+    ) -> None:
+        fields: dict[str, Any] = {
+            "index": step.index,
+            "action": step.action,
+            "ok": ok,
+            "duration_ms": round(duration_ms, 3),
+            "error": error,
+            "attempt": st.attempt,
+            "optional": step.optional,
+        }
+        if not ok:
+            fields["url"] = url
+        self.rec.emit("step_finished", account_id=st.account.id, **fields)
+
+    async def _screenshot(self, st: AccountRun, page: Page, name: str, kind: str) -> None:
+        try:
+            async with asyncio.timeout(SCREENSHOT_TIMEOUT_MS / 1000 + 1):
+                png = await page.screenshot(timeout=SCREENSHOT_TIMEOUT_MS)
+        except (PlaywrightError, TimeoutError):
+            return  # a page that cannot be photographed (closed, crashed) just has no screenshot
+        self._save_artifact(st, name, kind, png)
+
+    def _save_artifact(self, st: AccountRun, name: str, kind: str, png: bytes) -> None:
+        relative = f"{self.rec.run_id}/{st.account.id}/{name}.png"
+        path = self.artifacts_dir / relative
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(png)
+        except OSError as exc:
+            self.progress.note(f"{st.account.id}: cannot save {relative}: {exc.strerror}")
+            return
+        self.rec.emit(
+            "artifact_saved",
+            account_id=st.account.id,
+            path=relative,
+            sha256=hashlib.sha256(png).hexdigest(),
+            bytes=len(png),
+            kind=kind,
+            attempt=st.attempt,
+        )
+
+
+def _url(page: Page | None) -> str | None:
+    if page is None:
+        return None
+    try:
+        return page.url
+    except PlaywrightError:
+        return None

@@ -1,0 +1,63 @@
+"""``warmup project --follow`` as a separate process beside a run, so the tables fill live.
+
+The child runs in its own session (``start_new_session=True``): a Ctrl-C typed in the terminal
+reaches only the runner, which decides when the projector stops. Stopping is a SIGTERM after the
+run's last event is on disk; the projector then applies everything already in the log and exits 0.
+The runner process itself never touches the database: only this child does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+STOP_TIMEOUT_S = 120.0
+
+
+class ProjectorChild:
+    def __init__(self, log_path: Path, db_path: Path) -> None:
+        self.log_path = log_path
+        self.db_path = db_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        cmd = [
+            sys.executable, "-m", "cli", "project", "--follow", "--quiet",
+            "--log", os.fspath(self.log_path), "--db", os.fspath(self.db_path),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def exited_early(self) -> int | None:
+        """The child's exit code if it already stopped on its own, else None."""
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> str | None:
+        """SIGTERM and wait for the drain; returns a one-line problem for the user, or None."""
+        proc = self.proc
+        if proc is None:
+            return None
+        early = proc.poll()
+        if early is not None:
+            return f"the projector stopped early (exit {early}); run 'warmup project' to fill the tables"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return f"the projector did not stop within {timeout_s:g} s and was killed; run 'warmup project'"
+        except KeyboardInterrupt:
+            proc.kill()
+            proc.wait()
+            raise
+        if code != 0:
+            return f"the projector exited with {code}; run 'warmup project' to fill the tables"
+        return None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

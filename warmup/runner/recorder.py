@@ -1,0 +1,48 @@
+"""The runner's only way to write: events for one run, each scrubbed of secrets, through EventWriter.
+
+Invariants:
+
+- Every string in every event (error texts, URLs, the task record...) passes through the task's
+  scrubber before it is encoded, so a secret value can only reach the log as ``***``.
+- After the first failed append (disk full, permissions...) the recorder is *dead*: it writes
+  nothing more, so the log never gets a later event whose predecessors are missing. The runner
+  sees ``dead`` and stops; the message goes to the user once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from warmup.events.envelope import Event
+from warmup.events.writer import EventWriter, LogWriteError
+from warmup.tasks import Scrubber
+
+
+class Recorder:
+    def __init__(self, writer: EventWriter, run_id: str, scrub: Scrubber) -> None:
+        self.writer = writer
+        self.run_id = run_id
+        self.scrub = scrub
+        self.error: LogWriteError | None = None
+        self.on_dead: Callable[[LogWriteError], None] | None = None
+        self.count = 0
+
+    @property
+    def dead(self) -> bool:
+        return self.error is not None
+
+    def emit(self, type_: str, **fields: Any) -> Event | None:
+        """Append one event of this run; returns it, or None once the log could not be written."""
+        if self.error is not None:
+            return None
+        fields = self.scrub.deep(fields)
+        try:
+            event = self.writer.emit(type_, run_id=self.run_id, **fields)
+        except LogWriteError as exc:
+            self.error = exc
+            if self.on_dead is not None:
+                self.on_dead(exc)
+            return None
+        self.count += 1
+        return event

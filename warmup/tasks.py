@@ -1,0 +1,593 @@
+"""Task files: load a TOML task (plus its optional accounts file), check every field, fill variables.
+
+A task is what ``warmup run`` executes: a list of accounts and a list of steps that each account goes
+through in its own browser context. ``docs/tasks.md`` documents the format; this module is its
+reference implementation. Everything that can be checked before a browser starts is checked here,
+so a wrong file costs one clear line (``UsageError``, exit 2) and appends nothing to the log:
+
+- TOML syntax, unknown keys, missing or mistyped fields, unknown actions;
+- account ids (a safe set of characters: they name artifact folders) and duplicates;
+- every ``${...}`` reference of every step, for every account: ``${account.id}``,
+  ``${account.<var>}`` (defined for that account) and ``${env.NAME}`` (set in the environment).
+
+Secrets. ``${env.NAME}`` values are looked up only when a step runs (``Task.render``), and every
+text the runner writes passes through ``Task.scrub``, which replaces each secret value with
+``***``. The secrets are: the value of every environment variable the task refers to, and the
+literal value of every account variable whose name looks like a credential (``password``,
+``token``...). ``Task.record()`` is the definition as written, with ``${env.*}`` kept literally and
+credential-named literals replaced by ``***``: it goes into ``run_started`` so a run can be
+understood and resumed later without the file, and it never holds a resolved secret.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import orjson
+
+from warmup.errors import UsageError
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SAFE_ID_TEXT = "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
+VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+REFERENCE = re.compile(r"\$\{([^}]*)\}")
+# Account variables with one of these in their name hold credentials: their literal values are
+# secrets (scrubbed everywhere, recorded as ***). Better: put them in ${env.*}.
+SECRET_VAR = re.compile(r"pass|secret|token|cookie|credential|api_?key|otp", re.IGNORECASE)
+REDACTED = "***"
+
+DEFAULT_STEP_TIMEOUT_MS = 10_000
+DEFAULT_ACCOUNT_TIMEOUT_S = 120.0
+DEFAULT_CONCURRENCY = 4
+DEFAULT_SCROLL_PAUSE_MS = 250
+
+TASK_KEYS = {
+    "id",
+    "name",
+    "concurrency",
+    "account_timeout_s",
+    "retries",
+    "timeout_ms",
+    "storage_state",
+    "accounts_file",
+    "accounts",
+    "steps",
+}
+ACCOUNT_KEYS = {"id", "vars", "storage_state"}
+COMMON_STEP_KEYS = {"timeout_ms": int, "optional": bool}
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One action: the type of its main value, its other fields (name -> (type, required))."""
+
+    value: type | tuple[type, ...]
+    extras: dict[str, tuple[type, bool]] = field(default_factory=dict)
+    templated: tuple[str, ...] = ()  # which fields may hold ${...} references ("" is the main value)
+    what: str = ""  # the main value in words, for messages and docs
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    "goto": ActionSpec(str, templated=("",), what="a URL"),
+    "click": ActionSpec(str, templated=("",), what="a selector"),
+    "fill": ActionSpec(str, {"value": (str, True)}, templated=("", "value"), what="a selector"),
+    "press": ActionSpec(str, {"selector": (str, False)}, templated=("", "selector"), what="a key name"),
+    "hover": ActionSpec(str, templated=("",), what="a selector"),
+    "scroll": ActionSpec(int, {"pause_ms": (int, False)}, what="how many times"),
+    "wait_ms": ActionSpec(int, what="milliseconds"),
+    "wait_for": ActionSpec(str, templated=("",), what="a selector"),
+    "expect_title": ActionSpec(str, templated=("",), what="text the title contains"),
+    "expect_text": ActionSpec(dict, templated=("selector", "text"), what="{ selector, text }"),
+    "screenshot": ActionSpec(str, templated=("",), what="a name"),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a task: ``args`` keeps the values as written (references unresolved)."""
+
+    index: int  # 0-based position in the task's steps
+    action: str
+    args: dict[str, Any]  # "" -> the main value, plus the action's extra fields
+    timeout_ms: int
+    optional: bool
+    raw: dict[str, Any]  # the step table exactly as written, for the run's record
+
+    @property
+    def label(self) -> str:
+        return f"step {self.index + 1} ({self.action})"
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    vars: dict[str, str]
+    storage_state: str | None  # as written (may hold references); relative to the task file
+    source: str  # where it was defined, for messages: "accounts[2]" or "accounts.csv line 4"
+
+
+@dataclass
+class Task:
+    id: str
+    name: str
+    path: Path
+    concurrency: int
+    account_timeout_s: float
+    retries: int
+    timeout_ms: int
+    accounts: list[Account]
+    steps: list[Step]
+    storage_state: str | None = None  # task-wide default for accounts without their own
+    accounts_file: str | None = None
+    env_names: frozenset[str] = frozenset()
+    literal_secrets: frozenset[str] = frozenset()
+
+    # -- variables -----------------------------------------------------------------------------
+    def render(self, template: str, account: Account, *, env: Mapping[str, str] | None = None) -> str:
+        """``template`` with every reference filled in for ``account``; ${env.*} read now."""
+        return _render(template, account, os.environ if env is None else env, where="")
+
+    def step_value(self, step: Step, key: str, account: Account) -> Any:
+        """A step's field for ``account``: templated strings rendered, other values as written."""
+        value = step.args.get(key)
+        if step.action == "expect_text" and key == "":
+            return {k: self.render(v, account) for k, v in value.items()}
+        if key in ACTIONS[step.action].templated and isinstance(value, str):
+            return self.render(value, account)
+        return value
+
+    def storage_state_path(self, account: Account) -> Path | None:
+        template = account.storage_state or self.storage_state
+        if not template:
+            return None
+        return (self.path.parent / self.render(template, account)).resolve()
+
+    # -- secrets -------------------------------------------------------------------------------
+    def secret_values(self) -> list[str]:
+        """The values to hide: referenced environment variables and credential-named literals."""
+        values = {os.environ.get(name, "") for name in self.env_names} | set(self.literal_secrets)
+        return sorted((v for v in values if v), key=len, reverse=True)
+
+    def scrubber(self) -> Scrubber:
+        return Scrubber(self.secret_values())
+
+    # -- the record that goes into run_started ------------------------------------------------
+    def record(self) -> dict[str, Any]:
+        """The definition with secrets unresolved: enough to understand or resume the run later."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "source": str(self.path),
+            "concurrency": self.concurrency,
+            "account_timeout_s": self.account_timeout_s,
+            "retries": self.retries,
+            "timeout_ms": self.timeout_ms,
+            "storage_state": self.storage_state,
+            "accounts_file": self.accounts_file,
+            "accounts": [
+                {
+                    "id": a.id,
+                    "vars": {k: (REDACTED if k in _secret_literal_names(a) else v) for k, v in a.vars.items()},
+                    "storage_state": a.storage_state,
+                }
+                for a in self.accounts
+            ],
+            "steps": [s.raw for s in self.steps],
+        }
+
+
+def _secret_literal_names(account: Account) -> set[str]:
+    return {k for k, v in account.vars.items() if SECRET_VAR.search(k) and not _only_env_refs(v)}
+
+
+def _only_env_refs(value: str) -> bool:
+    """True when a credential-named var is just ``${env.X}`` references (nothing literal to hide)."""
+    return REFERENCE.sub("", value) == "" and bool(REFERENCE.search(value))
+
+
+class Scrubber:
+    """Replaces every secret value (and its URL-encoded forms) in a text with ``***``."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        forms: set[str] = set()
+        for s in secrets:
+            if s:
+                forms.update({s, quote(s, safe=""), quote_plus(s), quote(s)})
+        self._forms = sorted(forms, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        return text
+
+    def deep(self, value: Any) -> Any:
+        """Scrub every string inside a JSON-like value."""
+        if not self._forms:
+            return value
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {k: self.deep(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.deep(v) for v in value]
+        return value
+
+
+# -- rendering ------------------------------------------------------------------------------------
+def references(template: str) -> list[str]:
+    return REFERENCE.findall(template)
+
+
+def _render(template: str, account: Account, env: Mapping[str, str], *, where: str, depth: int = 0) -> str:
+    def fill(match: re.Match[str]) -> str:
+        ref = match.group(1)
+        scope, _, name = ref.partition(".")
+        if scope == "account" and name == "id":
+            return account.id
+        if scope == "account" and name in account.vars:
+            if depth > 0:
+                raise UsageError(f"{where}${{{ref}}}: an account variable cannot refer to another one")
+            return _render(account.vars[name], account, env, where=where, depth=depth + 1)
+        if scope == "account":
+            raise UsageError(f"{where}${{{ref}}} is not defined for account {account.id!r}")
+        if scope == "env":
+            if name not in env:
+                raise UsageError(f"{where}${{{ref}}}: environment variable {name} is not set")
+            return env[name]
+        raise UsageError(
+            f"{where}unknown variable ${{{ref}}} (use ${{account.id}}, ${{account.NAME}} or ${{env.NAME}})"
+        )
+
+    return REFERENCE.sub(fill, template)
+
+
+# -- loading --------------------------------------------------------------------------------------
+def load_task(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Task:
+    """Read and check a task file; raises UsageError with one line naming the file and the problem."""
+    path = Path(path)
+    env = os.environ if env is None else env
+    where = f"task file {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{where}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{where}: cannot read it ({_reason(exc)})") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{where}: not valid TOML: {exc}") from None
+    return _build_task(doc, path, env)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)
+
+
+def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str]) -> Task:
+    where = f"task file {path}"
+    unknown = sorted(set(doc) - TASK_KEYS)
+    if unknown:
+        raise UsageError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(TASK_KEYS))})")
+
+    task_id = _get(doc, "id", str, where, default=path.stem)
+    if not SAFE_ID.match(task_id):
+        raise UsageError(f"{where}: id {task_id!r} is not allowed ({SAFE_ID_TEXT})")
+    name = _get(doc, "name", str, where, default=task_id)
+    concurrency = _get(doc, "concurrency", int, where, default=DEFAULT_CONCURRENCY)
+    if concurrency < 1:
+        raise UsageError(f"{where}: concurrency must be at least 1, not {concurrency}")
+    account_timeout_s = float(_get(doc, "account_timeout_s", (int, float), where, default=DEFAULT_ACCOUNT_TIMEOUT_S))
+    if account_timeout_s <= 0:
+        raise UsageError(f"{where}: account_timeout_s must be more than 0")
+    retries = _get(doc, "retries", int, where, default=0)
+    if retries < 0:
+        raise UsageError(f"{where}: retries must be 0 or more, not {retries}")
+    timeout_ms = _get(doc, "timeout_ms", int, where, default=DEFAULT_STEP_TIMEOUT_MS)
+    if timeout_ms < 1:
+        raise UsageError(f"{where}: timeout_ms must be at least 1")
+    storage_state = _get(doc, "storage_state", str, where, default=None)
+    accounts_file = _get(doc, "accounts_file", str, where, default=None)
+
+    accounts: list[Account] = []
+    raw_accounts = _get(doc, "accounts", list, where, default=[])
+    for i, raw in enumerate(raw_accounts):
+        accounts.append(_account_from_table(raw, f"{where}: accounts[{i}]"))
+    if accounts_file is not None:
+        accounts.extend(_load_accounts_file(path.parent / accounts_file, where))
+    if not accounts:
+        raise UsageError(f"{where}: no accounts (add [[accounts]] tables or an accounts_file)")
+    seen: dict[str, str] = {}
+    for account in accounts:
+        if account.id in seen:
+            raise UsageError(
+                f"{where}: duplicate account id {account.id!r} ({seen[account.id]} and {account.source})"
+            )
+        seen[account.id] = account.source
+
+    raw_steps = _get(doc, "steps", list, where, default=None)
+    if not raw_steps:
+        raise UsageError(f"{where}: no steps (add at least one [[steps]] table)")
+    steps = [_step_from_table(raw, i, timeout_ms, where) for i, raw in enumerate(raw_steps)]
+
+    task = Task(
+        id=task_id,
+        name=name,
+        path=path,
+        concurrency=concurrency,
+        account_timeout_s=account_timeout_s,
+        retries=retries,
+        timeout_ms=timeout_ms,
+        accounts=accounts,
+        steps=steps,
+        storage_state=storage_state,
+        accounts_file=accounts_file,
+    )
+    task.env_names = frozenset(_check_references(task, env, where))
+    task.literal_secrets = frozenset(
+        v for a in accounts for k, v in a.vars.items() if k in _secret_literal_names(a) and v
+    )
+    return task
+
+
+def _type_name(kinds: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+             dict: "a table"}
+    if isinstance(kinds, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kinds if k is not float or int not in kinds)
+    return names.get(kinds, kinds.__name__)
+
+
+def _is(value: Any, kinds: type | tuple[type, ...]) -> bool:
+    if isinstance(value, bool):  # TOML true is not an integer here
+        return kinds is bool or (isinstance(kinds, tuple) and bool in kinds)
+    return isinstance(value, kinds)
+
+
+def _get(table: dict[str, Any], key: str, kinds: type | tuple[type, ...], where: str, *, default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if not _is(value, kinds):
+        raise UsageError(f"{where}: {key} must be {_type_name(kinds)}, not {_describe(value)}")
+    return value
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value) if len(value) < 40 else "a string"
+    if isinstance(value, int | float):
+        return repr(value)
+    return _type_name(type(value))
+
+
+def _var_value(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise UsageError(f"{where} must be a string or a number, not {_describe(value)}")
+
+
+def _check_account_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{where}: missing account id (field 'id')")
+    if not SAFE_ID.match(value):
+        raise UsageError(f"{where}: account id {value!r} is not allowed ({SAFE_ID_TEXT})")
+    return value
+
+
+def _account_vars(raw: dict[str, Any], where: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, value in raw.items():
+        if not VAR_NAME.match(str(name)):
+            raise UsageError(f"{where}: variable name {name!r} is not allowed (letters, digits and _)")
+        if name == "id":
+            raise UsageError(f"{where}: 'id' is not a variable name (${{account.id}} is the account's id)")
+        result[name] = _var_value(value, f"{where}: variable {name!r}")
+    return result
+
+
+def _account_from_table(raw: Any, where: str) -> Account:
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: must be a table with an id, not {_describe(raw)}")
+    unknown = sorted(set(raw) - ACCOUNT_KEYS)
+    if unknown:
+        raise UsageError(f"{where}: unknown key {unknown[0]!r} (known: id, vars, storage_state)")
+    account_id = _check_account_id(raw.get("id"), where)
+    where = f"{where} ({account_id})"
+    raw_vars = _get(raw, "vars", dict, where, default={})
+    storage_state = _get(raw, "storage_state", str, where, default=None)
+    return Account(account_id, _account_vars(raw_vars, where), storage_state, where.split(": ", 1)[-1])
+
+
+def _load_accounts_file(path: Path, task_where: str) -> list[Account]:
+    where = f"{task_where}: accounts_file {path}"
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"{where}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{where}: cannot read it ({_reason(exc)})") from None
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _accounts_from_csv(text, path.name, where)
+    if suffix in (".jsonl", ".ndjson"):
+        return _accounts_from_jsonl(text, path.name, where)
+    raise UsageError(f"{where}: unknown format (use a .csv or .jsonl file)")
+
+
+def _accounts_from_csv(text: str, name: str, where: str) -> list[Account]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or "id" not in reader.fieldnames:
+        raise UsageError(f"{where}: the first line must name the columns, one of them 'id'")
+    accounts = []
+    for row in reader:
+        line_where = f"{name} line {reader.line_num}"
+        if None in row:
+            raise UsageError(f"{where}: line {reader.line_num} has more fields than the header")
+        account_id = _check_account_id(row.pop("id"), f"{where}: line {reader.line_num}")
+        storage_state = row.pop("storage_state", None) or None
+        values = {k: v for k, v in row.items() if v is not None}
+        accounts.append(
+            Account(account_id, _account_vars(values, f"{where}: line {reader.line_num}"), storage_state, line_where)
+        )
+    return accounts
+
+
+def _accounts_from_jsonl(text: str, name: str, where: str) -> list[Account]:
+    accounts = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        line_where = f"{where}: line {number}"
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise UsageError(f"{line_where}: not valid JSON ({exc})") from None
+        if not isinstance(obj, dict):
+            raise UsageError(f"{line_where}: must be a JSON object with an 'id'")
+        account_id = _check_account_id(obj.pop("id", None), line_where)
+        storage_state = obj.pop("storage_state", None)
+        if storage_state is not None and not isinstance(storage_state, str):
+            raise UsageError(f"{line_where}: storage_state must be a string")
+        nested = obj.pop("vars", {})
+        if not isinstance(nested, dict):
+            raise UsageError(f"{line_where}: vars must be an object")
+        values = {**obj, **nested}
+        accounts.append(Account(account_id, _account_vars(values, line_where), storage_state, f"{name} line {number}"))
+    return accounts
+
+
+def _step_from_table(raw: Any, index: int, default_timeout_ms: int, task_where: str) -> Step:
+    where = f"{task_where}: step {index + 1}"
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: must be a table with one action, not {_describe(raw)}")
+    actions = [k for k in raw if k in ACTIONS]
+    if not actions:
+        others = [k for k in raw if k not in COMMON_STEP_KEYS]
+        if others:
+            raise UsageError(f"{where}: unknown action {others[0]!r} (actions: {', '.join(ACTIONS)})")
+        raise UsageError(f"{where}: no action (one of: {', '.join(ACTIONS)})")
+    if len(actions) > 1:
+        raise UsageError(f"{where}: one action per step, found {' and '.join(actions)}")
+    action = actions[0]
+    spec = ACTIONS[action]
+    where = f"{where} ({action})"
+    allowed = {action, *spec.extras, *COMMON_STEP_KEYS}
+    unknown = [k for k in raw if k not in allowed]
+    if unknown:
+        raise UsageError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+    value = raw[action]
+    if not _is(value, spec.value):
+        raise UsageError(f"{where}: {action} must be {spec.what} ({_type_name(spec.value)}), not {_describe(value)}")
+    args: dict[str, Any] = {"": value}
+    for extra, (kinds, required) in spec.extras.items():
+        if extra not in raw:
+            if required:
+                raise UsageError(f"{where}: missing field {extra!r}")
+            continue
+        if not _is(raw[extra], kinds):
+            raise UsageError(f"{where}: {extra} must be {_type_name(kinds)}, not {_describe(raw[extra])}")
+        args[extra] = raw[extra]
+    timeout_ms = _get(raw, "timeout_ms", int, where, default=default_timeout_ms)
+    if timeout_ms < 1:
+        raise UsageError(f"{where}: timeout_ms must be at least 1")
+    optional = _get(raw, "optional", bool, where, default=False)
+
+    _check_action_values(action, args, where)
+    return Step(index, action, args, timeout_ms, optional, dict(raw))
+
+
+def _check_action_values(action: str, args: dict[str, Any], where: str) -> None:
+    value = args[""]
+    if action == "scroll":
+        if value < 1:
+            raise UsageError(f"{where}: scroll must be 1 or more times")
+        if args.get("pause_ms", 0) < 0:
+            raise UsageError(f"{where}: pause_ms must be 0 or more")
+    elif action == "wait_ms" and value < 0:
+        raise UsageError(f"{where}: wait_ms must be 0 or more")
+    elif action == "expect_text":
+        unknown = sorted(set(value) - {"selector", "text"})
+        if unknown:
+            raise UsageError(f"{where}: unknown field {unknown[0]!r} in expect_text (use selector and text)")
+        for key in ("selector", "text"):
+            if key not in value:
+                raise UsageError(f"{where}: expect_text needs {key!r}")
+            if not isinstance(value[key], str):
+                raise UsageError(f"{where}: expect_text.{key} must be a string, not {_describe(value[key])}")
+    elif action in ("goto", "click", "fill", "hover", "wait_for", "press", "screenshot") and not value:
+        raise UsageError(f"{where}: {action} must not be empty")
+    if action == "screenshot":
+        if any(ref.startswith("env.") for ref in references(value)):
+            raise UsageError(f"{where}: a screenshot name cannot use ${{env.*}} (it would put a secret in a file name)")
+
+
+def _templates(step: Step) -> list[str]:
+    spec = ACTIONS[step.action]
+    if step.action == "expect_text":
+        return [step.args[""]["selector"], step.args[""]["text"]]
+    return [step.args[k] for k in spec.templated if isinstance(step.args.get(k), str)]
+
+
+def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str]:
+    """Render every template for every account now, so an undefined variable fails before any run.
+
+    Returns the names of the environment variables the task refers to (their values are secrets).
+    """
+    env_names: set[str] = set()
+    for account in task.accounts:
+        for name, value in account.vars.items():
+            for ref in references(value):
+                if not ref.startswith("env."):
+                    raise UsageError(
+                        f"{where}: account {account.id!r}, variable {name!r}: only ${{env.NAME}} may be used "
+                        f"inside a variable, not ${{{ref}}}"
+                    )
+                env_names.add(ref[4:])
+        template = account.storage_state or task.storage_state
+        if template:
+            if any(ref.startswith("env.") for ref in references(template)):
+                raise UsageError(f"{where}: account {account.id!r}: storage_state cannot use ${{env.*}}")
+            _render(template, account, env, where=f"{where}: account {account.id!r}: storage_state: ")
+        for step in task.steps:
+            for template in _templates(step):
+                rendered = _render(template, account, env, where=f"{where}: {step.label}: ")
+                if step.action == "screenshot":
+                    if any(ref.startswith("account.") and _has_env(account, ref) for ref in references(template)):
+                        raise UsageError(
+                            f"{where}: {step.label}: the screenshot name uses a variable that holds ${{env.*}}"
+                        )
+                    if not SAFE_ID.match(rendered):
+                        raise UsageError(
+                            f"{where}: {step.label}: screenshot name {rendered!r} for account {account.id!r} "
+                            f"is not allowed ({SAFE_ID_TEXT})"
+                        )
+                env_names.update(ref[4:] for ref in references(template) if ref.startswith("env."))
+    names = [s.args[""] for s in task.steps if s.action == "screenshot"]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UsageError(f"{where}: two screenshot steps are named {duplicates[0]!r}; give each its own name")
+    return env_names
+
+
+def _has_env(account: Account, ref: str) -> bool:
+    value = account.vars.get(ref[8:], "")
+    return any(r.startswith("env.") for r in references(value))
