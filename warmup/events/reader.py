@@ -66,7 +66,8 @@ def read_block(fd: int, offset: int, max_bytes: int = 4 * CHUNK) -> tuple[list[b
         buf = os.pread(fd, size, offset)
         nl = buf.rfind(b"\n")
         if nl >= 0:
-            lines = buf[:nl].split(b"\n")
+            lines = buf.split(b"\n")
+            lines.pop()  # the bytes after the last newline (b"" when the block ends with one)
             return lines, offset + nl + 1
         if len(buf) < size:  # end of file inside a torn or growing line
             return [], offset

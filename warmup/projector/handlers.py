@@ -1,0 +1,258 @@
+"""Event handlers: how each event type changes the projected rows.
+
+Each handler first checks everything it needs (raising ``Reject`` with a reason) and only then
+changes rows, so a rejected event leaves no trace but its ``rejected_events`` row. Every value
+written comes from the event itself (times are the events' ``ts``), never from the projector's
+clock or from how the log was cut into batches: the tables are a pure function of the log.
+
+Statuses are upper case. A run_accounts row is PENDING from ``run_started`` until its account
+starts, RUNNING through its attempts (a failed attempt that will be retried keeps it RUNNING), and
+then final: COMPLETED, FAILED, CANCELLED or INTERRUPTED. A run is COMPLETED only when every one of
+its accounts completed (the original app marked a task COMPLETED even when all accounts failed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from warmup.events.envelope import (
+    ACCOUNT_FINAL_STATUSES,
+    RUN_FINAL_STATUSES,
+    AccountEvent,
+    AccountFinished,
+    AccountStarted,
+    ArtifactSaved,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+)
+from warmup.projector.rows import Row, RowCache
+
+_COUNT_COLUMN = {
+    "COMPLETED": "accounts_completed",
+    "FAILED": "accounts_failed",
+    "CANCELLED": "accounts_cancelled",
+    "INTERRUPTED": "accounts_interrupted",
+}
+
+
+class Reject(Exception):
+    """The event is well-formed but cannot apply (unknown run, duplicate, bad field); says why."""
+
+
+class Handlers:
+    """Applies events to a RowCache. ``apply(event)`` raises Reject for an event that cannot apply."""
+
+    def __init__(self, rows: RowCache) -> None:
+        self.rows = rows
+        self._runs = rows.runs
+        self._run_accounts = rows.run_accounts
+        self._accounts = rows.accounts
+        self._dirty_accounts = rows.dirty_accounts
+        # Keyed by the event's class: ``by_type[type(event)](event)`` is the projector's dispatch.
+        self.by_type: dict[type, Callable[[Any], None]] = {
+            RunStarted: self.run_started,
+            AccountStarted: self.account_started,
+            StepFinished: self.step_finished,
+            ArtifactSaved: self.artifact_saved,
+            AccountFinished: self.account_finished,
+            RunFinished: self.run_finished,
+        }
+
+    def apply(self, event: Any) -> None:
+        self.by_type[type(event)](event)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _run_account(self, event: AccountEvent) -> tuple[Row, Row]:
+        """The run and run_accounts rows an account event applies to, marked as changing."""
+        run_id, account_id = event.run_id, event.account_id
+        run = self._runs.get(run_id) or self.rows.run(run_id)  # the dict first: this is the hot path
+        if run is None:
+            raise Reject(f"{type(event).__struct_config__.tag}: unknown run {run_id!r} (no run_started before it)")
+        ra = self._run_accounts[run_id].get(account_id)
+        if ra is None:
+            raise Reject(f"{type(event).__struct_config__.tag}: account {account_id!r} is not part of run {run_id!r}")
+        return run, ra
+
+    def _account_row(self, account_id: str, ts: str) -> Row:
+        """The account's row, created on first sight, marked as changing."""
+        row = self._accounts.get(account_id)
+        if row is not None:
+            self._dirty_accounts.add(account_id)
+            return row
+        row = self.rows.account(account_id)
+        if row is None:
+            row = {
+                "id": account_id,
+                "warmed_at": None,
+                "warm_count": 0,
+                "fail_count": 0,
+                "runs_count": 0,
+                "last_run_id": None,
+                "last_status": None,
+                "last_error": None,
+                "first_seen_at": ts,
+                "updated_at": ts,
+            }
+        self.rows.put_account(row)
+        return row
+
+    # -- handlers ------------------------------------------------------------------------------
+    def run_started(self, event: RunStarted) -> None:
+        run_id, ts = event.run_id, event.ts
+        accounts = event.accounts
+        if len(set(accounts)) != len(accounts):
+            raise Reject("run_started: 'accounts' lists an account twice")
+        if self.rows.run(run_id) is not None:
+            raise Reject(f"run_started: run {run_id!r} was already started (duplicate event)")
+
+        run = {
+            "id": run_id,
+            "task_id": event.task_id,
+            "task_name": event.task_name,
+            "status": "RUNNING",
+            "started_at": ts,
+            "completed_at": None,
+            "accounts_total": len(accounts),
+            "accounts_completed": 0,
+            "accounts_failed": 0,
+            "accounts_cancelled": 0,
+            "accounts_interrupted": 0,
+            "steps": event.steps,
+            "concurrency": event.concurrency,
+            "host": event.host,
+            "pid": event.pid,
+            "resumed_from": event.resumed_from,
+            "reason": None,
+        }
+        run_accounts = {
+            account_id: {
+                "run_id": run_id,
+                "account_id": account_id,
+                "position": position,
+                "status": "PENDING",
+                "attempts": 0,
+                "started_at": None,
+                "completed_at": None,
+                "steps_ok": 0,
+                "steps_failed": 0,
+                "error": None,
+                "log": "",
+            }
+            for position, account_id in enumerate(accounts)
+        }
+        self.rows.put_run(run, run_accounts)
+        for account_id in accounts:
+            account = self._account_row(account_id, ts)
+            account["runs_count"] += 1
+            account["last_run_id"] = run_id
+            account["last_status"] = "PENDING"
+            account["updated_at"] = ts
+
+        task = self.rows.task(event.task_id)
+        if task is None:
+            task = {"id": event.task_id, "runs_count": 0, "first_seen_at": ts}
+        task["name"] = event.task_name
+        task["runs_count"] += 1
+        task["last_run_id"] = run_id
+        task["last_status"] = "RUNNING"
+        task["updated_at"] = ts
+        self.rows.put_task(task)
+
+    def account_started(self, event: AccountStarted) -> None:
+        run, ra = self._run_account(event)
+        if ra["status"] in ACCOUNT_FINAL_STATUSES:
+            raise Reject(f"account_started: account {ra['account_id']!r} already finished ({ra['status']})")
+        ts, attempt = event.ts, event.attempt
+        ra["status"] = "RUNNING"
+        if attempt > ra["attempts"]:
+            ra["attempts"] = attempt
+        if ra["started_at"] is None:
+            ra["started_at"] = ts
+        ra["log"] += f"{ts[11:23]} attempt {attempt} started\n"
+        account = self._account_row(ra["account_id"], ts)
+        account["last_run_id"] = run["id"]
+        account["last_status"] = "RUNNING"
+        account["updated_at"] = ts
+
+    def step_finished(self, event: StepFinished) -> None:
+        run, ra = self._run_account(event)
+        if ra["status"] in ACCOUNT_FINAL_STATUSES:
+            raise Reject(f"step_finished: account {ra['account_id']!r} already finished ({ra['status']})")
+        if event.ok:
+            ra["steps_ok"] += 1
+        else:
+            ra["steps_failed"] += 1
+            ra["log"] += (
+                f"{event.ts[11:23]} step {event.index} {event.action} failed "
+                f"after {event.duration_ms:.0f} ms: {event.error}\n"
+            )
+
+    def artifact_saved(self, event: ArtifactSaved) -> None:
+        run, ra = self._run_account(event)
+        self.rows.artifacts.append(
+            {
+                "path": event.path,
+                "run_id": run["id"],
+                "account_id": ra["account_id"],
+                "kind": event.kind,
+                "attempt": event.attempt,
+                "sha256": event.sha256,
+                "bytes": event.bytes,
+                "ts": event.ts,
+            }
+        )
+        ra["log"] += f"{event.ts[11:23]} saved {event.path}\n"
+
+    def account_finished(self, event: AccountFinished) -> None:
+        run, ra = self._run_account(event)
+        status, error, attempt, ts = event.status, event.error, event.attempt, event.ts
+        if status not in ACCOUNT_FINAL_STATUSES:
+            raise Reject(f"account_finished: unknown status {status!r}")
+        if ra["status"] in ACCOUNT_FINAL_STATUSES:
+            raise Reject(f"account_finished: account {ra['account_id']!r} already finished ({ra['status']})")
+        if attempt > ra["attempts"]:
+            ra["attempts"] = attempt
+        ra["error"] = error
+        if event.retrying:
+            ra["log"] += f"{ts[11:23]} attempt {attempt} {status}, retrying: {error}\n"
+            return
+        ra["status"] = status
+        ra["completed_at"] = ts
+        ra["log"] += f"{ts[11:23]} {status}" + (f": {error}\n" if error else "\n")
+        run[_COUNT_COLUMN[status]] += 1
+        account = self._account_row(ra["account_id"], ts)
+        account["last_run_id"] = run["id"]
+        account["last_status"] = status
+        account["last_error"] = error
+        account["updated_at"] = ts
+        if status == "COMPLETED":
+            account["warmed_at"] = ts
+            account["warm_count"] += 1
+        elif status == "FAILED":
+            account["fail_count"] += 1
+
+    def run_finished(self, event: RunFinished) -> None:
+        run_id, ts, said = event.run_id, event.ts, event.status
+        run = self.rows.run(run_id)
+        if run is None:
+            raise Reject(f"run_finished: unknown run {run_id!r} (no run_started before it)")
+        if said not in RUN_FINAL_STATUSES:
+            raise Reject(f"run_finished: unknown status {said!r}")
+        if run["status"] in RUN_FINAL_STATUSES:
+            raise Reject(f"run_finished: run {run_id!r} already finished ({run['status']})")
+        if said == "INTERRUPTED":
+            status = "INTERRUPTED"
+        elif run["accounts_completed"] == run["accounts_total"]:
+            status = "COMPLETED"
+        else:
+            status = "FAILED"
+        run["status"] = status
+        run["completed_at"] = ts
+        run["reason"] = event.reason
+        task = self.rows.task(run["task_id"])
+        if task is not None and task["last_run_id"] == run_id:
+            task["last_status"] = status
+            task["updated_at"] = ts
+            self.rows.touch_task(task["id"])

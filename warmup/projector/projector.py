@@ -1,0 +1,276 @@
+"""The projector: folds the log, from the checkpoint on, into the SQLite tables.
+
+It is synchronous on purpose and refuses to run inside an asyncio event loop: the database belongs
+to this process alone, never to the browser side (the original app called the ORM from inside
+Playwright's loop and crashed with "You cannot call this from an async context").
+
+One batch is one transaction::
+
+    BEGIN IMMEDIATE                  -- the write lock: another projector waits here
+    read the checkpoint              -- inside the lock, so never stale
+    verify the log still matches it
+    read complete lines after it, decode, fold into RowCache
+    write the touched rows, then the new checkpoint
+    COMMIT                           -- rows and checkpoint together, or neither
+
+A bad line (not JSON, no envelope, unknown type or version, or an event that cannot apply) is
+recorded in ``rejected_events`` and skipped, in the same transaction; ``strict`` stops there instead.
+The log is only ever read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from warmup.errors import UsageError, WarmupError
+from warmup.events.envelope import SCHEMA_VERSION, EventDecoder, InvalidEvent
+from warmup.events.reader import read_block
+from warmup.projector import checkpoint as cp
+from warmup.projector.handlers import Handlers, Reject
+from warmup.projector.rows import RowCache
+from warmup.projector.schema import CHECKPOINT, PROJECTION_VERSION, create_all, create_indexes
+
+REJECTED_LINE_CHARS = 1000
+DEFAULT_BATCH_BYTES = 4 << 20  # ~20,000 events a transaction
+
+
+class StrictStop(WarmupError):
+    """``--strict`` met an invalid line: the lines before it are applied, it and those after are not."""
+
+
+class VersionMismatch(Exception):
+    """The database was built by another projection version; it must be rebuilt by replay."""
+
+    def __init__(self, found: int) -> None:
+        super().__init__(found)
+        self.found = found
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    rejected: int = 0
+    offset: int = 0
+
+
+def refuse_inside_event_loop() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise WarmupError(
+        "the projector is synchronous and must not run inside an asyncio event loop; "
+        "run `warmup project` as its own process"
+    )
+
+
+def create_private_file(path: Path) -> None:
+    """Create ``path`` with mode 0600 if it does not exist (SQLite would use the umask)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+class Projector:
+    """Projects ``log_path`` into ``db_path``. Use ``catch_up()``; close with ``close()``.
+
+    ``fast=True`` is for building a fresh file that nobody else reads (replay): no journal, no
+    fsync per batch. A crash then leaves a broken temporary file, which replay discards.
+    """
+
+    def __init__(
+        self,
+        log_path: str | os.PathLike[str],
+        db_path: str | os.PathLike[str],
+        *,
+        strict: bool = False,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        fast: bool = False,
+    ) -> None:
+        refuse_inside_event_loop()
+        self.log_path = Path(log_path)
+        self.db_path = Path(db_path)
+        self.strict = strict
+        self.batch_bytes = batch_bytes
+        self.fast = fast
+        self.conn: sqlite3.Connection | None = None
+        self.decode = EventDecoder()
+        self._connect()
+
+    # -- connection ----------------------------------------------------------------------------
+    def _connect(self) -> None:
+        create_private_file(self.db_path)
+        conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=60.0, check_same_thread=False)
+        try:
+            if self.fast:
+                conn.execute("PRAGMA journal_mode=OFF")
+                conn.execute("PRAGMA synchronous=OFF")
+            self._inode = os.stat(self.db_path).st_ino
+            self._ensure_schema(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise UsageError(f"{self.db_path} is not a usable SQLite database: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+        self.rows = RowCache(conn)
+        self.handlers = Handlers(self.rows)
+        self._committed: tuple[int, int] | None = None  # (offset, events) this process committed last
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if CHECKPOINT.name in tables:
+                found = cp.read(conn)
+                if found is not None and found.projection_version != PROJECTION_VERSION:
+                    raise VersionMismatch(found.projection_version)
+            elif tables:
+                raise UsageError(
+                    f"{self.db_path} already holds other tables and is not a warmup database; "
+                    "choose another --db"
+                )
+            else:
+                create_all(conn, indexes=not self.fast)  # a bulk build indexes once, at its end
+                cp.write(conn, cp.Checkpoint(log_path=str(self.log_path)))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def create_indexes(self) -> None:
+        """Add the secondary indexes a ``fast`` build left out (cheaper once at the end than per row)."""
+        assert self.conn is not None
+        self.conn.execute("BEGIN IMMEDIATE")
+        create_indexes(self.conn)
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def __enter__(self) -> Projector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _db_was_swapped(self) -> bool:
+        """True when ``warmup replay`` put a new database file at our path since we opened it."""
+        try:
+            return os.stat(self.db_path).st_ino != self._inode
+        except FileNotFoundError:
+            return True
+
+    # -- projecting ----------------------------------------------------------------------------
+    def catch_up(self, should_stop: Callable[[], bool] = lambda: False) -> BatchResult:
+        """Apply every complete line after the checkpoint, batch by batch, then return the totals."""
+        total = BatchResult()
+        try:
+            fd = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise UsageError(f"no event log at {self.log_path} (run `warmup run` first, or pass --log)") from None
+        try:
+            while True:
+                batch = self._one_batch(fd)
+                if batch is None:
+                    break
+                total.applied += batch.applied
+                total.rejected += batch.rejected
+                total.offset = batch.offset
+                if should_stop():
+                    break
+        finally:
+            os.close(fd)
+        return total
+
+    def _one_batch(self, fd: int) -> BatchResult | None:
+        """One transaction: returns what it applied, or None when the log held nothing new."""
+        assert self.conn is not None
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        if self._db_was_swapped():
+            conn.execute("ROLLBACK")
+            self.close()
+            self._connect()
+            return self._one_batch(fd)
+        try:
+            checkpoint = cp.read(conn)
+            if checkpoint is None:
+                raise WarmupError(f"{self.db_path} has lost its checkpoint row; run `warmup replay`")
+            if self._committed != (checkpoint.offset, checkpoint.events_applied):
+                self.rows.clear()  # another projector wrote since our last commit: reload from the db
+            cp.verify(checkpoint, fd, str(self.log_path))
+            lines, end = read_block(fd, checkpoint.offset, self.batch_bytes)
+            if not lines:
+                conn.execute("ROLLBACK")
+                self._committed = (checkpoint.offset, checkpoint.events_applied)
+                return None
+            result = self._fold(lines, checkpoint)
+            self.rows.flush()
+            checkpoint.log_path = str(self.log_path)
+            checkpoint.head_sha256, checkpoint.tail_sha256 = cp.fingerprint(fd, checkpoint.offset)
+            cp.write(conn, checkpoint)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.rows.clear()
+            self._committed = None
+            raise
+        self.rows.after_commit()
+        self._committed = (checkpoint.offset, checkpoint.events_applied)
+        if result.offset < end:  # strict mode stopped at a bad line
+            raise self._strict_stop
+        return result
+
+    def _fold(self, lines: list[bytes], checkpoint: cp.Checkpoint) -> BatchResult:
+        """Apply ``lines`` (starting at the checkpoint's offset) and advance the checkpoint.
+
+        The hot loop: a million events must fold in about a second, so it calls msgspec's decoder
+        directly and leaves only an odd line (old version, invalid) to ``EventDecoder.slow``.
+        """
+        fast, slow, fast_failures = self.decode.fast, self.decode.slow, EventDecoder.FAST_FAILURES
+        handlers = self.handlers.by_type
+        rejected_rows = self.rows.rejected
+        pos = checkpoint.offset
+        applied = rejected = 0
+        last_event = None
+        for data in lines:
+            try:
+                try:
+                    event = fast(data)
+                    if event.v != SCHEMA_VERSION:
+                        event = slow(data)
+                except fast_failures:
+                    event = slow(data)
+                handlers[type(event)](event)
+            except (InvalidEvent, Reject) as exc:
+                if self.strict:
+                    self._strict_stop = StrictStop(
+                        f"invalid line at byte {pos} of {self.log_path}: {exc} "
+                        "(--strict stops here; without it the line is recorded in rejected_events and skipped)"
+                    )
+                    break
+                line = data[:REJECTED_LINE_CHARS].decode("utf-8", "replace")
+                rejected_rows.append({"offset": pos, "reason": str(exc), "line": line})
+                rejected += 1
+            else:
+                applied += 1
+                last_event = event
+            pos += len(data) + 1
+        checkpoint.offset = pos
+        if last_event is not None:
+            checkpoint.last_event_id, checkpoint.last_event_ts = last_event.id, last_event.ts
+        checkpoint.events_applied += applied
+        checkpoint.events_rejected += rejected
+        return BatchResult(applied, rejected, pos)

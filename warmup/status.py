@@ -1,0 +1,113 @@
+"""``warmup status``: recent runs with their account counts, and the accounts, from the database.
+
+Read-only: it opens the database with ``mode=ro`` and never writes, so it is safe beside a running
+projector. Tables are drawn with rich (colour only on a terminal); ``--json`` prints the same data.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from warmup.errors import UsageError
+
+STATUS_STYLE = {
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "RUNNING": "yellow",
+    "PENDING": "dim",
+    "CANCELLED": "magenta",
+    "INTERRUPTED": "magenta",
+}
+
+
+def connect_readonly(db_path: Path) -> sqlite3.Connection:
+    if not db_path.is_file():
+        raise UsageError(f"no database at {db_path}: run `warmup project` (or `warmup run`) first, or pass --db")
+    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute('SELECT 1 FROM "projector_checkpoint" LIMIT 1')
+    except sqlite3.DatabaseError:
+        conn.close()
+        raise UsageError(f"{db_path} is not a warmup database (no projector_checkpoint table)") from None
+    return conn
+
+
+def load_status(db_path: Path, limit: int = 10) -> dict[str, Any]:
+    conn = connect_readonly(db_path)
+    try:
+        runs = [dict(r) for r in conn.execute(
+            "SELECT id, task_id, task_name, status, started_at, completed_at, accounts_total, "
+            "accounts_completed, accounts_failed, accounts_cancelled, accounts_interrupted, "
+            "accounts_total - accounts_completed - accounts_failed - accounts_cancelled - accounts_interrupted "
+            "AS accounts_open, resumed_from, reason "
+            "FROM runs ORDER BY started_at DESC, id DESC LIMIT ?",
+            (limit,),
+        )]
+        accounts = [dict(r) for r in conn.execute(
+            "SELECT id, last_status, warmed_at, warm_count, fail_count, runs_count, last_run_id, last_error "
+            "FROM accounts ORDER BY id"
+        )]
+        checkpoint = dict(conn.execute(
+            'SELECT "offset", events_applied, events_rejected, last_event_ts FROM projector_checkpoint'
+        ).fetchone())
+    finally:
+        conn.close()
+    return {"runs": runs, "accounts": accounts, "checkpoint": checkpoint}
+
+
+def _status(text: str | None) -> str:
+    if not text:
+        return ""
+    style = STATUS_STYLE.get(text)
+    return f"[{style}]{text}[/]" if style else text
+
+
+def _when(ts: str | None) -> str:
+    return ts[:19].replace("T", " ") if ts else ""
+
+
+def render(data: dict[str, Any], console: Console) -> None:
+    runs = Table(title="Recent runs", title_justify="left")
+    for col in ("run", "task", "status", "started (UTC)", "finished", "total", "ok", "failed", "other"):
+        runs.add_column(col, justify="right" if col in ("total", "ok", "failed", "other") else "left")
+    for r in data["runs"]:
+        other = r["accounts_cancelled"] + r["accounts_interrupted"] + r["accounts_open"]
+        runs.add_row(
+            r["id"], r["task_id"], _status(r["status"]), _when(r["started_at"]), _when(r["completed_at"]),
+            str(r["accounts_total"]), str(r["accounts_completed"]), str(r["accounts_failed"]), str(other),
+        )
+    console.print(runs)
+    accounts = Table(title="Accounts", title_justify="left")
+    for col in ("account", "last status", "warmed at (UTC)", "warm", "fail", "last run", "last error"):
+        accounts.add_column(col, overflow="fold")
+    for a in data["accounts"]:
+        accounts.add_row(
+            a["id"], _status(a["last_status"]), _when(a["warmed_at"]), str(a["warm_count"]), str(a["fail_count"]),
+            a["last_run_id"] or "", (a["last_error"] or "")[:120],
+        )
+    console.print(accounts)
+    cp = data["checkpoint"]
+    line = f"{cp['events_applied']} events applied"
+    if cp["events_rejected"]:
+        line += f", {cp['events_rejected']} invalid lines skipped (table rejected_events)"
+    console.print(f"[dim]{line}; last event at {_when(cp['last_event_ts']) or '-'}[/]")
+
+
+def run_status(db_path: Path, *, as_json: bool, limit: int) -> int:
+    data = load_status(db_path, limit)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+        return 0
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)  # piped: no 80-column squeeze
+    render(data, console)
+    return 0
