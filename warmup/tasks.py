@@ -192,7 +192,8 @@ def _secret_literal_names(account: Account) -> set[str]:
 
 def _only_env_refs(value: str) -> bool:
     """True when a credential-named var is just ``${env.X}`` references (nothing literal to hide)."""
-    return REFERENCE.sub("", value) == "" and bool(REFERENCE.search(value))
+    refs = references(value)
+    return REFERENCE.sub("", value) == "" and bool(refs) and all(r.startswith("env.") for r in refs)
 
 
 class Scrubber:
@@ -556,10 +557,12 @@ def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str
     for account in task.accounts:
         for name, value in account.vars.items():
             for ref in references(value):
+                if ref == "account.id":
+                    continue
                 if not ref.startswith("env."):
                     raise UsageError(
-                        f"{where}: account {account.id!r}, variable {name!r}: only ${{env.NAME}} may be used "
-                        f"inside a variable, not ${{{ref}}}"
+                        f"{where}: account {account.id!r}, variable {name!r}: only ${{account.id}} and "
+                        f"${{env.NAME}} may be used inside a variable, not ${{{ref}}}"
                     )
                 env_names.add(ref[4:])
         template = account.storage_state or task.storage_state

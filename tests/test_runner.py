@@ -1,0 +1,328 @@
+"""``warmup run`` end to end: real Chromium, the test site on 127.0.0.1, the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import orjson
+import pytest
+from conftest import REPO, Workdir, cli_env, warmup
+
+from warmup.events.envelope import decode
+
+pytestmark = pytest.mark.browser
+
+
+def by_account(events: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for event in events:
+        if "account_id" in event:
+            grouped[event["account_id"]].append(event)
+    return grouped
+
+
+def final(events: list[dict], account_id: str) -> dict:
+    return [e for e in events if e["type"] == "account_finished" and e["account_id"] == account_id][-1]
+
+
+def test_three_accounts_at_concurrency_2_one_failing(site: str, work: Workdir) -> None:
+    task = work.task(f"""
+id = "three"
+concurrency = 2
+[[accounts]]
+id = "a1"
+vars = {{ sel = "#feed" }}
+[[accounts]]
+id = "a2"
+vars = {{ sel = "#feed" }}
+[[accounts]]
+id = "a3"
+vars = {{ sel = "#missing" }}
+
+[[steps]]
+goto = "{site}/feed"
+[[steps]]
+scroll = 2
+pause_ms = 50
+[[steps]]
+click = "#more"
+[[steps]]
+expect_title = "Feed (more)"
+[[steps]]
+wait_ms = 400
+[[steps]]
+wait_for = "${{account.sel}}"
+timeout_ms = 800
+""")
+    result = warmup(*work.run_args(task))  # --project is the default: the tables fill beside the run
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    events = work.events()
+    types = [e["type"] for e in events]
+    assert types[0] == "run_started" and types[-1] == "run_finished"
+    started, finished = events[0], events[-1]
+    run_id = started["run_id"]
+    assert started["accounts"] == ["a1", "a2", "a3"] and started["steps"] == 6 and started["concurrency"] == 2
+    assert started["task"]["steps"][5] == {"wait_for": "${account.sel}", "timeout_ms": 800}
+    assert started["resumed_from"] is None and started["task_id"] == "three"
+    assert finished["status"] == "FAILED"
+
+    grouped = by_account(events)
+    for account_id, n_steps in (("a1", 6), ("a2", 6), ("a3", 6)):
+        seq = grouped[account_id]
+        assert seq[0]["type"] == "account_started" and seq[0]["attempt"] == 1
+        assert seq[-1]["type"] == "account_finished"
+        steps = [e for e in seq if e["type"] == "step_finished"]
+        assert [s["index"] for s in steps] == list(range(n_steps))
+        assert [s["action"] for s in steps] == ["goto", "scroll", "click", "expect_title", "wait_ms", "wait_for"]
+        assert all(isinstance(s["duration_ms"], float) for s in steps)
+    assert final(events, "a1")["status"] == final(events, "a2")["status"] == "COMPLETED"
+    failed = final(events, "a3")
+    assert failed["status"] == "FAILED" and failed["retrying"] is False
+    assert "step 6 (wait_for)" in failed["error"] and "800ms" in failed["error"]
+    bad_step = [e for e in grouped["a3"] if e["type"] == "step_finished"][-1]
+    assert bad_step["ok"] is False and bad_step["url"] == f"{site}/feed" and "#missing" in bad_step["error"]
+
+    # a1 and a2 ran at the same time; a3 waited for a free slot.
+    start = {e["account_id"]: e["ts"] for e in events if e["type"] == "account_started"}
+    end = {e["account_id"]: e["ts"] for e in events if e["type"] == "account_finished"}
+    assert max(start["a1"], start["a2"]) < min(end["a1"], end["a2"])
+    assert start["a3"] >= min(end["a1"], end["a2"])
+
+    # the failure screenshot is on disk and recorded
+    shots = [e for e in events if e["type"] == "artifact_saved"]
+    assert [(s["account_id"], s["kind"], s["path"]) for s in shots] == [("a3", "failure", f"{run_id}/a3/failure-1.png")]
+    png = (work.artifacts / shots[0]["path"]).read_bytes()
+    assert png.startswith(b"\x89PNG") and hashlib.sha256(png).hexdigest() == shots[0]["sha256"]
+    assert shots[0]["bytes"] == len(png)
+    assert f"run {run_id}: FAILED" in result.stdout
+
+    # the projector child filled the tables
+    db = sqlite3.connect(work.db)
+    db.row_factory = sqlite3.Row
+    run = db.execute("select * from runs where id = ?", (run_id,)).fetchone()
+    assert run is not None, "the projector did not record the run"
+    assert (run["status"], run["accounts_total"], run["accounts_completed"], run["accounts_failed"]) == (
+        "FAILED", 3, 2, 1,
+    )  # fmt: skip
+    assert run["started_at"] and run["completed_at"]
+    rows = {r["account_id"]: r for r in db.execute("select * from run_accounts where run_id = ?", (run_id,))}
+    assert {k: r["status"] for k, r in rows.items()} == {"a1": "COMPLETED", "a2": "COMPLETED", "a3": "FAILED"}
+    assert all(r["started_at"] and r["completed_at"] for r in rows.values())
+    assert "800ms" in rows["a3"]["error"]
+    accounts = {r["id"]: r for r in db.execute("select * from accounts")}
+    assert (accounts["a1"]["warm_count"], accounts["a1"]["fail_count"]) == (1, 0) and accounts["a1"]["warmed_at"]
+    assert (accounts["a3"]["warm_count"], accounts["a3"]["fail_count"]) == (0, 1)
+    assert "800ms" in accounts["a3"]["last_error"]
+    artifact = db.execute("select * from artifacts where run_id = ?", (run_id,)).fetchone()
+    assert artifact["account_id"] == "a3" and artifact["kind"] == "failure"
+    assert artifact["path"] == f"{run_id}/a3/failure-1.png" and artifact["sha256"] == shots[0]["sha256"]
+
+
+def test_storage_state_carries_a_cookie_into_the_next_run(site: str, work: Workdir) -> None:
+    sign_in = work.task(f"""
+storage_state = "states/${{account.id}}.json"
+[[accounts]]
+id = "alice"
+[[steps]]
+goto = "{site}/login"
+[[steps]]
+fill = "#user"
+value = "alice"
+[[steps]]
+click = "#go"
+[[steps]]
+expect_text = {{ selector = "#who", text = "alice" }}
+""", "sign-in.toml")
+    check = work.task(f"""
+storage_state = "states/${{account.id}}.json"
+[[accounts]]
+id = "alice"
+[[accounts]]
+id = "stranger"
+[[steps]]
+goto = "{site}/whoami"
+[[steps]]
+expect_text = {{ selector = "#who", text = "alice" }}
+timeout_ms = 500
+""", "check.toml")
+    first = warmup(*work.run_args(sign_in, "--no-project"))
+    assert first.returncode == 0, first.stderr
+    state = work.root / "states" / "alice.json"
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert any(c["name"] == "session" and c["value"] == "alice" for c in orjson.loads(state.read_bytes())["cookies"])
+
+    second = warmup(*work.run_args(check, "--no-project"))
+    assert second.returncode == 1, second.stderr  # the stranger has no saved state: not signed in
+    events = work.events()
+    assert final(events, "alice")["status"] == "COMPLETED"
+    stranger = final(events, "stranger")
+    assert stranger["status"] == "FAILED" and "'nobody'" in stranger["error"]
+    assert not (work.root / "states" / "stranger.json").exists()  # state is saved after success only
+
+
+SENTINEL = "Sentinel-S3cret-7f3a9"
+
+
+def test_an_env_secret_appears_nowhere(site: str, work: Workdir) -> None:
+    task = work.task(f"""
+[[accounts]]
+id = "alice"
+vars = {{ password = "${{env.WARMUP_TEST_SECRET}}" }}
+[[steps]]
+goto = "{site}/echo?token=${{env.WARMUP_TEST_SECRET}}"
+[[steps]]
+expect_text = {{ selector = "#q", text = "token=${{account.password}}" }}
+[[steps]]
+screenshot = "echo-${{account.id}}"
+[[steps]]
+expect_text = {{ selector = "#q", text = "something else" }}
+timeout_ms = 300
+""")
+    env = cli_env(WARMUP_TEST_SECRET=SENTINEL)
+    result = warmup(*work.run_args(task, "--no-project"), env=env)
+    assert result.returncode == 1, result.stderr
+    events = work.events()
+    failed = [e for e in events if e["type"] == "step_finished" and not e["ok"]]
+    # The secret really was used (step 2 passed) and really flowed into an error text and a URL...
+    assert [e["index"] for e in failed] == [3]
+    assert "token=***" in failed[0]["error"] and failed[0]["url"] == f"{site}/echo?token=***"
+    # ...and is nowhere: not in the log, the output, artifact names or the state.
+    assert SENTINEL.encode() not in work.log.read_bytes()
+    assert SENTINEL not in result.stdout + result.stderr
+    assert "***" in result.stderr  # the failure line shows the scrubbed text
+    files = [p for p in work.root.rglob("*")]
+    assert any(p.name == "echo-alice.png" for p in files) and any(p.name == "failure-1.png" for p in files)
+    for path in files:
+        assert SENTINEL not in str(path)
+        if path.is_file():
+            assert SENTINEL.encode() not in path.read_bytes()
+    assert started_record(events)["accounts"][0]["vars"]["password"] == "${env.WARMUP_TEST_SECRET}"
+
+
+def started_record(events: list[dict]) -> dict:
+    return events[0]["task"]
+
+
+def test_retries_timeouts_optional_steps_and_http_errors(site: str, work: Workdir) -> None:
+    task = work.task(f"""
+concurrency = 3
+retries = 1
+account_timeout_s = 1.5
+[[accounts]]
+id = "flaky"
+vars = {{ url = "{site}/flaky?key=${{account.id}}-{time.time_ns()}", ms = "0" }}
+[[accounts]]
+id = "slowpoke"
+vars = {{ url = "{site}/feed", ms = "4000" }}
+[[accounts]]
+id = "broken"
+vars = {{ url = "{site}/broken", ms = "0" }}
+[[steps]]
+click = "#nothing-here"
+optional = true
+timeout_ms = 200
+[[steps]]
+goto = "${{account.url}}"
+[[steps]]
+goto = "{site}/slow?ms=${{account.ms}}"
+""")
+    result = warmup(*work.run_args(task, "--no-project"))
+    assert result.returncode == 1, result.stderr
+    events = work.events()
+    grouped = by_account(events)
+    # flaky: the first attempt gets HTTP 500, the retry passes
+    flaky = [(e["type"], e.get("attempt"), e.get("status"), e.get("retrying")) for e in grouped["flaky"]
+             if e["type"] in ("account_started", "account_finished")]
+    assert flaky == [
+        ("account_started", 1, None, None),
+        ("account_finished", 1, "FAILED", True),
+        ("account_started", 2, None, None),
+        ("account_finished", 2, "COMPLETED", False),
+    ]
+    first_error = [e for e in grouped["flaky"] if e["type"] == "account_finished"][0]["error"]
+    assert "HTTP 500" in first_error
+    # the optional step failed, was recorded, and the account went on
+    optional = [e for e in grouped["flaky"] if e["type"] == "step_finished" and e["index"] == 0]
+    assert all(e["ok"] is False and e["optional"] is True for e in optional)
+    # slowpoke: cut off by the account timeout, twice
+    slow = final(events, "slowpoke")
+    assert slow["status"] == "FAILED" and slow["attempt"] == 2
+    assert "account timeout: 1.5 s reached during step 3 (goto)" in slow["error"]
+    cut = [e for e in grouped["slowpoke"] if e["type"] == "step_finished" and e["index"] == 2]
+    assert len(cut) == 2 and not cut[0]["ok"] and "account timeout" in cut[0]["error"]
+    # broken: HTTP 500 both times
+    assert final(events, "broken")["status"] == "FAILED" and "HTTP 500" in final(events, "broken")["error"]
+    assert events[-1]["status"] == "FAILED"
+
+
+def test_sigint_interrupts_running_accounts_and_cancels_the_rest(site: str, work: Workdir) -> None:
+    task = work.task(f"""
+concurrency = 2
+accounts_file = "accounts.csv"
+[[steps]]
+goto = "{site}/feed"
+[[steps]]
+wait_ms = 30000
+""")
+    (work.root / "accounts.csv").write_text("id\nu1\nu2\nu3\nu4\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", *work.run_args(task, "--no-project")],
+        cwd=REPO,
+        env=cli_env(WARMUP_GRACE_S="0.5"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            steps = [e for e in work.events() if e["type"] == "step_finished"]
+            if len(steps) >= 2:  # both running accounts are inside their long wait
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run never got going")
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 15  # it did not sit out the 30 s wait
+    assert "Traceback" not in err
+    raw = work.log.read_bytes()
+    assert raw.endswith(b"\n")
+    events = [decode(line) for line in raw.splitlines()]  # every line whole and valid
+    outcome = {e["account_id"]: (e["status"], e["attempt"]) for e in events if e["type"] == "account_finished"}
+    assert outcome == {
+        "u1": ("INTERRUPTED", 1),
+        "u2": ("INTERRUPTED", 1),
+        "u3": ("CANCELLED", 0),
+        "u4": ("CANCELLED", 0),
+    }
+    assert "during step 2 (wait_ms)" in final(events, "u1")["error"]
+    assert {e["account_id"] for e in events if e["type"] == "account_started"} == {"u1", "u2"}
+    assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "INTERRUPTED"
+    assert "SIGINT" in events[-1]["reason"]
+    assert ": INTERRUPTED:" in out
+
+
+def test_no_browser_is_one_line_and_exit_1(work: Workdir) -> None:
+    task = work.task('[[accounts]]\nid = "a"\n[[steps]]\nwait_ms = 1\n')
+    missing = warmup(*work.run_args(task, "--no-project", "--browser-path", str(work.root / "no-chrome")))
+    assert missing.returncode == 2 and missing.stderr.startswith("warmup: --browser-path: no such file"), missing.stderr
+    not_a_browser = work.root / "fake-chrome"
+    not_a_browser.write_text("#!/bin/sh\nexit 3\n")
+    not_a_browser.chmod(0o755)
+    broken = warmup(*work.run_args(task, "--no-project", "--browser-path", str(not_a_browser)))
+    assert broken.returncode == 1, broken.stderr
+    assert broken.stderr.startswith("warmup: cannot start the browser") and broken.stderr.count("\n") == 1
+    assert not work.log.exists() or work.log.read_bytes() == b""
