@@ -18,8 +18,10 @@ Invariants, and why they hold:
   bytes after the last newline are read again on the next wake-up rather than buffered. That also
   makes the writer's one repair harmless: a torn tail cut (and even a new line appended in its
   place) is simply read again from that line start, and never glued to the fragment.
-- **Truncation** is a file shorter than the read position. Truncation followed by growth beyond the
-  read position before the follower looks is invisible to any follower (GNU tail has the same limit).
+- **Truncation** is a file shorter than the read position, or one whose bytes just before the read
+  position are no longer the ones already read (the last ``FINGERPRINT`` bytes are kept and
+  compared on each wake-up): so a log truncated and written again past the old position before the
+  follower looked is caught as well, which a size check alone (GNU tail) misses.
 - **Replacement**: the inode at ``path`` differs from the open one. The old file is read to its end
   (lines its writer finished before the switch are not lost), then the new one from its start.
 - **No busy loop.** Waiting is a ``poll()`` on an inotify descriptor (through libc by ctypes) that
@@ -67,6 +69,7 @@ FILE_MASK = IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF
 DIR_MASK = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
 _EVENT_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
 
+FINGERPRINT = 512  # bytes before the read position kept to notice a truncate-and-rewrite
 SAFETY_RECHECK_S = 1.0  # with inotify: re-check the path this often even without an event
 
 
@@ -152,6 +155,8 @@ class Follower:
         self.poll_s = poll_s
         self._pos = offset
         self._fd: int | None = fd
+        self._seen = b""  # up to FINGERPRINT bytes of the file just before self._seen_end, as read
+        self._seen_end = 0
         self._stopped = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._inotify: _Inotify | None = None
@@ -169,6 +174,8 @@ class Follower:
         if self._fd is None:
             self._fd = self._open()
         if self._fd is not None:
+            self._seen = os.pread(self._fd, min(offset, FINGERPRINT), offset - min(offset, FINGERPRINT))
+            self._seen_end = offset
             self._watch_file()
 
     @property
@@ -229,9 +236,11 @@ class Follower:
         assert self._fd is not None
         fd = self._fd
         size = os.fstat(fd).st_size
-        if size < self._pos:
+        seen = self._seen
+        if size < self._pos or (seen and os.pread(fd, len(seen), self._seen_end - len(seen)) != seen):
             yield Notice("truncated", f"{self.path} was truncated; reading it again from its start")
             self._pos = 0
+            self._seen = b""
         while True:
             chunk = os.pread(fd, CHUNK, self._pos)
             if not chunk:
@@ -245,6 +254,10 @@ class Follower:
                     return
                 last_nl = len(chunk) - 1
             pos = self._pos
+            if pos != self._seen_end:
+                self._seen = b""
+            self._seen = (self._seen + chunk[max(0, last_nl + 1 - FINGERPRINT) : last_nl + 1])[-FINGERPRINT:]
+            self._seen_end = pos + last_nl + 1
             for data in chunk[:last_nl].split(b"\n"):
                 end = pos + len(data) + 1
                 self._pos = end
@@ -281,6 +294,7 @@ class Follower:
                 self._fd = self._open()
                 if self._fd is not None:
                     self._pos = 0
+                    self._seen = b""
                     self._watch_file()
                     yield Notice("created", f"{self.path} appeared; following it")
             return
@@ -301,6 +315,7 @@ class Follower:
         os.close(self._fd)
         self._fd = new_fd
         self._pos = 0
+        self._seen = b""
         self._watch_file()
         if self._removed_noticed:
             self._removed_noticed = False
