@@ -157,3 +157,16 @@ def test_long_line_and_many_lines(tmp_path: Path) -> None:
     assert [x.data for x in got[:3]] == [b"0", b"1", b"2"]
     assert len(got) == 50_002 and got[-2].data == big and got[-1].data == b"tail"
     assert got[-1].end == log.stat().st_size
+
+
+def test_truncated_and_rewritten_past_the_position_is_still_noticed(tmp_path: Path) -> None:
+    """A size check alone misses this: the file is longer than the read position when looked at."""
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"short-1\nshort-2\n")
+    follower = Follower(log, use_inotify=False)
+    items = iter(follower)
+    assert [next(items), next(items), next(items)] == [Line(b"short-1", 0, 8), Line(b"short-2", 8, 16), None]
+    log.write_bytes(b"a much longer first line, rewritten\n")  # truncate + write, between two wake-ups
+    assert next(items) == Notice("truncated", f"{log} was truncated; reading it again from its start")
+    assert next(items) == Line(b"a much longer first line, rewritten", 0, 37)
+    follower.close()
