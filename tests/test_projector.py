@@ -1,0 +1,414 @@
+"""The projector: tables from the log, checkpointed, pure, and refusing a log that changed under it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from projection_support import REPO, dump, line, rows, run_lines, ts, warmup
+
+from warmup.errors import WarmupError
+from warmup.projector.checkpoint import LogMismatch
+from warmup.projector.projector import Projector, StrictStop
+from warmup.projector.replay import replay
+
+
+def project(log: Path, db: Path, **kwargs: object) -> tuple[int, int]:
+    with Projector(log, db, **kwargs) as p:  # type: ignore[arg-type]
+        result = p.catch_up()
+    return result.applied, result.rejected
+
+
+# -- what the tables say ---------------------------------------------------------------------------
+def test_a_run_projects_into_every_table(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(b"".join(run_lines("r1", ["alice", "bob", "carol"], {"carol": "FAILED"})))
+    assert project(log, db) == (3 * 4 + 2, 0)
+
+    (run,) = rows(db, "SELECT * FROM runs")
+    assert run["status"] == "FAILED", "a run is COMPLETED only when every account completed"
+    assert (run["accounts_total"], run["accounts_completed"], run["accounts_failed"]) == (3, 2, 1)
+    assert run["started_at"] == ts(1) and run["completed_at"] == ts(14) and run["task_id"] == "morning"
+
+    by_account = {r["account_id"]: r for r in rows(db, "SELECT * FROM run_accounts")}
+    assert {a: r["status"] for a, r in by_account.items()} == {"alice": "COMPLETED", "bob": "COMPLETED",
+                                                               "carol": "FAILED"}
+    carol = by_account["carol"]
+    assert (carol["steps_ok"], carol["steps_failed"], carol["attempts"]) == (1, 1, 1)
+    assert carol["error"] == "step 1 click failed" and "no #go on the page" in carol["log"]
+    assert carol["started_at"] < carol["completed_at"]
+
+    accounts = {r["id"]: r for r in rows(db, "SELECT * FROM accounts")}
+    assert accounts["alice"]["warm_count"] == 1
+    assert accounts["alice"]["warmed_at"] == by_account["alice"]["completed_at"]
+    assert accounts["carol"]["warm_count"] == 0 and accounts["carol"]["fail_count"] == 1
+    assert accounts["carol"]["last_error"] == "step 1 click failed" and accounts["carol"]["warmed_at"] is None
+
+    (task,) = rows(db, "SELECT * FROM tasks")
+    assert (task["id"], task["runs_count"], task["last_run_id"], task["last_status"]) == ("morning", 1, "r1", "FAILED")
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_a_run_where_every_account_completed_is_completed_and_counts_add_up(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(b"".join(run_lines("r1", ["alice"], {}) + run_lines("r2", ["alice", "bob"], {"bob": "FAILED"})))
+    project(log, db)
+    assert [r["status"] for r in rows(db, "SELECT status FROM runs ORDER BY id")] == ["COMPLETED", "FAILED"]
+    alice = rows(db, "SELECT * FROM accounts WHERE id = 'alice'")[0]
+    assert (alice["warm_count"], alice["runs_count"], alice["last_run_id"]) == (2, 2, "r2")
+    (task,) = rows(db, "SELECT * FROM tasks")
+    assert (task["runs_count"], task["last_run_id"], task["last_status"]) == (2, "r2", "FAILED")
+
+
+def test_retries_keep_the_account_running_until_its_last_attempt(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    common = {"run_id": "r1", "account_id": "alice"}
+    log.write_bytes(b"".join([
+        line("run_started", ts(1), run_id="r1", task_id="t", task_name="T", accounts=["alice"], steps=1,
+             concurrency=1, host="h", pid=1),
+        line("account_started", ts(2), attempt=1, **common),
+        line("account_finished", ts(3), status="FAILED", error="flaky", attempt=1, retrying=True, **common),
+    ]))
+    project(log, db)
+    (ra,) = rows(db, "SELECT * FROM run_accounts")
+    assert (ra["status"], ra["attempts"], ra["error"]) == ("RUNNING", 1, "flaky")
+    with open(log, "ab") as f:
+        f.write(line("account_started", ts(4), attempt=2, **common))
+        f.write(line("account_finished", ts(5), status="COMPLETED", error=None, attempt=2, **common))
+        f.write(line("run_finished", ts(6), run_id="r1", status="COMPLETED"))
+    project(log, db)
+    (ra,) = rows(db, "SELECT * FROM run_accounts")
+    assert (ra["status"], ra["attempts"], ra["error"], ra["started_at"]) == ("COMPLETED", 2, None, ts(2))
+    assert rows(db, "SELECT fail_count, warm_count FROM accounts") == [{"fail_count": 0, "warm_count": 1}]
+    assert rows(db, "SELECT status FROM runs") == [{"status": "COMPLETED"}]
+
+
+def test_artifacts_are_recorded(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    lines = run_lines("r1", ["alice"], {"alice": "FAILED"})
+    lines.insert(-2, line("artifact_saved", ts(50), run_id="r1", account_id="alice", path="r1/alice/failure-1.png",
+                          sha256="ab" * 32, bytes=1234, kind="failure", attempt=1))
+    log.write_bytes(b"".join(lines))
+    project(log, db)
+    assert rows(db, "SELECT path, kind, bytes, account_id FROM artifacts") == [
+        {"path": "r1/alice/failure-1.png", "kind": "failure", "bytes": 1234, "account_id": "alice"}]
+
+
+# -- bad lines -------------------------------------------------------------------------------------
+def test_bad_lines_are_recorded_and_skipped_and_later_lines_applied(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    good = run_lines("r1", ["alice"], {})
+    bad = [
+        b"this is not json\n",
+        b'{"v": 1, "id": "x1", "type": "coffee_break", "ts": "2026-11-29T07:00:00.000000Z", "run_id": "r1"}\n',
+        b'{"v": 1, "id": "x2", "type": "account_started", "ts": "2026-11-29T07:00:00.000000Z", "run_id": "r1"}\n',
+        b'{"v": 7, "id": "x3", "type": "run_finished", "ts": "t", "run_id": "r1", "status": "FAILED"}\n',
+        line("account_started", ts(9), run_id="nope", account_id="alice", attempt=1),
+        b"\n",
+    ]
+    log.write_bytes(good[0] + b"".join(bad) + b"".join(good[1:]))
+    assert project(log, db) == (len(good), len(bad))
+    rejected = rows(db, 'SELECT "offset", reason, line FROM rejected_events ORDER BY "offset"')
+    assert [r["offset"] for r in rejected] == [len(good[0]) + sum(map(len, bad[:i])) for i in range(len(bad))]
+    reasons = " | ".join(r["reason"] for r in rejected)
+    for needle in ("not valid JSON", "unknown event type", "account_id", "unknown schema version 7", "unknown run"):
+        assert needle in reasons
+    assert rejected[0]["line"] == "this is not json"
+    assert rows(db, "SELECT status FROM runs") == [{"status": "COMPLETED"}]
+    assert rows(db, "SELECT events_applied, events_rejected FROM projector_checkpoint") == [
+        {"events_applied": len(good), "events_rejected": len(bad)}]
+
+
+def test_a_very_long_bad_line_is_cut_in_rejected_events(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(b"x" * 100_000 + b"\n")
+    project(log, db)
+    (r,) = rows(db, "SELECT line FROM rejected_events")
+    assert len(r["line"]) == 1000
+
+
+def test_strict_stops_at_the_first_bad_line_with_exit_1(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    good = run_lines("r1", ["alice"], {})
+    log.write_bytes(good[0] + b"garbage\n" + b"".join(good[1:]))
+    with pytest.raises(StrictStop, match=f"invalid line at byte {len(good[0])}"):
+        project(log, db, strict=True)
+    assert rows(db, 'SELECT "offset", events_applied FROM projector_checkpoint') == [
+        {"offset": len(good[0]), "events_applied": 1}]
+    result = warmup("project", "--log", log, "--db", db, "--strict")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "invalid line at byte" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert rows(db, "SELECT COUNT(*) AS n FROM rejected_events") == [{"n": 0}]
+    assert warmup("project", "--log", log, "--db", db).returncode == 0  # without --strict it records and goes on
+    assert rows(db, "SELECT COUNT(*) AS n FROM rejected_events") == [{"n": 1}]
+
+
+# -- torn lines, checkpoints, purity --------------------------------------------------------------
+def test_a_torn_last_line_is_neither_applied_nor_lost(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    lines = run_lines("r1", ["alice"], {})
+    last = lines[-1]
+    log.write_bytes(b"".join(lines[:-1]) + last[:20])
+    assert project(log, db) == (len(lines) - 1, 0)
+    assert rows(db, "SELECT status FROM runs") == [{"status": "RUNNING"}]
+    with open(log, "ab") as f:
+        f.write(last[20:])
+    assert project(log, db) == (1, 0)
+    assert rows(db, "SELECT status FROM runs") == [{"status": "COMPLETED"}]
+    assert rows(db, "SELECT COUNT(*) AS n FROM rejected_events") == [{"n": 0}]
+
+
+RUN_IDS = ("r1", "r2")
+ACCOUNT_IDS = ("a1", "a2", "a3")
+
+
+@st.composite
+def event_lines(draw: st.DrawFn) -> list[bytes]:
+    """Random event sequences over a small world: valid runs, events out of order, duplicates, garbage."""
+    out: list[bytes] = []
+    for n in range(draw(st.integers(0, 40))):
+        kind = draw(st.sampled_from(["run_started", "account_started", "step_finished", "artifact_saved",
+                                     "account_finished", "run_finished", "garbage"]))
+        run_id, account_id = draw(st.sampled_from(RUN_IDS)), draw(st.sampled_from(ACCOUNT_IDS))
+        at = ts(n)
+        if kind == "garbage":
+            out.append(draw(st.binary(max_size=30)).replace(b"\n", b"") + b"\n")
+        elif kind == "run_started":
+            accounts = draw(st.lists(st.sampled_from(ACCOUNT_IDS), min_size=1, max_size=3, unique=True))
+            out.append(line(kind, at, run_id=run_id, task_id=draw(st.sampled_from(["t1", "t2"])), task_name="T",
+                            accounts=accounts, steps=2, concurrency=2, host="h", pid=1))
+        elif kind == "account_started":
+            out.append(line(kind, at, run_id=run_id, account_id=account_id, attempt=draw(st.integers(1, 3))))
+        elif kind == "step_finished":
+            ok = draw(st.booleans())
+            out.append(line(kind, at, run_id=run_id, account_id=account_id, index=draw(st.integers(0, 3)),
+                            action="goto", ok=ok, duration_ms=1.0, error=None if ok else "boom"))
+        elif kind == "artifact_saved":
+            out.append(line(kind, at, run_id=run_id, account_id=account_id, path=f"{run_id}/{account_id}/{n}.png",
+                            sha256="0" * 64, bytes=n, kind="screenshot"))
+        elif kind == "account_finished":
+            status = draw(st.sampled_from(["COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED", "WEIRD"]))
+            out.append(line(kind, at, run_id=run_id, account_id=account_id, status=status, error="e",
+                            attempt=draw(st.integers(0, 3)), retrying=draw(st.booleans())))
+        else:
+            out.append(line(kind, at, run_id=run_id, status=draw(st.sampled_from(["COMPLETED", "FAILED",
+                                                                                  "INTERRUPTED"]))))
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=event_lines(), data=st.data())
+def test_projecting_in_any_increments_equals_one_full_replay(tmp_path_factory: pytest.TempPathFactory,
+                                                            lines: list[bytes], data: st.DataObject) -> None:
+    tmp = tmp_path_factory.mktemp("prop")
+    log, incremental, full = tmp / "events.jsonl", tmp / "incremental.db", tmp / "full.db"
+    blob = b"".join(lines)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(blob)), max_size=8), label="cuts"))
+    batch_bytes = data.draw(st.sampled_from([1, 64, 300, 1 << 20]), label="batch_bytes")
+    log.write_bytes(b"")
+    written = 0
+    for cut in [*cuts, len(blob)]:
+        with open(log, "ab") as f:
+            f.write(blob[written:cut])
+        written = max(written, cut)
+        project(log, incremental, batch_bytes=batch_bytes)
+    replay(log, full)
+    assert dump(incremental) == dump(full)
+
+
+def test_a_log_truncated_or_replaced_under_the_checkpoint_is_refused(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    lines = run_lines("r1", ["alice", "bob"], {})
+    log.write_bytes(b"".join(lines))
+    project(log, db)
+
+    log.write_bytes(b"".join(lines[:3]))  # truncated
+    result = warmup("project", "--log", log, "--db", db)
+    assert result.returncode == 1 and "shorter" in result.stderr and "warmup replay" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+    other = run_lines("r9", ["zed", "yan", "xi"], {})  # another log, longer than the checkpoint
+    log.write_bytes(b"".join(other))
+    result = warmup("project", "--log", log, "--db", db)
+    assert result.returncode == 1 and "not the one the database was built from" in result.stderr
+    assert "warmup replay" in result.stderr
+
+    result = warmup("replay", "--log", log, "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert [r["id"] for r in rows(db, "SELECT id FROM runs")] == ["r9"]
+    assert warmup("project", "--log", log, "--db", db).returncode == 0
+
+
+def test_replay_swaps_atomically_and_a_reader_of_the_old_file_keeps_its_view(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
+    project(log, db)
+    reader = sqlite3.connect(db)
+    before = reader.execute("SELECT COUNT(*) FROM runs").fetchone()
+    with open(log, "ab") as f:
+        f.write(b"".join(run_lines("r2", ["bob"], {})))
+    replay(log, db)
+    assert reader.execute("SELECT COUNT(*) FROM runs").fetchone() == before  # the old inode, whole
+    reader.close()
+    assert len(rows(db, "SELECT id FROM runs")) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl", "warmup.db"]  # no leftovers
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_a_database_of_another_projection_version_is_rebuilt_by_replay(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
+    project(log, db)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE projector_checkpoint SET projection_version = 0")
+    conn.execute("DELETE FROM runs")
+    conn.commit()
+    conn.close()
+    result = warmup("project", "--log", log, "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert "projection version 0" in result.stderr and "rebuilding" in result.stderr
+    assert rows(db, "SELECT projection_version FROM projector_checkpoint") == [{"projection_version": 1}]
+    assert rows(db, "SELECT id FROM runs") == [{"id": "r1"}]
+
+
+def test_a_foreign_database_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "other.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE invoices (id INTEGER)")
+    conn.commit()
+    conn.close()
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"")
+    result = warmup("project", "--log", log, "--db", db)
+    assert result.returncode == 2 and "not a warmup database" in result.stderr
+
+
+def test_the_projector_refuses_to_run_inside_an_event_loop(tmp_path: Path) -> None:
+    async def inside() -> None:
+        Projector(tmp_path / "e.jsonl", tmp_path / "w.db")
+
+    with pytest.raises(WarmupError, match="must not run inside an asyncio event loop"):
+        asyncio.run(inside())
+
+
+def test_log_mismatch_is_an_exit_1_error() -> None:
+    assert LogMismatch("x").exit_code == 1
+
+
+# -- processes -------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def big_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sys.path.insert(0, str(REPO / "bench"))
+    from synthetic_log import write_synthetic_log
+
+    log = tmp_path_factory.mktemp("big") / "events.jsonl"
+    write_synthetic_log(log, 300_000, seed=7)
+    return log
+
+
+@pytest.mark.slow
+def test_kill_9_in_the_middle_then_a_clean_finish_equals_a_replay(big_log: Path, tmp_path: Path) -> None:
+    db, reference = tmp_path / "warmup.db", tmp_path / "reference.db"
+    replay(big_log, reference)
+    offsets = []
+    for delay in (0.25, 0.4, 0.55, 0.7):
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "project", "--log", str(big_log), "--db", str(db)],
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if db.exists():
+            offsets.extend(r["offset"] for r in rows(db, 'SELECT "offset" FROM projector_checkpoint'))
+    assert any(0 < o < big_log.stat().st_size for o in offsets), f"no kill landed mid-log: {offsets}"
+    assert warmup("project", "--log", big_log, "--db", db).returncode == 0
+    assert dump(db) == dump(reference)
+
+
+@pytest.mark.slow
+def test_two_projectors_at_once_end_with_the_tables_of_one_replay(big_log: Path, tmp_path: Path) -> None:
+    db, reference = tmp_path / "warmup.db", tmp_path / "reference.db"
+    cmd = [sys.executable, "-m", "cli", "project", "--log", str(big_log), "--db", str(db)]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    replay(big_log, reference)
+    assert dump(db) == dump(reference)
+
+
+def test_follow_applies_new_lines_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    lines = run_lines("r1", ["alice", "bob"], {"bob": "FAILED"})
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "project", "--follow", "--log", str(log), "--db", str(db)],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # the log does not exist yet: it is waited for
+        with open(log, "ab") as f:
+            f.write(b"".join(lines[:4]))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if rows(db, "SELECT COUNT(*) AS n FROM run_accounts WHERE status = 'RUNNING'")[0]["n"]:
+                    break
+            except sqlite3.OperationalError:  # not created yet
+                pass
+            time.sleep(0.05)
+        else:
+            pytest.fail("the follower did not apply the first lines")
+        with open(log, "ab") as f:
+            f.write(b"".join(lines[4:]))
+        proc.send_signal(signal.SIGTERM)  # right after the append: it must still apply it before exiting
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+    assert "Traceback" not in proc.stderr.read()
+    assert rows(db, "SELECT status FROM runs") == [{"status": "FAILED"}]
+
+
+def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path) -> None:
+    result = warmup("project", "--log", tmp_path / "missing.jsonl", "--db", tmp_path / "w.db")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "no event log at" in result.stderr
+    result = warmup("status", "--db", tmp_path / "missing.db")
+    assert result.returncode == 2 and "no database at" in result.stderr and "warmup project" in result.stderr
+    result = warmup("project", "--bogus")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--bogus" in result.stderr
+
+
+def test_log_and_db_default_to_env_then_warmup_data(tmp_path: Path) -> None:
+    (tmp_path / "warmup-data").mkdir()
+    (tmp_path / "warmup-data" / "events.jsonl").write_bytes(b"".join(run_lines("r1", ["alice"], {})))
+    env = {**os.environ, "WARMUP_LOG": "", "WARMUP_DB": ""}
+    env.pop("WARMUP_LOG")
+    env.pop("WARMUP_DB")
+    assert warmup("project", cwd=tmp_path, env=env).returncode == 0
+    assert (tmp_path / "warmup-data" / "warmup.db").is_file()
+    env2 = {**env, "WARMUP_LOG": str(tmp_path / "warmup-data" / "events.jsonl"), "WARMUP_DB": str(tmp_path / "x.db")}
+    assert warmup("project", env=env2).returncode == 0
+    assert rows(tmp_path / "x.db", "SELECT id FROM runs") == [{"id": "r1"}]
+
+
+def test_status_prints_tables_and_json(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(b"".join(run_lines("r1", ["alice", "bob"], {"bob": "FAILED"})))
+    project(log, db)
+    result = warmup("status", "--db", db)
+    assert result.returncode == 0
+    assert "Recent runs" in result.stdout and "r1" in result.stdout and "FAILED" in result.stdout
+    assert "alice" in result.stdout and "step 1 click failed" in result.stdout
+
+
+    data = json.loads(warmup("status", "--db", db, "--json").stdout)
+    assert data["runs"][0]["id"] == "r1" and data["runs"][0]["accounts_failed"] == 1
+    assert {a["id"]: a["warm_count"] for a in data["accounts"]} == {"alice": 1, "bob": 0}
+    assert data["checkpoint"]["events_applied"] == 2 * 4 + 2
