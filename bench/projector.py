@@ -1,0 +1,106 @@
+"""Benchmark: `warmup replay` against the floor of reading and parsing the same log.
+
+Writes a synthetic log of realistic events (runs of 50 accounts x 6 steps, 8 accounts interleaved
+as a concurrent runner writes them, ~10% of accounts failing), then measures, in one run:
+
+- the floor: read every line and ``orjson.loads`` it, nothing else;
+- ``warmup replay`` of the same log, as a user runs it (a subprocess), its own reported time and
+  the whole command's wall time including interpreter start-up, and its peak RSS;
+- events/s and the ratio replay/floor.
+
+Goal (issue 2): ratio <= 2.5 and peak RSS <= 150 MB.
+
+    .venv/bin/python bench/projector.py            # 1,000,000 events
+    .venv/bin/python bench/projector.py --events 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic_log import write_synthetic_log  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def floor(log: Path) -> tuple[float, int]:
+    """Seconds to read and parse every line (the best of three), and the line count."""
+    from warmup.events.reader import read_block
+
+    best, count = float("inf"), 0
+    for _ in range(3):
+        started = time.perf_counter()
+        fd = os.open(log, os.O_RDONLY)
+        offset, count = 0, 0
+        loads = orjson.loads
+        while True:
+            lines, offset_after = read_block(fd, offset)
+            if not lines:
+                break
+            for data in lines:
+                loads(data)
+            count += len(lines)
+            offset = offset_after
+        os.close(fd)
+        best = min(best, time.perf_counter() - started)
+    return best, count
+
+
+def replay_once(log: Path, db: Path) -> tuple[float, float, float]:
+    """(seconds the replay reported, wall seconds of the whole command, peak RSS in MB)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "replay", "--log", str(log), "--db", str(db)],
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"replay failed: {err}")
+    match = re.search(r"in ([0-9.]+) s", err)
+    reported = float(match.group(1)) if match else wall
+    return reported, wall, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3, help="replays to run; the best is reported")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="warmup-bench-") as tmp:
+        log, db = Path(tmp) / "events.jsonl", Path(tmp) / "warmup.db"
+        started = time.perf_counter()
+        size = write_synthetic_log(log, args.events)
+        print(f"log: {args.events:,} events, {size / 1e6:.0f} MB (written in {time.perf_counter() - started:.1f} s)")
+
+        floor_s, count = floor(log)
+        assert count == args.events
+        print(f"floor (read + orjson.loads every line): {floor_s:.2f} s, {count / floor_s:,.0f} lines/s")
+
+        results = [replay_once(log, db) for _ in range(args.runs)]
+        reported, wall, rss = min(results)
+        peak = max(r[2] for r in results)
+        print(f"warmup replay: {reported:.2f} s ({args.events / reported:,.0f} events/s); "
+              f"whole command incl. start-up {wall:.2f} s; peak RSS {peak:.0f} MB")
+        ratio = reported / floor_s
+        print(f"ratio replay/floor: {ratio:.2f} (goal <= 2.5); with start-up {wall / floor_s:.2f}")
+        print(f"database: {db.stat().st_size / 1e6:.0f} MB")
+        ok = ratio <= 2.5 and peak <= 150
+        print("GOAL MET" if ok else "GOAL MISSED")
+
+
+if __name__ == "__main__":
+    main()
