@@ -99,6 +99,7 @@ class Runner:
         self.counts = {COMPLETED: 0, FAILED: 0, CANCELLED: 0, INTERRUPTED: 0}
         self._grace: asyncio.TimerHandle | None = None
         self._browser: Browser | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self.rec.on_dead = self._log_failed
 
     # -- stopping ----------------------------------------------------------------------------
@@ -193,6 +194,8 @@ class Runner:
         semaphore = asyncio.Semaphore(self.concurrency)
         tasks = [asyncio.create_task(self._account(browser, semaphore, a), name=a.id) for a in task.accounts]
         await asyncio.gather(*tasks)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         if self.signalled:
             status, reason = INTERRUPTED, self.reason
         elif self.rec.dead:
@@ -308,11 +311,17 @@ class Runner:
             return (FAILED, failure) if failure is not None else (COMPLETED, None)
         finally:
             if context is not None:
-                try:
-                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                        await context.close()
-                except (PlaywrightError, TimeoutError):
-                    pass
+                # Closed in the background: the account's slot is free for the next one at once.
+                closing = asyncio.create_task(self._close_context(context))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+
+    async def _close_context(self, context: BrowserContext) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await context.close()
+        except (PlaywrightError, TimeoutError):
+            pass
 
     async def _new_context(self, browser: Browser, state_path: Path | None) -> tuple[BrowserContext | None, str | None]:
         options: dict[str, Any] = {}
