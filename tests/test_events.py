@@ -76,12 +76,13 @@ def test_writer_creates_a_private_log_and_appends_whole_lines(tmp_path: Path) ->
     assert lines[0].start == 0 and lines[1].start == lines[0].end and lines[1].end == log.stat().st_size
 
 
-def test_writer_cuts_a_torn_tail_and_says_how_much(tmp_path: Path) -> None:
+def test_writer_cuts_a_torn_tail_and_says_how_much(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "events.jsonl"
     whole = encode(make_event("run_started", **RUN))
     log.write_bytes(whole + b'{"v": 1, "id": "half-writ')
     with EventWriter(log) as writer:
         assert writer.repaired_bytes == len(b'{"v": 1, "id": "half-writ')
+        assert "cut a torn last line (25 bytes" in capsys.readouterr().err
         writer.emit("run_finished", run_id="r1", status="COMPLETED")
     data = log.read_bytes()
     assert data.startswith(whole) and data.count(b"\n") == 2

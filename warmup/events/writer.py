@@ -25,7 +25,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -54,15 +56,32 @@ def _tail_cut_point(fd: int, size: int) -> int:
     return 0
 
 
-class EventWriter:
-    """Append events to ``path``. Use as a context manager, or call ``close()``."""
+def say_repair_on_stderr(path: Path, dropped: int) -> None:
+    print(
+        f"warmup: cut a torn last line ({dropped} bytes, never completed: its writer died mid-line) from {path}",
+        file=sys.stderr,
+    )
 
-    def __init__(self, path: str | os.PathLike[str], fsync: FsyncMode = "always") -> None:
+
+class EventWriter:
+    """Append events to ``path``. Use as a context manager, or call ``close()``.
+
+    ``on_repair(path, dropped_bytes)`` is told each time a torn tail is cut (by default, one line on
+    stderr), so the repair is never silent.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fsync: FsyncMode = "always",
+        on_repair: Callable[[Path, int], None] | None = say_repair_on_stderr,
+    ) -> None:
         if fsync not in ("always", "batch"):
             raise ValueError(f"fsync must be 'always' or 'batch', not {fsync!r}")
         self.path = Path(path)
         self.fsync = fsync
         self.repaired_bytes = 0  # bytes of torn tail cut so far (0 almost always)
+        self.on_repair = on_repair
         self._thread_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -102,6 +121,8 @@ class EventWriter:
             os.ftruncate(self._fd, keep)
             os.fsync(self._fd)
             self.repaired_bytes += size - keep
+            if self.on_repair is not None:
+                self.on_repair(self.path, size - keep)
         return size - keep
 
     # -- appending ---------------------------------------------------------------------------
