@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import pty
 import signal
 import sqlite3
 import subprocess
@@ -326,3 +328,38 @@ def test_no_browser_is_one_line_and_exit_1(work: Workdir) -> None:
     assert broken.returncode == 1, broken.stderr
     assert broken.stderr.startswith("warmup: cannot start the browser") and broken.stderr.count("\n") == 1
     assert not work.log.exists() or work.log.read_bytes() == b""
+
+
+def test_a_log_that_cannot_be_written_stops_the_run_with_one_line(work: Workdir) -> None:
+    task = work.task('[[accounts]]\nid = "a"\n[[accounts]]\nid = "b"\n[[steps]]\nwait_ms = 1\n')
+    result = warmup("run", str(task), "--log", "/dev/full", "--no-project", "--artifacts", str(work.artifacts))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "warmup: cannot append to the event log /dev/full: the disk is full"
+    assert "Traceback" not in result.stderr
+    assert "a: CANCELLED (not started: the event log could not be written)" in result.stderr
+
+
+def test_a_terminal_gets_a_progress_bar(site: str, work: Workdir) -> None:
+    task = work.task(f'[[accounts]]\nid = "solo"\n[[steps]]\ngoto = "{site}/feed"\n')
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", *work.run_args(task, "--no-project")],
+        cwd=REPO, env=cli_env(TERM="xterm", COLUMNS="120"), stdout=subprocess.PIPE, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=60)
+    os.close(leader)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, screen
+    assert "1 done, 0 failed / 1" in screen and "solo: " in screen and "COMPLETED" in screen
+    assert "\x1b[" in screen  # drawn with terminal control sequences, not plain lines

@@ -122,7 +122,7 @@ def describe_error(exc: BaseException) -> str:
         first = _API_PREFIX.sub("", first)
         entries = [line.strip().lstrip("- ").strip() for line in log.splitlines() if line.strip()]
         if entries and entries[0] not in first:
-            first = f"{first} ({entries[0]})"
+            first = f"{first.rstrip('.')} ({entries[0]})"
         text = first
     elif isinstance(exc, StepFailed):
         text = str(exc)

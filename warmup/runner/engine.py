@@ -219,13 +219,13 @@ class Runner:
             # enter this try, and its account would go unrecorded.
             self.waiting[account.id] = me
             if self.stopping:
-                self._finish(st, CANCELLED, "not started: the run was stopped", retrying=False)
+                self._finish(st, CANCELLED, f"not started: {self.reason or 'the run was stopped'}", retrying=False)
                 return
             await semaphore.acquire()
             acquired = True
             self.waiting.pop(account.id, None)
             if self.stopping:
-                self._finish(st, CANCELLED, "not started: the run was stopped", retrying=False)
+                self._finish(st, CANCELLED, f"not started: {self.reason or 'the run was stopped'}", retrying=False)
                 return
             self.running[account.id] = me
             while True:
@@ -243,7 +243,7 @@ class Runner:
             if st.status is not None:  # already recorded (a cancel that came after the end)
                 return
             if st.attempt == 0:
-                self._finish(st, CANCELLED, "not started: the run was stopped", retrying=False)
+                self._finish(st, CANCELLED, f"not started: {self.reason or 'the run was stopped'}", retrying=False)
             else:
                 where = f" during {st.step.label}" if st.step is not None else ""
                 self._finish(st, INTERRUPTED, f"interrupted{where}: {self.reason or 'cancelled'}", retrying=False)
