@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import orjson
 import pytest
@@ -363,3 +364,51 @@ def test_a_terminal_gets_a_progress_bar(site: str, work: Workdir) -> None:
     assert proc.returncode == 0, screen
     assert "1 done, 0 failed / 1" in screen and "solo: " in screen and "COMPLETED" in screen
     assert "\x1b[" in screen  # drawn with terminal control sequences, not plain lines
+
+
+def projectors_of(db: Path) -> list[int]:
+    """Processes running ``warmup project --follow`` on ``db``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if " project --follow --quiet " in cmdline and str(db) in cmdline:
+                found.append(int(entry))
+    return found
+
+
+def test_sigterm_with_the_projector_stops_both_and_the_tables_say_interrupted(site: str, work: Workdir) -> None:
+    task = work.task(f"""
+concurrency = 1
+accounts_file = "accounts.csv"
+[[steps]]
+goto = "{site}/feed"
+[[steps]]
+wait_ms = 30000
+""")
+    (work.root / "accounts.csv").write_text("id\nt1\nt2\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", *work.run_args(task)],
+        cwd=REPO, env=cli_env(WARMUP_GRACE_S="0.2"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not any(e["type"] == "step_finished" for e in work.events()):
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.05)
+        assert projectors_of(work.db), "no projector child beside the run"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert projectors_of(work.db) == []  # the projector child did not outlive the run
+    db = sqlite3.connect(work.db)
+    run_id = work.events()[0]["run_id"]
+    assert db.execute("select status from runs where id = ?", (run_id,)).fetchone() == ("INTERRUPTED",)
+    statuses = dict(db.execute("select account_id, status from run_accounts where run_id = ?", (run_id,)))
+    assert statuses == {"t1": "INTERRUPTED", "t2": "CANCELLED"}

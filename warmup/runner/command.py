@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 from warmup.browser import find_browser
 from warmup.errors import UsageError, WarmupError
@@ -42,6 +44,10 @@ def grace_seconds() -> float:
     if value < 0:
         raise UsageError(f"{GRACE_ENV} must be 0 or more seconds")
     return value
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def run_command(
@@ -81,21 +87,27 @@ def run_command(
         grace_s=grace_s,
         progress=make_progress(),
     )
+    # Outside the event loop (which handles SIGINT/SIGTERM itself while the accounts run), SIGTERM
+    # raises KeyboardInterrupt like Ctrl-C, so the projector child is never left following forever.
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        if projector is not None:
-            projector.start()
-        result = asyncio.run(runner.run())
-    except BaseException:
-        if projector is not None:
-            projector.kill()
-        raise
-    finally:
         try:
-            writer.close()
-        except OSError:
-            pass
-
-    problem = projector.stop() if projector is not None else None
+            if projector is not None:
+                projector.start()
+            result = asyncio.run(runner.run())
+        except BaseException:
+            if projector is not None:
+                projector.kill()
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, _interrupt)  # the loop leaves SIG_DFL behind
+            try:
+                writer.close()
+            except OSError:
+                pass
+        problem = projector.stop() if projector is not None else None
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
     counts = ", ".join(f"{n} {s.lower()}" for s, n in result.counts.items() if n)
     print(
         f"run {result.run_id}: {result.status}: {counts} of {len(task.accounts)} accounts "

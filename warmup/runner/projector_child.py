@@ -50,8 +50,8 @@ class ProjectorChild:
             proc.wait()
             return f"the projector did not stop within {timeout_s:g} s and was killed; run 'warmup project'"
         except KeyboardInterrupt:
-            proc.kill()
-            proc.wait()
+            # It already has its SIGTERM: it finishes applying the log and exits on its own
+            # (it runs in its own session, so it does not die with us; its checkpoint is safe).
             raise
         if code != 0:
             return f"the projector exited with {code}; run 'warmup project' to fill the tables"
