@@ -69,17 +69,90 @@ def project(log_path: Path, db_path: Path, follow: bool, strict: bool, quiet: bo
 @cli.command()
 @log_option
 @db_option
+@click.option("--until", help="Only events with ts up to and including this instant (ISO-8601, UTC).")
+@click.option("--run", "run_ids", multiple=True, help="Only the events of this run (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def replay(log_path: Path, db_path: Path, quiet: bool) -> None:
-    """Rebuild every table from the whole log into a new file, then swap it in atomically.
+def replay(log_path: Path, db_path: Path, until: str | None, run_ids: tuple[str, ...], quiet: bool) -> None:
+    """Rebuild every table from the log into a new file, then swap it in atomically.
+
+    With --until or --run the new database shows the past (or some runs) only; `warmup project`
+    will not extend such a database: replay without them to get the full tables back.
 
     \b
-    Example:
+    Examples:
       warmup replay --log warmup-data/events.jsonl --db warmup-data/warmup.db
+      warmup replay --until 2026-11-29T06:00:00Z --db last-night.db
+      warmup replay --run 20261129T070000-1a2b3c --db one-run.db
     """
     from warmup.projector.command import run_replay
 
-    sys.exit(run_replay(log_path, db_path, quiet=quiet))
+    sys.exit(run_replay(log_path, db_path, quiet=quiet, until=until, run_ids=run_ids))
+
+
+@cli.command()
+@db_option
+@click.option("--task", "task_id", help="Only runs of this task.")
+@click.option("--status", "status_", help="Only runs with this status (COMPLETED, FAILED, INTERRUPTED, RUNNING).")
+@click.option("--since", help="Only runs started at or after this instant (ISO-8601, UTC).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def runs(
+    db_path: Path, task_id: str | None, status_: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """Recent runs: task, status, start, duration and account counts.
+
+    \b
+    Examples:
+      warmup runs
+      warmup runs --task morning --status FAILED --since 2026-11-01
+      warmup runs --json | jq '.[0].id'
+    """
+    from warmup.history import run_runs
+
+    sys.exit(run_runs(db_path, task_id=task_id, status=status_, since=since, limit=limit, as_json=as_json))
+
+
+@cli.command()
+@click.argument("run_id")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def show(run_id: str, db_path: Path, as_json: bool) -> None:
+    """One run: its task, status, times, and a row per account with its artifacts.
+
+    \b
+    Example:
+      warmup show 20261129T070000-1a2b3c
+    """
+    from warmup.history import run_show
+
+    sys.exit(run_show(db_path, run_id, as_json=as_json))
+
+
+@cli.command()
+@click.argument("run_id")
+@log_option
+@db_option
+@click.option(
+    "--artifacts",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="WARMUP_ARTIFACTS",
+    default=DEFAULT_ARTIFACTS,
+    show_default=True,
+    help="Where the run's screenshots are. Env: WARMUP_ARTIFACTS.",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The HTML file to write."
+)
+def report(run_id: str, log_path: Path, db_path: Path, artifacts: Path, output: Path) -> None:
+    """Write one self-contained HTML report of a run: summary, timeline, slowest steps, failures.
+
+    \b
+    Example:
+      warmup report 20261129T070000-1a2b3c -o report.html
+    """
+    from warmup.report.command import run_report
+
+    sys.exit(run_report(run_id, log_path=log_path, db_path=db_path, artifacts=artifacts, output=output))
 
 
 @cli.command()

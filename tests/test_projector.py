@@ -22,6 +22,7 @@ from warmup.errors import WarmupError
 from warmup.projector.checkpoint import LogMismatch
 from warmup.projector.projector import Projector, StrictStop
 from warmup.projector.replay import replay
+from warmup.projector.schema import PROJECTION_VERSION
 
 
 def project(log: Path, db: Path, **kwargs: object) -> tuple[int, int]:
@@ -279,7 +280,8 @@ def test_a_database_of_another_projection_version_is_rebuilt_by_replay(tmp_path:
     result = warmup("project", "--log", log, "--db", db)
     assert result.returncode == 0, result.stderr
     assert "projection version 0" in result.stderr and "rebuilding" in result.stderr
-    assert rows(db, "SELECT projection_version FROM projector_checkpoint") == [{"projection_version": 1}]
+    assert rows(db, "SELECT projection_version FROM projector_checkpoint") == [
+        {"projection_version": PROJECTION_VERSION}]
     assert rows(db, "SELECT id FROM runs") == [{"id": "r1"}]
 
 

@@ -44,6 +44,7 @@ class Checkpoint:
     events_applied: int = 0
     events_rejected: int = 0
     projection_version: int = PROJECTION_VERSION
+    scope: str | None = None
 
 
 def read(conn: sqlite3.Connection) -> Checkpoint | None:

@@ -98,9 +98,11 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
     return 0
 
 
-def run_replay(log_path: Path, db_path: Path, *, quiet: bool) -> int:
+def run_replay(
+    log_path: Path, db_path: Path, *, quiet: bool, until: str | None = None, run_ids: tuple[str, ...] = ()
+) -> int:
     started = time.perf_counter()
-    result = replay(log_path, db_path)
+    result = replay(log_path, db_path, until=until, run_ids=run_ids)
     seconds = time.perf_counter() - started
     rate = result.applied / seconds if seconds else 0.0
     _say(quiet, f"replayed: {_summary(result, log_path, db_path)} in {seconds:.2f} s ({rate:,.0f} events/s)")

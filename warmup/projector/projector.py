@@ -34,6 +34,7 @@ from warmup.projector import checkpoint as cp
 from warmup.projector.handlers import Handlers, Reject
 from warmup.projector.rows import RowCache
 from warmup.projector.schema import CHECKPOINT, PROJECTION_VERSION, create_all, create_indexes
+from warmup.projector.scope import Scope
 
 REJECTED_LINE_CHARS = 1000
 DEFAULT_BATCH_BYTES = 4 << 20  # ~20,000 events a transaction
@@ -81,6 +82,9 @@ def create_private_file(path: Path) -> None:
 class Projector:
     """Projects ``log_path`` into ``db_path``. Use ``catch_up()``; close with ``close()``.
 
+    ``scope`` limits a fresh build to some events (``warmup replay --until/--run``); it is recorded
+    in the checkpoint, and a scoped database is never extended.
+
     ``fast=True`` is for building a fresh file that nobody else reads (replay): no journal, no
     fsync per batch. A crash then leaves a broken temporary file, which replay discards.
     """
@@ -93,6 +97,7 @@ class Projector:
         strict: bool = False,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         fast: bool = False,
+        scope: Scope | None = None,
     ) -> None:
         refuse_inside_event_loop()
         self.log_path = Path(log_path)
@@ -100,6 +105,7 @@ class Projector:
         self.strict = strict
         self.batch_bytes = batch_bytes
         self.fast = fast
+        self.scope = scope
         self.conn: sqlite3.Connection | None = None
         self.decode = EventDecoder()
         self._connect()
@@ -133,6 +139,12 @@ class Projector:
                 found = cp.read(conn)
                 if found is not None and found.projection_version != PROJECTION_VERSION:
                     raise VersionMismatch(found.projection_version)
+                if found is not None and found.scope != (self.scope.to_json() if self.scope else None):
+                    what = Scope.from_json(found.scope).describe() if found.scope else "the whole log"
+                    raise WarmupError(
+                        f"{self.db_path} was built by `warmup replay {what}`; it cannot be extended. "
+                        "Run `warmup replay` (without --until/--run) to rebuild the full tables."
+                    )
             elif tables:
                 raise UsageError(
                     f"{self.db_path} already holds other tables and is not a warmup database; "
@@ -140,7 +152,8 @@ class Projector:
                 )
             else:
                 create_all(conn, indexes=not self.fast)  # a bulk build indexes once, at its end
-                cp.write(conn, cp.Checkpoint(log_path=str(self.log_path)))
+                scope = self.scope.to_json() if self.scope else None
+                cp.write(conn, cp.Checkpoint(log_path=str(self.log_path), scope=scope))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -241,6 +254,7 @@ class Projector:
         """
         fast, slow, fast_failures = self.decode.fast, self.decode.slow, EventDecoder.FAST_FAILURES
         handlers = self.handlers.by_type
+        keep = self.scope.includes if self.scope is not None else None
         rejected_rows = self.rows.rejected
         pos = checkpoint.offset
         applied = rejected = 0
@@ -253,6 +267,9 @@ class Projector:
                         event = slow(data)
                 except fast_failures:
                     event = slow(data)
+                if keep is not None and not keep(event):
+                    pos += len(data) + 1
+                    continue
                 handlers[type(event)](event)
             except (InvalidEvent, Reject) as exc:
                 if self.strict:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from warmup.errors import UsageError
 from warmup.projector.projector import BatchResult, Projector
+from warmup.projector.scope import Scope
 
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
@@ -46,8 +47,19 @@ def swap_into_place(new: Path, db_path: Path) -> None:
         old.close()
 
 
-def replay(log_path: str | os.PathLike[str], db_path: str | os.PathLike[str]) -> BatchResult:
-    """Rebuild ``db_path`` from the whole of ``log_path``; returns what was applied and rejected."""
+def replay(
+    log_path: str | os.PathLike[str],
+    db_path: str | os.PathLike[str],
+    *,
+    until: str | None = None,
+    run_ids: tuple[str, ...] | list[str] = (),
+) -> BatchResult:
+    """Rebuild ``db_path`` from ``log_path``; returns what was applied and rejected.
+
+    ``until`` keeps the events with ``ts`` up to and including that instant, ``run_ids`` the events
+    of those runs: the database then shows that part of the past (see ``scope``).
+    """
+    scope = Scope.from_options(until, run_ids)
     log_path, db_path = Path(log_path), Path(db_path)
     if not log_path.is_file():
         raise UsageError(f"no event log at {log_path} (pass --log, or set WARMUP_LOG)")
@@ -55,7 +67,7 @@ def replay(log_path: str | os.PathLike[str], db_path: str | os.PathLike[str]) ->
     for leftover in (tmp, Path(f"{tmp}-journal")):
         leftover.unlink(missing_ok=True)
     try:
-        with Projector(log_path, tmp, fast=True) as projector:
+        with Projector(log_path, tmp, fast=True, scope=scope) as projector:
             result = projector.catch_up()
             projector.create_indexes()
         swap_into_place(tmp, db_path)

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlite_utils
 
-PROJECTION_VERSION = 1
+PROJECTION_VERSION = 2  # 2: projector_checkpoint.scope (partial replays)
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,7 @@ CHECKPOINT = Table(
         "events_applied": int,
         "events_rejected": int,
         "projection_version": int,
+        "scope": str,  # NULL for the whole log; JSON {"until", "runs"} for a partial replay
     },
     ("id",),
 )
