@@ -1,0 +1,105 @@
+"""Past runs: `warmup runs`, `warmup show`, and point-in-time / per-run replays."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from projection_support import dump, line, rows, run_lines, warmup
+
+from warmup.events.envelope import decode
+from warmup.events.reader import read_lines
+from warmup.projector.projector import Projector
+from warmup.projector.replay import replay
+
+
+@pytest.fixture()
+def history(tmp_path: Path) -> tuple[Path, Path]:
+    """Three runs of two tasks (the third still running), projected."""
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    lines = run_lines("r1", ["alice", "bob"], {}, task_id="morning")
+    lines += [x.replace(b"2026-11-29T07:", b"2026-11-29T08:") for x in
+              run_lines("r2", ["alice", "bob"], {"bob": "FAILED"}, task_id="evening")]
+    third = [x.replace(b"2026-11-29T07:", b"2026-11-29T09:") for x in
+             run_lines("r3", ["carol"], {}, task_id="morning")]
+    lines += third[:2]
+    lines.insert(3, line("artifact_saved", "2026-11-29T07:00:03.500000Z", run_id="r1", account_id="alice",
+                         path="r1/alice/shot.png", sha256="0" * 64, bytes=10, kind="screenshot"))
+    log.write_bytes(b"".join(lines))
+    assert warmup("project", "--log", log, "--db", db).returncode == 0
+    return log, db
+
+
+def test_runs_lists_newest_first_with_filters_and_json(history: tuple[Path, Path]) -> None:
+    _, db = history
+    data = json.loads(warmup("runs", "--db", db, "--json").stdout)
+    assert [r["id"] for r in data] == ["r3", "r2", "r1"]
+    r1 = data[2]
+    assert set(r1) >= {"id", "task_id", "task_name", "status", "started_at", "completed_at", "duration_s",
+                       "accounts_total", "accounts_completed", "accounts_failed", "accounts_cancelled",
+                       "accounts_interrupted"}
+    assert (r1["status"], r1["accounts_total"], r1["accounts_completed"]) == ("COMPLETED", 2, 2)
+    assert r1["duration_s"] == 9.0  # 07:00:01.000001 to 07:00:10.000010
+    assert data[0]["status"] == "RUNNING" and data[0]["duration_s"] is None
+
+    def ids(*args: str) -> list[str]:
+        return [r["id"] for r in json.loads(warmup("runs", "--db", db, "--json", *args).stdout)]
+
+    assert ids("--task", "morning") == ["r3", "r1"]
+    assert ids("--status", "failed") == ["r2"]
+    assert ids("--since", "2026-11-29T08:00:00Z") == ["r3", "r2"]
+    assert ids("--limit", "1") == ["r3"]
+    table = warmup("runs", "--db", db)
+    assert table.returncode == 0 and "r2" in table.stdout and "evening" in table.stdout
+    bad = warmup("runs", "--db", db, "--since", "yesterday-ish")
+    assert bad.returncode == 2 and "not an ISO-8601 time" in bad.stderr
+
+
+def test_show_gives_the_run_and_a_row_per_account_with_artifacts(history: tuple[Path, Path]) -> None:
+    _, db = history
+    data = json.loads(warmup("show", "r2", "--db", db, "--json").stdout)
+    assert data["run"]["id"] == "r2" and data["run"]["status"] == "FAILED" and data["task"]["id"] == "evening"
+    assert [a["account_id"] for a in data["accounts"]] == ["alice", "bob"]
+    bob = data["accounts"][1]
+    assert (bob["status"], bob["attempts"], bob["steps_ok"], bob["steps_failed"]) == ("FAILED", 1, 1, 1)
+    assert bob["error"] == "step 1 click failed" and bob["duration_s"] > 0
+    r1 = json.loads(warmup("show", "r1", "--db", db, "--json").stdout)
+    assert r1["accounts"][0]["artifacts"][0]["path"] == "r1/alice/shot.png"
+    text = warmup("show", "r2", "--db", db)
+    assert text.returncode == 0 and "bob" in text.stdout and "step 1 click failed" in text.stdout
+    missing = warmup("show", "nope", "--db", db)
+    assert missing.returncode == 2 and "no run 'nope'" in missing.stderr and "warmup runs" in missing.stderr
+
+
+def test_replay_until_equals_projecting_the_prefix_of_the_log(history: tuple[Path, Path], tmp_path: Path) -> None:
+    log, _ = history
+    lines = list(read_lines(log))
+    for cut in (0, 3, 7, len(lines) // 2, len(lines) - 1, len(lines)):
+        instant = decode(lines[cut - 1].data)["ts"] if cut else "2000-01-01T00:00:00Z"
+        until_db, prefix_db, prefix_log = tmp_path / f"u{cut}.db", tmp_path / f"p{cut}.db", tmp_path / f"p{cut}.jsonl"
+        result = warmup("replay", "--log", log, "--db", until_db, "--until", instant)
+        assert result.returncode == 0, result.stderr
+        prefix_log.write_bytes(b"".join(x.data + b"\n" for x in lines[:cut]))
+        with Projector(prefix_log, prefix_db) as p:
+            p.catch_up()
+        a, b = dump(until_db), dump(prefix_db)
+        for table in a:
+            if table != "projector_checkpoint":
+                assert a[table] == b[table], (cut, table)
+        (cp,) = rows(until_db, "SELECT events_applied, scope FROM projector_checkpoint")
+        assert cp["events_applied"] == cut and json.loads(cp["scope"])["until"]
+
+
+def test_replay_of_chosen_runs_and_a_scoped_database_is_never_extended(history: tuple[Path, Path],
+                                                                      tmp_path: Path) -> None:
+    log, _ = history
+    db = tmp_path / "some.db"
+    assert warmup("replay", "--log", log, "--db", db, "--run", "r1", "--run", "r3").returncode == 0
+    assert [r["id"] for r in rows(db, "SELECT id FROM runs ORDER BY id")] == ["r1", "r3"]
+    assert {r["run_id"] for r in rows(db, "SELECT run_id FROM run_accounts")} == {"r1", "r3"}
+    refused = warmup("project", "--log", log, "--db", db)
+    assert refused.returncode == 1 and "cannot be extended" in refused.stderr and "warmup replay" in refused.stderr
+    replay(log, db)  # a full replay takes the database back
+    assert len(rows(db, "SELECT id FROM runs")) == 3
+    assert warmup("project", "--log", log, "--db", db).returncode == 0
