@@ -177,7 +177,11 @@ class Handlers:
         account["updated_at"] = ts
 
     def step_finished(self, event: StepFinished) -> None:
-        run, ra = self._run_account(event)
+        # Three events in four are steps: look the row up inline when its run is in memory.
+        accounts = self._run_accounts.get(event.run_id)
+        ra = accounts.get(event.account_id) if accounts is not None else None
+        if ra is None:
+            _, ra = self._run_account(event)  # loads the run, or says why the event cannot apply
         if ra["status"] in ACCOUNT_FINAL_STATUSES:
             raise Reject(f"step_finished: account {ra['account_id']!r} already finished ({ra['status']})")
         if event.ok:

@@ -21,6 +21,8 @@ from warmup.errors import UsageError
 from warmup.projector.projector import BatchResult, Projector
 from warmup.projector.scope import Scope
 
+REPLAY_BATCH_BYTES = 16 << 20
+
 
 def _fsync_path(path: Path, directory: bool = False) -> None:
     fd = os.open(path, (os.O_RDONLY | os.O_DIRECTORY) if directory else os.O_RDONLY)
@@ -67,7 +69,9 @@ def replay(
     for leftover in (tmp, Path(f"{tmp}-journal")):
         leftover.unlink(missing_ok=True)
     try:
-        with Projector(log_path, tmp, fast=True, scope=scope) as projector:
+        # Large batches: a fresh build has no reader to keep waiting, and each batch rewrites the
+        # accounts it touched, so fewer batches write fewer rows.
+        with Projector(log_path, tmp, fast=True, scope=scope, batch_bytes=REPLAY_BATCH_BYTES) as projector:
             result = projector.catch_up()
             projector.create_indexes()
         swap_into_place(tmp, db_path)
