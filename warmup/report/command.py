@@ -1,0 +1,50 @@
+"""``warmup report RUN_ID -o report.html``: gather the run, render it, write the file whole.
+
+The file is written next to its destination and renamed into place, so a reader (or a browser
+reloading it) never sees half a report.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from warmup.errors import UsageError, WarmupError
+from warmup.report.data import gather
+from warmup.report.render import render
+
+
+def write_whole(output: Path, text: str) -> int:
+    """Write ``text`` to ``output`` atomically; return the bytes written."""
+    data = text.encode("utf-8")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"-o {output}: no folder {folder}; create it first")
+    if output.is_dir():
+        raise UsageError(f"-o {output}: is a folder; give a file name such as report.html")
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise WarmupError(f"cannot write {output}: {exc.strerror or exc}", exit_code=1) from None
+    return len(data)
+
+
+def run_report(run_id: str, *, log_path: Path, db_path: Path, artifacts: Path, output: Path) -> int:
+    report = gather(run_id, db_path=Path(db_path), log_path=Path(log_path), artifacts_dir=Path(artifacts))
+    size = write_whole(Path(output), render(report, log_name=str(log_path)))
+    failures = len(report.failures())
+    missing = sum(1 for s in report.shots if s.data_uri is None)
+    line = (
+        f"wrote {output} ({size / 1024:.0f} KB): run {run_id} {report.run.get('status')}, "
+        f"{len(report.lanes)} accounts, {failures} failure(s), {len(report.shots) - missing} screenshot(s)"
+    )
+    if missing:
+        line += f", {missing} screenshot(s) missing (noted in the report)"
+    print(line)
+    return 0

@@ -1,0 +1,306 @@
+"""Gather what a run report shows: the run's rows from the database and its timings from the log.
+
+The database (opened read only) gives the run, its accounts in run order and its artifacts. The log
+gives what the tables do not keep: every step's outcome and duration, and each attempt's start and
+end. A step's end is its ``step_finished.ts``; its start is that end minus ``duration_ms``.
+
+Reading the log is a scan of the whole file, so lines that do not contain the run id's bytes are
+skipped before they are decoded; lines that do not decode are counted and skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from warmup.errors import UsageError
+from warmup.events.envelope import (
+    AccountFinished,
+    AccountStarted,
+    EventDecoder,
+    InvalidEvent,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+)
+from warmup.events.reader import read_block
+from warmup.status import connect_readonly
+
+IMAGE_KINDS = ("failure", "screenshot")  # the artifacts a report inlines
+
+
+def parse_ts(ts: str) -> float:
+    """A log timestamp (``2026-11-29T07:00:00.123456Z``) as seconds since the epoch."""
+    return datetime.fromisoformat(ts).timestamp()
+
+
+@dataclass
+class Step:
+    account_id: str
+    index: int
+    action: str
+    ok: bool
+    optional: bool
+    duration_ms: float
+    end: float
+    attempt: int
+    error: str | None
+    url: str | None
+
+    @property
+    def start(self) -> float:
+        return self.end - self.duration_ms / 1000
+
+    @property
+    def outcome(self) -> str:
+        """``ok``, ``failed``, or ``optional`` (an optional step that failed without failing the account)."""
+        if self.ok:
+            return "ok"
+        return "optional" if self.optional else "failed"
+
+
+@dataclass
+class Attempt:
+    number: int
+    start: float
+    end: float | None = None
+    status: str | None = None
+    retrying: bool = False
+    error: str | None = None
+
+
+@dataclass
+class Shot:
+    """A screenshot of the run, with its bytes as a ``data:`` URI, or a note saying why there are none."""
+
+    account_id: str
+    path: str
+    kind: str
+    attempt: int | None
+    ts: str | None
+    data_uri: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class Lane:
+    """One account of the run: its row in ``run_accounts`` and what the log says it did."""
+
+    account_id: str
+    position: int
+    status: str | None
+    attempts_count: int
+    error: str | None
+    steps: list[Step] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "FAILED"
+
+
+@dataclass
+class Failure:
+    """One failed attempt of an account: its error, the step that failed, and the screenshot taken."""
+
+    account_id: str
+    attempt: int
+    final: bool  # False when the account was tried again afterwards
+    error: str | None
+    step: Step | None
+    shot: Shot | None
+
+
+@dataclass
+class RunReport:
+    run: dict[str, Any]
+    lanes: list[Lane]
+    shots: list[Shot]
+    t0: float  # the timeline's first and last instants (epoch seconds)
+    t1: float
+    events_read: int = 0
+    lines_skipped: int = 0  # lines mentioning the run that did not decode
+
+    def steps(self) -> list[Step]:
+        return [s for lane in self.lanes for s in lane.steps]
+
+    def failures(self) -> list[Failure]:
+        by_key = {(s.account_id, s.attempt): s for s in self.shots if s.kind == "failure"}
+        out: list[Failure] = []
+        for lane in self.lanes:
+            for att in lane.attempts:
+                if att.status != "FAILED":
+                    continue
+                failed = [s for s in lane.steps if s.attempt == att.number and s.outcome == "failed"]
+                out.append(Failure(
+                    lane.account_id, att.number, not att.retrying, att.error,
+                    failed[-1] if failed else None, by_key.get((lane.account_id, att.number)),
+                ))
+            if lane.failed and not any(f.account_id == lane.account_id for f in out):
+                # failed per the tables but no failed attempt in the log (e.g. a log cut short)
+                out.append(Failure(lane.account_id, lane.attempts_count, True, lane.error, None, None))
+        return out
+
+
+# -- the database ----------------------------------------------------------------------------
+def load_rows(db_path: Path, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The run's row, its ``run_accounts`` rows in run order, and its artifacts' rows."""
+    conn = connect_readonly(db_path)
+    try:
+        row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UsageError(f"no run {run_id} in {db_path}; see `warmup runs`")
+        accounts = [dict(r) for r in conn.execute(
+            "SELECT * FROM run_accounts WHERE run_id = ? ORDER BY position, account_id", (run_id,)
+        )]
+        artifacts = [dict(r) for r in conn.execute(
+            "SELECT * FROM artifacts WHERE run_id = ? ORDER BY ts, path", (run_id,)
+        )]
+    finally:
+        conn.close()
+    return dict(row), accounts, artifacts
+
+
+# -- the log ---------------------------------------------------------------------------------
+@dataclass
+class LogTimings:
+    steps: dict[str, list[Step]] = field(default_factory=dict)
+    attempts: dict[str, list[Attempt]] = field(default_factory=dict)
+    first: float | None = None
+    last: float | None = None
+    run_started: float | None = None
+    run_finished: float | None = None
+    events: int = 0
+    skipped: int = 0
+
+
+def read_timings(log_path: Path, run_id: str) -> LogTimings:
+    """Every step and attempt of ``run_id`` in the log, per account, in log order."""
+    if not log_path.is_file():
+        raise UsageError(f"no log at {log_path}: the report reads step timings from it; pass --log")
+    needle = orjson.dumps(run_id)  # the id as it appears in a line, quotes included
+    decode = EventDecoder()
+    out = LogTimings()
+    current: dict[str, int] = {}  # account -> its latest attempt, for steps that do not say theirs
+    with open(log_path, "rb") as f:
+        fd = f.fileno()
+        offset = 0
+        while True:
+            lines, offset_next = read_block(fd, offset)
+            if offset_next == offset:
+                break
+            offset = offset_next
+            for line in lines:
+                if needle not in line:
+                    continue
+                try:
+                    event = decode(line)
+                except InvalidEvent:
+                    out.skipped += 1
+                    continue
+                if getattr(event, "run_id", None) != run_id:
+                    continue
+                _fold(out, current, event)
+    return out
+
+
+def _fold(out: LogTimings, current: dict[str, int], event: Any) -> None:
+    ts = parse_ts(event.ts)
+    out.events += 1
+    out.first = ts if out.first is None else min(out.first, ts)
+    out.last = ts if out.last is None else max(out.last, ts)
+    if isinstance(event, StepFinished):
+        attempt = event.attempt if event.attempt is not None else current.get(event.account_id, 1)
+        out.steps.setdefault(event.account_id, []).append(Step(
+            event.account_id, event.index, event.action, event.ok, event.optional, event.duration_ms, ts,
+            attempt, event.error, event.url,
+        ))
+        out.first = min(out.first, ts - event.duration_ms / 1000)
+    elif isinstance(event, AccountStarted):
+        current[event.account_id] = event.attempt
+        out.attempts.setdefault(event.account_id, []).append(Attempt(event.attempt, ts))
+    elif isinstance(event, AccountFinished):
+        attempts = out.attempts.setdefault(event.account_id, [])
+        match = next((a for a in reversed(attempts) if a.number == event.attempt and a.end is None), None)
+        if match is None:  # finished without a start in the log (cancelled before it began)
+            match = Attempt(event.attempt, ts)
+            attempts.append(match)
+        match.end, match.status, match.retrying, match.error = ts, event.status, event.retrying, event.error
+    elif isinstance(event, RunStarted):
+        out.run_started = ts
+    elif isinstance(event, RunFinished):
+        out.run_finished = ts
+
+
+# -- screenshots -----------------------------------------------------------------------------
+def _mime(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    return None
+
+
+def load_shot(artifacts_dir: Path, row: dict[str, Any]) -> Shot:
+    """The screenshot of an ``artifacts`` row, inlined; a missing or odd file gives a note instead."""
+    shot = Shot(row["account_id"], row["path"], row["kind"] or "", row.get("attempt"), row.get("ts"))
+    root = artifacts_dir.resolve()
+    path = (root / row["path"]).resolve()
+    if not path.is_relative_to(root):
+        shot.note = "not read: its path leads outside the artifacts folder"
+        return shot
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        shot.note = f"missing: no file {path}"
+        return shot
+    except OSError as exc:
+        shot.note = f"unreadable: {os.strerror(exc.errno or 0) if exc.errno else exc}"
+        return shot
+    mime = _mime(data)
+    if mime is None:
+        shot.note = "not shown: not a PNG or JPEG file"
+        return shot
+    if row.get("sha256") and hashlib.sha256(data).hexdigest() != row["sha256"]:
+        shot.note = "the file has changed since the run saved it (its sha256 differs)"
+    shot.data_uri = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+    return shot
+
+
+# -- all together ----------------------------------------------------------------------------
+def gather(run_id: str, *, db_path: Path, log_path: Path, artifacts_dir: Path) -> RunReport:
+    run, account_rows, artifact_rows = load_rows(db_path, run_id)
+    timings = read_timings(log_path, run_id)
+    lanes = [
+        Lane(
+            r["account_id"], r["position"], r["status"], r["attempts"] or 0, r["error"],
+            timings.steps.get(r["account_id"], []), timings.attempts.get(r["account_id"], []),
+        )
+        for r in account_rows
+    ]
+    known = {lane.account_id for lane in lanes}
+    extra = sorted((set(timings.steps) | set(timings.attempts)) - known)  # in the log, not (yet) in the DB
+    for i, account_id in enumerate(extra):
+        lanes.append(Lane(account_id, len(account_rows) + i, None, 0, None,
+                          timings.steps.get(account_id, []), timings.attempts.get(account_id, [])))
+    shots = [load_shot(artifacts_dir, r) for r in artifact_rows if r["kind"] in IMAGE_KINDS]
+
+    instants = [t for t in (timings.first, timings.last, timings.run_started, timings.run_finished) if t is not None]
+    for key in ("started_at", "completed_at"):
+        if run.get(key):
+            instants.append(parse_ts(run[key]))
+    t0 = min(instants) if instants else 0.0
+    t1 = max(instants) if instants else 0.0
+    # an attempt still open (an interrupted run) ends where the timeline does
+    for lane in lanes:
+        for att in lane.attempts:
+            if att.end is None:
+                att.end = t1
+    return RunReport(run, lanes, shots, t0, max(t1, t0 + 0.001), timings.events, timings.skipped)
