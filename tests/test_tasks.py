@@ -130,7 +130,7 @@ BAD_TASKS = [
         "duplicate-id-in-file",
         'accounts_file = "acc.csv"\n' + ACCOUNT + STEP,
         {"acc.csv": "id\nbob\nalice\n"},
-        "duplicate account id 'alice' (accounts[0] (alice) and acc.csv line 3)",
+        "duplicate account id 'alice' (accounts[0] and acc.csv line 3)",
     ),
     ("bad-account-id", '[[accounts]]\nid = "../etc"\n' + STEP, {}, "account id '../etc' is not allowed"),
     ("missing-accounts-file", 'accounts_file = "nope.csv"\n' + STEP, {}, "nope.csv: no such file"),

@@ -306,7 +306,7 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str]) -> Task
     accounts: list[Account] = []
     raw_accounts = _get(doc, "accounts", list, where, default=[])
     for i, raw in enumerate(raw_accounts):
-        accounts.append(_account_from_table(raw, f"{where}: accounts[{i}]"))
+        accounts.append(_account_from_table(raw, f"{where}: accounts[{i}]", f"accounts[{i}]"))
     if accounts_file is not None:
         accounts.extend(_load_accounts_file(path.parent / accounts_file, where))
     if not accounts:
@@ -404,7 +404,7 @@ def _account_vars(raw: dict[str, Any], where: str) -> dict[str, str]:
     return result
 
 
-def _account_from_table(raw: Any, where: str) -> Account:
+def _account_from_table(raw: Any, where: str, source: str) -> Account:
     if not isinstance(raw, dict):
         raise UsageError(f"{where}: must be a table with an id, not {_describe(raw)}")
     unknown = sorted(set(raw) - ACCOUNT_KEYS)
@@ -414,7 +414,7 @@ def _account_from_table(raw: Any, where: str) -> Account:
     where = f"{where} ({account_id})"
     raw_vars = _get(raw, "vars", dict, where, default={})
     storage_state = _get(raw, "storage_state", str, where, default=None)
-    return Account(account_id, _account_vars(raw_vars, where), storage_state, where.split(": ", 1)[-1])
+    return Account(account_id, _account_vars(raw_vars, where), storage_state, source)
 
 
 def _load_accounts_file(path: Path, task_where: str) -> list[Account]:
@@ -567,8 +567,11 @@ def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str
                 env_names.add(ref[4:])
         template = account.storage_state or task.storage_state
         if template:
-            if any(ref.startswith("env.") for ref in references(template)):
-                raise UsageError(f"{where}: account {account.id!r}: storage_state cannot use ${{env.*}}")
+            refs = references(template)
+            if any(ref.startswith("env.") or (ref.startswith("account.") and _has_env(account, ref)) for ref in refs):
+                raise UsageError(
+                    f"{where}: account {account.id!r}: storage_state cannot use ${{env.*}} (a secret in a file name)"
+                )
             _render(template, account, env, where=f"{where}: account {account.id!r}: storage_state: ")
         for step in task.steps:
             for template in _templates(step):
