@@ -145,6 +145,19 @@ BAD_TASKS = [
         "a screenshot name cannot use ${env.*}",
     ),
     ("bad-screenshot-name", ACCOUNT + '[[steps]]\nscreenshot = "a/b"\n', {}, "screenshot name 'a/b'"),
+    (
+        "secret-in-state-path",
+        'storage_state = "s/${account.pw}.json"\n[[accounts]]\nid = "a"\nvars = { pw = "${env.HOME}" }\n' + STEP,
+        {},
+        "storage_state cannot use ${env.*}",
+    ),
+    (
+        "bad-id-in-accounts-file",
+        'accounts_file = "acc.csv"\n' + STEP,
+        {"acc.csv": "id,user\nok,u\nnot ok,v\n"},
+        "accounts_file",
+    ),
+    ("negative-retries", "retries = -1\n" + ACCOUNT + STEP, {}, "retries must be 0 or more"),
 ]
 
 
