@@ -87,6 +87,7 @@ class Shot:
     ts: str | None
     data_uri: str | None = None
     note: str | None = None
+    digest: str | None = None  # sha256 of the bytes read: identical images are inlined once
 
 
 @dataclass
@@ -268,7 +269,8 @@ def load_shot(artifacts_dir: Path, row: dict[str, Any]) -> Shot:
     if mime is None:
         shot.note = "not shown: not a PNG or JPEG file"
         return shot
-    if row.get("sha256") and hashlib.sha256(data).hexdigest() != row["sha256"]:
+    shot.digest = hashlib.sha256(data).hexdigest()
+    if row.get("sha256") and shot.digest != row["sha256"]:
         shot.note = "the file has changed since the run saved it (its sha256 differs)"
     shot.data_uri = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
     return shot

@@ -121,8 +121,9 @@ def render(report: RunReport, *, log_name: str = "") -> str:
     parts.append(_summary(report))
     parts.append(_timeline(report, failures))
     parts.append(_slowest(report.steps()))
-    parts.append(_failures(failures))
-    parts.append(_screenshots([s for s in report.shots if s.kind == "screenshot"]))
+    images = Images()
+    parts.append(_failures(failures, images))
+    parts.append(_screenshots([s for s in report.shots if s.kind == "screenshot"], images))
     skipped = f", {report.lines_skipped} line(s) of it not readable, skipped" if report.lines_skipped else ""
     parts.append(
         f"<footer>From the log {esc(log_name)}: {report.events_read} events of this run{skipped}. "
@@ -263,14 +264,31 @@ def _slowest(steps: list[Step]) -> str:
     )
 
 
-def _image(shot: Shot, alt: str) -> str:
-    note = f"<p class='note'>Screenshot <code>{esc(shot.path)}</code> {esc(shot.note)}</p>" if shot.note else ""
-    if shot.data_uri is None:
-        return note
-    return f"{note}<img loading='lazy' decoding='async' alt='{esc(alt)}' src='{shot.data_uri}'>"
+class Images:
+    """Inlines each distinct image once: a screenshot identical to one already shown links to it.
+
+    A site that is down gives every account the same error page, so many failure screenshots can
+    be the same bytes; inlining them once keeps such a report light.
+    """
+
+    def __init__(self) -> None:
+        self.shown: dict[str, str] = {}  # digest -> the element id of its first inlined copy
+
+    def html(self, shot: Shot, alt: str) -> str:
+        note = f"<p class='note'>Screenshot <code>{esc(shot.path)}</code> {esc(shot.note)}</p>" if shot.note else ""
+        if shot.data_uri is None:
+            return note
+        first = self.shown.get(shot.digest or "")
+        if first is not None:
+            return (f"{note}<p class='same'>Screenshot <code>{esc(shot.path)}</code>: the same image as "
+                    f"<a href='#{first}'>the one shown above</a> (identical bytes, inlined once).</p>")
+        ident = f"img-{len(self.shown)}"
+        if shot.digest:
+            self.shown[shot.digest] = ident
+        return f"{note}<img id='{ident}' loading='lazy' decoding='async' alt='{esc(alt)}' src='{shot.data_uri}'>"
 
 
-def _failures(failures: list[Failure]) -> str:
+def _failures(failures: list[Failure], images: Images) -> str:
     if not failures:
         return "<h2>Failures</h2><p>None.</p>"
     out = [f"<h2>Failures ({len(failures)})</h2>"]
@@ -292,18 +310,18 @@ def _failures(failures: list[Failure]) -> str:
             if s.url:
                 out.append(f"<p>URL: <code class='url'>{esc(s.url)}</code></p>")
         if f.shot is not None:
-            out.append(f"<div class='shot'>{_image(f.shot, f'screenshot of {f.account_id} when it failed')}</div>")
+            out.append(f"<div class='shot'>{images.html(f.shot, f'screenshot of {f.account_id} when it failed')}</div>")
         else:
             out.append("<p class='note'>No screenshot was saved for this failure.</p>")
         out.append("</div>")
     return "".join(out)
 
 
-def _screenshots(shots: list[Shot]) -> str:
+def _screenshots(shots: list[Shot], images: Images) -> str:
     if not shots:
         return ""
     figures = "".join(
-        f"<figure class='shot'>{_image(s, f'{s.account_id}: {s.path}')}<figcaption>{esc(s.account_id)}: "
+        f"<figure class='shot'>{images.html(s, f'{s.account_id}: {s.path}')}<figcaption>{esc(s.account_id)}: "
         f"<code>{esc(s.path)}</code> ({esc(fmt_ts(s.ts))})</figcaption></figure>"
         for s in shots
     )
