@@ -43,8 +43,12 @@ def browser() -> Iterator[Browser]:
 
 
 def open_report(browser: Browser, path: Path) -> Opened:
-    """Load the report with every request recorded (and anything not the file or a data: URI refused)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    """Load the report with every request recorded (and anything not the file or a data: URI refused).
+
+    The report's Content-Security-Policy is bypassed: it would block an outside request or a script
+    before the recorder sees it, and these tests check the markup itself, not only the safety net.
+    """
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     requests: list[str] = []
     file_url = path.resolve().as_uri()
 
@@ -219,6 +223,7 @@ def test_log_texts_are_escaped_and_nothing_runs(tmp_path: Path, browser: Browser
     assert "1 screenshot(s) missing" in result.stdout
     text = out.read_text()
     assert "<script" not in text and "<img src=x" not in text and "<b id=injected" not in text
+    assert "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:;" in text
 
     opened = open_report(browser, out)
     page = opened.page
@@ -233,3 +238,28 @@ def test_log_texts_are_escaped_and_nothing_runs(tmp_path: Path, browser: Browser
     assert "missing" in page.locator(".failure .note").inner_text()
     assert_nothing_outside(opened)
     page.context.close()
+
+
+def test_a_run_still_going_with_a_bad_line(tmp_path: Path) -> None:
+    """A run without its end (still running, or its runner killed): open attempts end where the timeline does."""
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    run_id = "running-run"
+    with EventWriter(log, fsync="batch") as writer:
+        def emit(type_: str, second: int, **fields: object) -> None:
+            writer.append(make_event(type_, ts=f"2026-11-29T07:00:{second:02d}.000000Z", run_id=run_id, **fields))
+
+        emit("run_started", 0, task_id="t", task_name="t", accounts=["a", "b"], steps=3, concurrency=1,
+             host="h", pid=1)
+        emit("account_started", 1, account_id="a", attempt=1)
+        emit("step_finished", 3, account_id="a", index=0, action="goto", ok=True, duration_ms=1500.0, error=None)
+    with open(log, "ab") as f:  # a line that mentions the run but is not an event
+        f.write(b'{"run_id":"running-run","type":"step_finished"}\n')
+    assert warmup("project", "--log", str(log), "--db", str(db)).returncode == 0
+    out = tmp_path / "report.html"
+    result = warmup("report", run_id, "--log", str(log), "--db", str(db), "--artifacts", str(tmp_path), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "data-account='a' data-status='RUNNING'" in text and "data-account='b' data-status='PENDING'" in text
+    assert "not finished" in text and "1 line(s) of it not readable, skipped" in text
+    assert "attempt 1: running" in text  # the open attempt is drawn, up to the last event
+    assert "<h2>Failures</h2><p>None.</p>" in text
