@@ -119,6 +119,7 @@ def test_report_of_a_real_run_in_chromium(real_run: tuple[Workdir, str], browser
     text = out.read_text()
     assert "http://" not in text.replace("http://127.0.0.1:", "")  # the site's URLs only, as text
     assert len(text) < 1_000_000
+    assert out.stat().st_mode & 0o777 == 0o600  # like the screenshots it holds
 
     opened = open_report(browser, out)
     page = opened.page

@@ -1,7 +1,8 @@
 """``warmup report RUN_ID -o report.html``: gather the run, render it, write the file whole.
 
 The file is written next to its destination and renamed into place, so a reader (or a browser
-reloading it) never sees half a report.
+reloading it) never sees half a report. It is private to its owner (mode 0600), like the log and
+the screenshots it inlines: a page's screenshot may show what only that account should see.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ def write_whole(output: Path, text: str) -> int:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o644)
         os.replace(tmp, output)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
