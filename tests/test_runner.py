@@ -412,3 +412,27 @@ wait_ms = 30000
     assert db.execute("select status from runs where id = ?", (run_id,)).fetchone() == ("INTERRUPTED",)
     statuses = dict(db.execute("select account_id, status from run_accounts where run_id = ?", (run_id,)))
     assert statuses == {"t1": "INTERRUPTED", "t2": "CANCELLED"}
+
+
+def test_a_second_sigint_stops_at_once_without_waiting_for_the_grace_period(site: str, work: Workdir) -> None:
+    task = work.task(f'[[accounts]]\nid = "solo"\n[[steps]]\ngoto = "{site}/feed"\n[[steps]]\nwait_ms = 30000\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", *work.run_args(task, "--no-project")],
+        cwd=REPO, env=cli_env(WARMUP_GRACE_S="60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not any(e["type"] == "step_finished" for e in work.events()):
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None  # the first one only starts the 60 s grace period
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)  # far less than the grace period
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "again: stopping now" in err
+    assert final(work.events(), "solo")["status"] == "INTERRUPTED"
