@@ -1,0 +1,97 @@
+"""Fault injection on the projector side: killed projectors, and arbitrary bytes in the log.
+
+Marked ``faults`` so the suite can be run on its own: ``pytest -m faults``.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from projection_support import REPO, dump, rows, run_lines, warmup
+
+from warmup.projector.projector import Projector
+from warmup.projector.replay import replay
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture(scope="module")
+def log_200k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sys.path.insert(0, str(REPO / "bench"))
+    from synthetic_log import write_synthetic_log
+
+    log = tmp_path_factory.mktemp("faults") / "events.jsonl"
+    write_synthetic_log(log, 200_000, seed=11)
+    return log
+
+
+def test_sigkill_the_projector_10_times_then_finish_equals_a_clean_replay(log_200k: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference.db"
+    replay(log_200k, reference)
+    expected = dump(reference)
+    rnd = random.Random(5)
+    size = log_200k.stat().st_size
+    landed = 0
+    for attempt in range(10):
+        db = tmp_path / f"killed-{attempt}.db"
+        # Kill the same database's projector several times: each restart resumes from its checkpoint.
+        for _ in range(3):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cli", "project", "--log", str(log_200k), "--db", str(db)],
+                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            time.sleep(rnd.uniform(0.2, 0.9))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            if db.exists():
+                try:
+                    offsets = rows(db, 'SELECT "offset" FROM projector_checkpoint')
+                except Exception:  # killed before the tables existed
+                    offsets = []
+                landed += any(0 < r["offset"] < size for r in offsets)
+        assert warmup("project", "--log", log_200k, "--db", db).returncode == 0
+        assert dump(db) == expected, f"attempt {attempt} differs from a clean replay"
+    assert landed >= 5, f"only {landed} kills landed in the middle of the log"
+
+
+VALID = run_lines("r1", ["alice", "bob"], {"bob": "FAILED"})
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.binary(max_size=400), split=st.integers(0, len(VALID)))
+def test_arbitrary_bytes_never_crash_project_and_every_line_is_accounted_for(
+    tmp_path_factory: pytest.TempPathFactory, garbage: bytes, split: int
+) -> None:
+    tmp = tmp_path_factory.mktemp("fuzz")
+    log, db = tmp / "events.jsonl", tmp / "warmup.db"
+    bad = garbage + b"\n"  # its own lines, however many newlines it holds
+    log.write_bytes(b"".join(VALID[:split]) + bad + b"".join(VALID[split:]))
+    with Projector(log, db) as projector:
+        result = projector.catch_up()
+    assert result.rejected == bad.count(b"\n")
+    assert result.applied == len(VALID)
+    assert rows(db, "SELECT COUNT(*) AS n FROM rejected_events") == [{"n": bad.count(b"\n")}]
+    assert rows(db, "SELECT status FROM runs") == [{"status": "FAILED"}]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.binary(min_size=1, max_size=300))
+def test_arbitrary_bytes_never_crash_tail(tmp_path_factory: pytest.TempPathFactory, garbage: bytes) -> None:
+    tmp = tmp_path_factory.mktemp("fuzz-tail")
+    log = tmp / "events.jsonl"
+    log.write_bytes(VALID[0] + garbage + b"\n" + b"".join(VALID[1:]))
+    for args in (["-n", "all"], ["-n", "all", "--json"], ["-n", "3"], ["--type", "run_finished", "-n", "all"]):
+        # bytes, not text: --json prints the log's lines exactly, invalid UTF-8 included
+        result = subprocess.run([sys.executable, "-m", "cli", "tail", "--log", str(log), *args],
+                                cwd=REPO, capture_output=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert b"Traceback" not in result.stderr
+    assert "run_finished" in warmup("tail", "--log", log, "-n", "1").stdout
