@@ -328,6 +328,7 @@ def test_no_browser_is_one_line_and_exit_1(work: Workdir) -> None:
     broken = warmup(*work.run_args(task, "--no-project", "--browser-path", str(not_a_browser)))
     assert broken.returncode == 1, broken.stderr
     assert broken.stderr.startswith("warmup: cannot start the browser") and broken.stderr.count("\n") == 1
+    assert "it exited at once (exit code 3)" in broken.stderr
     assert not work.log.exists() or work.log.read_bytes() == b""
 
 

@@ -132,3 +132,26 @@ def describe_error(exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     text = " ".join(text.split())
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+_LAUNCH_ERR = re.compile(r"\[err\] (.*)")
+_CHROMIUM_LOG_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
+_EXIT = re.compile(r"process did exit: exitCode=(-?\d+)")
+
+
+def describe_launch_error(exc: BaseException) -> str:
+    """Why a browser did not start, from the browser's own stderr that Playwright quotes."""
+    if not isinstance(exc, PlaywrightError):
+        return describe_error(exc)
+    message = _ANSI.sub("", exc.message or "")
+    if "XServer" in message or "Missing X server" in message:
+        return "no X server to show a headed browser (set DISPLAY, use xvfb-run, or run without --headed)"
+    errors = [line.strip() for line in _LAUNCH_ERR.findall(message) if line.strip()]
+    picked = next((e for e in reversed(errors) if "ERROR:" in e or "error" in e.lower()), errors[-1] if errors else "")
+    detail = _CHROMIUM_LOG_PREFIX.sub("", picked)
+    exit_code = _EXIT.search(message)
+    if exit_code:
+        text = f"it exited at once (exit code {exit_code.group(1)})" + (f": {detail}" if detail else "")
+    else:
+        text = detail or describe_error(exc)
+    return text[:MAX_ERROR_CHARS]

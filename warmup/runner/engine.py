@@ -36,7 +36,7 @@ from warmup.browser import launch_args
 from warmup.errors import WarmupError
 from warmup.events.envelope import host_and_pid
 from warmup.events.writer import LogWriteError
-from warmup.runner.actions import describe_error, inherent_ms, perform
+from warmup.runner.actions import describe_error, describe_launch_error, inherent_ms, perform
 from warmup.runner.progress import Progress
 from warmup.runner.recorder import Recorder
 from warmup.tasks import Account, Step, Task
@@ -153,7 +153,7 @@ class Runner:
                     )
                 except PlaywrightError as exc:
                     raise WarmupError(
-                        f"cannot start the browser {self.browser_path}: {describe_error(exc)} "
+                        f"cannot start the browser {self.browser_path}: {describe_launch_error(exc)} "
                         "(try another with --browser-path)",
                         exit_code=1,
                     ) from None
