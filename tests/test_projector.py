@@ -320,22 +320,7 @@ def big_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return log
 
 
-@pytest.mark.slow
-def test_kill_9_in_the_middle_then_a_clean_finish_equals_a_replay(big_log: Path, tmp_path: Path) -> None:
-    db, reference = tmp_path / "warmup.db", tmp_path / "reference.db"
-    replay(big_log, reference)
-    offsets = []
-    for delay in (0.25, 0.4, 0.55, 0.7):
-        proc = subprocess.Popen([sys.executable, "-m", "cli", "project", "--log", str(big_log), "--db", str(db)],
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        if db.exists():
-            offsets.extend(r["offset"] for r in rows(db, 'SELECT "offset" FROM projector_checkpoint'))
-    assert any(0 < o < big_log.stat().st_size for o in offsets), f"no kill landed mid-log: {offsets}"
-    assert warmup("project", "--log", big_log, "--db", db).returncode == 0
-    assert dump(db) == dump(reference)
+# kill -9 of `warmup project` mid-log, many times: tests/test_faults_projector.py
 
 
 @pytest.mark.slow
