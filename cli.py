@@ -174,7 +174,7 @@ def status(db_path: Path, as_json: bool, limit: int) -> None:
 
 # --- run: the runner's command. It must import nothing that opens a database. ---------------
 @cli.command()
-@click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @log_option
 @db_option
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Accounts at once (default: the task's).")
@@ -207,8 +207,22 @@ def status(db_path: Path, as_json: bool, limit: int) -> None:
     show_default=True,
     help="fsync the log after every event, or leave it to the end of the run.",
 )
+@click.option(
+    "--resume",
+    metavar="RUN_ID",
+    help="Run again, as a new run, the accounts of RUN_ID that did not complete, with its recorded task.",
+)
+@click.option("--retry-failed", metavar="RUN_ID", help="Like --resume, for the FAILED accounts of RUN_ID only.")
+@click.option(
+    "--account-wait",
+    "account_wait_s",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for an account another run is driving, before recording it CANCELLED.",
+)
 def run(
-    task_file: Path,
+    task_file: Path | None,
     log_path: Path,
     db_path: Path,
     concurrency: int | None,
@@ -217,8 +231,13 @@ def run(
     headed: bool,
     with_projector: bool,
     fsync: str,
+    resume: str | None,
+    retry_failed: str | None,
+    account_wait_s: float,
 ) -> None:
     """Drive every account of TASK_FILE through its steps in real Chromium; append events only.
+
+    Dead runs on the log (their runner was killed) are closed first, as `warmup recover` does.
 
     \b
     Exit codes: 0 every account completed, 1 some failed, 2 bad input, 130 interrupted.
@@ -226,6 +245,8 @@ def run(
     Examples:
       warmup run examples/demo.toml
       warmup run morning.toml --concurrency 8 --no-project
+      warmup run --resume 20261129T070000-1a2b3c        # the accounts that did not complete
+      warmup run --retry-failed 20261129T070000-1a2b3c  # the FAILED ones only
     """
     from warmup.runner.command import run_command
 
@@ -240,8 +261,29 @@ def run(
             headed=headed,
             with_projector=with_projector,
             fsync=fsync,
+            resume=resume,
+            retry_failed=retry_failed,
+            account_wait_s=account_wait_s,
         )
     )
+
+
+@cli.command()
+@log_option
+@click.option("--force", is_flag=True, help="Also close dead-looking runs started on another host.")
+def recover(log_path: Path, force: bool) -> None:
+    """Close runs whose runner died (killed, crashed, out of disk): append what the log is missing.
+
+    Accounts that were running end INTERRUPTED, those never started CANCELLED, the run INTERRUPTED.
+    Safe to run at any time and at once with anything else; `warmup run` does it on its own.
+
+    \b
+    Example:
+      warmup recover --log warmup-data/events.jsonl
+    """
+    from warmup.recover_command import run_recover
+
+    sys.exit(run_recover(log_path, force=force))
 
 
 # --- end of run ------------------------------------------------------------------------------

@@ -168,6 +168,7 @@ class Task:
             "id": self.id,
             "name": self.name,
             "source": str(self.path),
+            "folder": str(self.path.parent.resolve()),  # relative paths resolve from here on a resume
             "concurrency": self.concurrency,
             "account_timeout_s": self.account_timeout_s,
             "retries": self.retries,
@@ -272,14 +273,46 @@ def load_task(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = N
     return _build_task(doc, path, env)
 
 
+def task_from_record(
+    record: dict[str, Any], account_ids: list[str], *, where: str, env: Mapping[str, str] | None = None
+) -> Task:
+    """Rebuild a task from a ``run_started.task`` record, keeping only ``account_ids`` (in record order).
+
+    Checked like a file (every reference, for every account kept), with ``${env.*}`` read from
+    ``env`` now. A credential-named literal recorded as ``***`` cannot be resumed: it never was in
+    the log, and running with ``***`` as a password would be wrong.
+    """
+    env = os.environ if env is None else env
+    if not isinstance(record, dict):
+        raise UsageError(f"{where}: not a task record")
+    keep = set(account_ids)
+    accounts = []
+    for raw in record.get("accounts") or []:
+        if not isinstance(raw, dict) or raw.get("id") not in keep:
+            continue
+        account = {k: v for k, v in raw.items() if v is not None}
+        for name, value in (account.get("vars") or {}).items():
+            if value == REDACTED and SECRET_VAR.search(name):
+                raise UsageError(
+                    f"{where}: account {raw['id']!r}, variable {name!r} was a literal credential and was not "
+                    "recorded; put it in ${env.NAME} and run the task file again"
+                )
+        accounts.append(account)
+    doc = {k: v for k, v in record.items() if k in TASK_KEYS and v is not None and k != "accounts_file"}
+    doc["accounts"] = accounts
+    folder = Path(str(record.get("folder") or Path(str(record.get("source") or "task.toml")).parent))
+    path = folder / Path(str(record.get("source") or "task.toml")).name
+    return _build_task(doc, path, env, where=where)
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc)
 
 
-def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str]) -> Task:
-    where = f"task file {path}"
+def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, where: str | None = None) -> Task:
+    where = where or f"task file {path}"
     unknown = sorted(set(doc) - TASK_KEYS)
     if unknown:
         raise UsageError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(TASK_KEYS))})")

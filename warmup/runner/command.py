@@ -2,7 +2,17 @@
 
 Order matters: the task file and the browser are checked before anything is started or appended,
 so bad input (exit 2) or a missing browser (exit 1) leaves the log untouched. Then the log is
-opened, the projector child started (``--project``), and the asyncio runner drives the accounts.
+opened, dead runs of that log are closed (``warmup.recover``, one line on stderr each), the run
+lock is taken (before ``run_started``: see ``warmup.locks``), the projector child started
+(``--project``), and the asyncio runner drives the accounts. The run lock is removed only once
+``run_finished`` is on disk; if it could not be written (a full disk) the lock stays, unheld, and
+the next ``warmup run`` or ``warmup recover`` closes the run from the log.
+
+``--resume RUN_ID`` / ``--retry-failed RUN_ID`` take the task from that run's record instead of a
+file (``warmup.resume``) and run only the accounts that did not complete.
+
+SIGXFSZ is ignored: a file-size limit (RLIMIT_FSIZE) then fails a write with EFBIG, which the
+writer turns into a clean ``LogWriteError``, instead of killing the runner mid-line.
 
 Exit codes: 0 every account completed, 1 some account failed (or the log could not be written, or
 the browser would not start), 2 bad input, 130 interrupted (SIGINT/SIGTERM).
@@ -23,7 +33,10 @@ from warmup.browser import find_browser
 from warmup.errors import UsageError, WarmupError
 from warmup.events.envelope import new_run_id
 from warmup.events.writer import EventWriter, LogWriteError
-from warmup.runner.engine import COMPLETED, INTERRUPTED, Runner
+from warmup.locks import RunLock
+from warmup.recover import recover_dead_runs
+from warmup.resume import plan_resume
+from warmup.runner.engine import COMPLETED, DEFAULT_ACCOUNT_WAIT_S, INTERRUPTED, Runner
 from warmup.runner.progress import make_progress
 from warmup.runner.projector_child import ProjectorChild
 from warmup.runner.recorder import Recorder
@@ -50,8 +63,12 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _say(message: str) -> None:
+    print(f"warmup: {message}", file=sys.stderr, flush=True)
+
+
 def run_command(
-    task_file: Path,
+    task_file: Path | None,
     *,
     log_path: Path,
     db_path: Path,
@@ -61,22 +78,62 @@ def run_command(
     headed: bool,
     with_projector: bool,
     fsync: str,
+    resume: str | None = None,
+    retry_failed: str | None = None,
+    account_wait_s: float = DEFAULT_ACCOUNT_WAIT_S,
 ) -> int:
-    task = load_task(task_file)
+    resume_id = resume or retry_failed
+    if resume and retry_failed:
+        raise UsageError("give --resume or --retry-failed, not both")
+    if resume_id is not None and task_file is not None:
+        raise UsageError(
+            f"{'--resume' if resume else '--retry-failed'} runs the task recorded in run {resume_id}; "
+            f"give no TASK_FILE (or run {task_file} as a new run without it)"
+        )
+    if resume_id is None and task_file is None:
+        raise UsageError("missing TASK_FILE (or --resume RUN_ID / --retry-failed RUN_ID)")
+    if account_wait_s < 0:
+        raise UsageError(f"--account-wait must be 0 or more seconds, not {account_wait_s:g}")
+    task = load_task(task_file) if task_file is not None else None
     executable = find_browser(browser_path, headless=not headed)
     grace_s = grace_seconds()
     if concurrency is not None and concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
-    effective = concurrency or task.concurrency
+    # A file-size limit must fail the write (EFBIG, a clean LogWriteError), not kill us mid-line.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     try:
         writer = EventWriter(log_path, fsync="batch" if fsync == "batch" else "always")
     except LogWriteError as exc:
         raise WarmupError(exc.strerror or str(exc), exit_code=1) from None
+    try:
+        recover_dead_runs(log_path, writer=writer, on_result=lambda r: _say(r.describe()))
+        if resume_id is not None:
+            plan = plan_resume(log_path, resume_id, failed_only=retry_failed is not None)
+            if plan.task is None:
+                what = "failed" if retry_failed else "failed, interrupted or cancelled"
+                print(f"run {resume_id}: nothing to resume: no {what} account", flush=True)
+                writer.close()
+                return 0
+            task = plan.task
+    except LogWriteError as exc:
+        writer.close()
+        raise WarmupError(exc.strerror or str(exc), exit_code=1) from None
+    except BaseException:
+        writer.close()
+        raise
+    assert task is not None
+    effective = concurrency or task.concurrency
 
     projector = ProjectorChild(log_path, db_path) if with_projector else None
     scrub = task.scrubber()
     recorder = Recorder(writer, new_run_id(), scrub)
+    run_lock = RunLock(log_path, recorder.run_id)
+    try:
+        run_lock.acquire()
+    except OSError as exc:
+        writer.close()
+        raise WarmupError(f"cannot create the run lock {run_lock.path}: {exc.strerror}", exit_code=1) from None
     runner = Runner(
         task,
         recorder,
@@ -86,6 +143,9 @@ def run_command(
         concurrency=effective,
         grace_s=grace_s,
         progress=make_progress(),
+        log_path=log_path,
+        account_wait_s=account_wait_s,
+        resumed_from=resume_id,
     )
     # Outside the event loop (which handles SIGINT/SIGTERM itself while the accounts run), SIGTERM
     # raises KeyboardInterrupt like Ctrl-C, so the projector child is never left following forever.
@@ -105,6 +165,8 @@ def run_command(
                 writer.close()
             except OSError:
                 pass
+            # Keep the (unheld) lock when run_started is on disk without run_finished: a dead run.
+            run_lock.release(remove=recorder.finished or not recorder.started)
         problem = projector.stop() if projector is not None else None
     finally:
         signal.signal(signal.SIGTERM, previous_term)

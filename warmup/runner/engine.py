@@ -36,6 +36,7 @@ from warmup.browser import launch_args
 from warmup.errors import WarmupError
 from warmup.events.envelope import host_and_pid
 from warmup.events.writer import LogWriteError
+from warmup.locks import AccountLock
 from warmup.runner.actions import describe_error, describe_launch_error, inherent_ms, perform
 from warmup.runner.progress import Progress
 from warmup.runner.recorder import Recorder
@@ -44,6 +45,9 @@ from warmup.tasks import Account, Step, Task
 COMPLETED, FAILED, CANCELLED, INTERRUPTED = "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"
 SAFETY_MARGIN_MS = 2_000  # the outer timeout of a step beyond Playwright's own
 SCREENSHOT_TIMEOUT_MS = 5_000
+SCREENSHOT_FORMAT = {"type": "jpeg", "quality": 70}  # failure screenshots: small enough to inline by the dozen
+ACCOUNT_LOCK_POLL_S = 0.2
+DEFAULT_ACCOUNT_WAIT_S = 60.0
 CLOSE_TIMEOUT_S = 10.0
 
 
@@ -82,6 +86,9 @@ class Runner:
         concurrency: int,
         grace_s: float,
         progress: Progress,
+        log_path: Path | None = None,
+        account_wait_s: float = DEFAULT_ACCOUNT_WAIT_S,
+        resumed_from: str | None = None,
     ) -> None:
         self.task = task
         self.rec = recorder
@@ -91,6 +98,9 @@ class Runner:
         self.concurrency = concurrency
         self.grace_s = grace_s
         self.progress = progress
+        self.log_path = log_path  # for the account locks (none without a log path: unit use)
+        self.account_wait_s = account_wait_s
+        self.resumed_from = resumed_from
         self.stopping = False
         self.reason: str | None = None
         self.signalled = False
@@ -186,7 +196,7 @@ class Runner:
             host=host,
             pid=pid,
             task=task.record(),
-            resumed_from=None,
+            resumed_from=self.resumed_from,
             browser=browser.version,
             headless=self.headless,
         )
@@ -214,6 +224,7 @@ class Runner:
         me = asyncio.current_task()
         assert me is not None
         acquired = False
+        lock = AccountLock(self.log_path, account.id, self.rec.run_id) if self.log_path is not None else None
         try:
             # Registered here, not by the creator: a task cancelled before its first step would never
             # enter this try, and its account would go unrecorded.
@@ -223,6 +234,16 @@ class Runner:
                 return
             await semaphore.acquire()
             acquired = True
+            if lock is not None and lock.try_acquire() is not None:
+                # Another run drives this account: give the slot back while waiting for it.
+                semaphore.release()
+                acquired = False
+                busy = await self._wait_for_account(lock)
+                if busy is not None:
+                    self._finish(st, CANCELLED, busy, retrying=False)
+                    return
+                await semaphore.acquire()
+                acquired = True
             self.waiting.pop(account.id, None)
             if self.stopping:
                 self._finish(st, CANCELLED, f"not started: {self.reason or 'the run was stopped'}", retrying=False)
@@ -255,6 +276,32 @@ class Runner:
             self.running.pop(account.id, None)
             if acquired:
                 semaphore.release()
+            if lock is not None:
+                lock.release()
+
+    async def _wait_for_account(self, lock: AccountLock) -> str | None:
+        """Wait up to ``account_wait_s`` for another run to let go of an account; None once it is ours.
+
+        Returns the CANCELLED reason if the wait ran out. Cancelled (a stop) like any wait.
+        """
+        holder = lock.try_acquire()
+        if holder is None:
+            return None
+        account_id = lock.path.stem if lock.path is not None else "?"
+        self.progress.note(
+            f"{account_id}: waiting up to {self.account_wait_s:g} s: it is being driven by {holder.describe()}"
+        )
+        deadline = time.monotonic() + self.account_wait_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(ACCOUNT_LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
+            latest = lock.try_acquire()
+            if latest is None:
+                return None
+            holder = latest
+        return (
+            f"not started: account {account_id} is being driven by {holder.describe()} "
+            f"(waited {self.account_wait_s:g} s, --account-wait)"
+        )
 
     def _finish(self, st: AccountRun, status: str, error: str | None, *, retrying: bool) -> None:
         fields: dict[str, Any] = {"retrying": retrying}

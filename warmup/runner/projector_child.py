@@ -4,10 +4,17 @@ The child runs in its own session (``start_new_session=True``): a Ctrl-C typed i
 reaches only the runner, which decides when the projector stops. Stopping is a SIGTERM after the
 run's last event is on disk; the projector then applies everything already in the log and exits 0.
 The runner process itself never touches the database: only this child does.
+
+If the runner dies without stopping it (SIGKILL, OOM), the child must not follow the log forever:
+on Linux it asks the kernel for SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``), so it
+drains what is in the log and exits 0 like after a normal stop. (If the runner died before the
+``prctl``, the child sees a new parent pid and stops itself the same way.)
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -15,6 +22,18 @@ import sys
 from pathlib import Path
 
 STOP_TIMEOUT_S = 120.0
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Run in the child between fork and exec: SIGTERM me when the runner dies (Linux only)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux: the runner's own stop/kill paths are all there is
+    if os.getppid() != parent_pid:  # it died before the prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class ProjectorChild:
@@ -28,7 +47,10 @@ class ProjectorChild:
             sys.executable, "-m", "cli", "project", "--follow", "--quiet",
             "--log", os.fspath(self.log_path), "--db", os.fspath(self.db_path),
         ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+        parent = os.getpid()
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=lambda: _die_with_parent(parent)
+        )
 
     def exited_early(self) -> int | None:
         """The child's exit code if it already stopped on its own, else None."""

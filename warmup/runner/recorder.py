@@ -27,6 +27,8 @@ class Recorder:
         self.error: LogWriteError | None = None
         self.on_dead: Callable[[LogWriteError], None] | None = None
         self.count = 0
+        self.started = False  # run_started is on disk
+        self.finished = False  # run_finished is on disk: the run lock may go
 
     @property
     def dead(self) -> bool:
@@ -45,4 +47,8 @@ class Recorder:
                 self.on_dead(exc)
             return None
         self.count += 1
+        if type_ == "run_started":
+            self.started = True
+        elif type_ == "run_finished":
+            self.finished = True
         return event

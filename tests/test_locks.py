@@ -1,0 +1,97 @@
+"""Run and account locks (warmup.locks): held across processes, released by the kernel on SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO
+
+from warmup.locks import AccountLock, RunLock, accounts_dir, lock_root, runs_dir
+from warmup.recover import lock_is_held
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from warmup.locks import AccountLock, RunLock
+kind, log, name = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+if kind == "run":
+    RunLock(log, name).acquire()
+else:
+    assert AccountLock(log, name, "holder-run").try_acquire() is None
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def hold_in_child(kind: str, log: Path, name: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, kind, str(log), name], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+def kill(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_a_run_lock_is_seen_held_until_its_process_is_killed_and_stays_behind(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    proc = hold_in_child("run", log, "r1")
+    try:
+        holder = lock_is_held(log, "r1")
+        assert holder is not None and holder.pid == proc.pid and holder.run_id == "r1"
+        assert holder.host == os.uname().nodename
+    finally:
+        kill(proc)
+    assert lock_is_held(log, "r1") is None
+    path = runs_dir(log) / "r1.lock"  # type: ignore[operator]
+    assert path.exists() and path.stat().st_mode & 0o777 == 0o600  # the dead run's mark stays for recover
+    assert [p.name for p in path.parent.iterdir()] == ["r1.lock"]  # no temporary file left
+
+
+def test_a_run_lock_released_with_remove_leaves_no_file(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    lock = RunLock(log, "r2")
+    lock.acquire()
+    assert lock_is_held(log, "r2") is not None  # another open file description: a real conflict
+    lock.release(remove=True)
+    assert lock_is_held(log, "r2") is None and not (runs_dir(log) / "r2.lock").exists()  # type: ignore[operator]
+
+
+def test_an_account_lock_names_its_holder_and_frees_on_sigkill(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    proc = hold_in_child("account", log, "alice")
+    mine = AccountLock(log, "alice", "my-run")
+    try:
+        holder = mine.try_acquire()
+        assert holder is not None and holder.run_id == "holder-run" and holder.pid == proc.pid
+        assert "run holder-run on host" in holder.describe()
+    finally:
+        kill(proc)
+    deadline = time.monotonic() + 5
+    while mine.try_acquire() is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    other = AccountLock(log, "alice", "third-run")
+    assert other.try_acquire() is not None  # we hold it now
+    mine.release()
+    assert other.try_acquire() is None
+    other.release()
+    assert (accounts_dir(log) / "alice.lock").exists()  # type: ignore[operator]  # kept: never unlinked
+
+
+def test_a_log_that_is_not_a_regular_file_gets_no_lock_folder(tmp_path: Path) -> None:
+    assert lock_root(Path("/dev/full")) is None
+    lock = RunLock(Path("/dev/full"), "r3")
+    lock.acquire()
+    lock.release(remove=True)
+    assert not Path("/dev/full.d").exists()
+    assert AccountLock(Path("/dev/null"), "a", "r").try_acquire() is None  # no lock: nothing to wait for
+    assert lock_root(tmp_path / "missing.jsonl") == tmp_path / "missing.jsonl.d"

@@ -1,0 +1,238 @@
+"""Close dead runs: a runner killed mid-run leaves ``run_started`` without ``run_finished``.
+
+``warmup recover`` (and every ``warmup run``, before it starts) looks only at ``<log>.d/runs/``:
+a run lock file that no live process holds is a dead run (see ``warmup.locks``). It never scans
+the whole log to find them. For each dead run started on this host (another host's is left alone
+unless ``force``: its runner may be alive there, and flock does not reach across hosts), it
+
+1. holds the dead run's lock file (so two recoverers never close one run twice),
+2. reads that run's events from the log (lines without the run id's bytes are skipped before
+   decoding), to learn which accounts finished, which were running and which never started,
+3. appends, through ``EventWriter`` (which first cuts a torn last line), ``account_finished``
+   INTERRUPTED for each account that was running (its last attempt), CANCELLED (attempt 0) for
+   each that never started, and ``run_finished`` INTERRUPTED with the reason,
+4. removes the lock file, then lets it go.
+
+The appended events carry ``recovered: true`` and ``last_seen`` (the ``ts`` of the run's last
+event before it died); their own ``ts`` is when recovery happened. A recoverer that dies half-way
+leaves the lock file, and the next one closes only what is still open: recovery is idempotent.
+
+This module reads the log only: the runner calls it and must never open the database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from warmup.events.envelope import (
+    AccountFinished,
+    AccountStarted,
+    EventDecoder,
+    InvalidEvent,
+    RunFinished,
+    RunStarted,
+    host_and_pid,
+)
+from warmup.events.reader import read_lines
+from warmup.events.writer import EventWriter
+from warmup.locks import Holder, read_holder, runs_dir, same_file, try_flock
+
+RUNNING, BETWEEN_ATTEMPTS = "RUNNING", "RETRYING"
+FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"})
+
+
+@dataclass
+class AccountState:
+    status: str = "PENDING"  # PENDING, RUNNING, RETRYING (between attempts) or a final status
+    attempt: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RunState:
+    """What the log says about one run."""
+
+    run_id: str
+    started: RunStarted | None = None
+    finished: RunFinished | None = None
+    accounts: dict[str, AccountState] = field(default_factory=dict)
+    last_ts: str | None = None
+
+    def open_accounts(self) -> list[tuple[str, AccountState]]:
+        return [(a, s) for a, s in self.accounts.items() if s.status not in FINAL]
+
+    def final_status(self, account_id: str) -> str:
+        return self.accounts[account_id].status
+
+
+def scan_run(log_path: Path, run_id: str) -> RunState:
+    """Read ``run_id``'s events from the log (lines that cannot be its events are never decoded)."""
+    state = RunState(run_id)
+    needle = run_id.encode()
+    decode = EventDecoder()
+    if not log_path.exists():
+        return state
+    for line in read_lines(log_path):
+        if needle not in line.data:
+            continue
+        try:
+            event = decode(line.data)
+        except InvalidEvent:
+            continue
+        if getattr(event, "run_id", None) != run_id:
+            continue
+        state.last_ts = event.ts
+        if isinstance(event, RunStarted):
+            if state.started is None:
+                state.started = event
+                state.accounts = {a: AccountState() for a in event.accounts}
+            continue
+        if isinstance(event, RunFinished):
+            state.finished = state.finished or event
+            continue
+        account = state.accounts.get(getattr(event, "account_id", ""))
+        if account is None or account.status in FINAL:
+            continue
+        if isinstance(event, AccountStarted):
+            account.status, account.attempt = RUNNING, event.attempt
+        elif isinstance(event, AccountFinished):
+            account.attempt = event.attempt or account.attempt
+            account.error = event.error
+            account.status = BETWEEN_ATTEMPTS if event.retrying else event.status
+    return state
+
+
+def close_run(writer: EventWriter, state: RunState, died: str) -> dict[str, int]:
+    """Append the events that close a dead run; returns how many accounts got each status."""
+    counts: dict[str, int] = {}
+    if state.started is None or state.finished is not None:
+        return counts
+    extra = {"recovered": True, "last_seen": state.last_ts}
+    for account_id, account in state.open_accounts():
+        if account.status == "PENDING":
+            status, attempt, error = "CANCELLED", 0, f"not started: {died}"
+        else:
+            status, attempt = "INTERRUPTED", account.attempt
+            when = "between attempts" if account.status == BETWEEN_ATTEMPTS else f"during attempt {attempt}"
+            error = f"interrupted {when}: {died}"
+        writer.emit(
+            "account_finished", run_id=state.run_id, account_id=account_id, status=status, error=error,
+            attempt=attempt, **extra,
+        )
+        account.status = status
+        counts[status] = counts.get(status, 0) + 1
+    writer.emit("run_finished", run_id=state.run_id, status="INTERRUPTED", reason=died, **extra)
+    return counts
+
+
+@dataclass
+class Recovered:
+    run_id: str
+    holder: Holder
+    counts: dict[str, int]
+    had_started: bool  # False: the runner died before writing run_started (nothing to close)
+    already_finished: bool  # run_finished was there (it died just before removing its lock)
+
+    def describe(self) -> str:
+        where = f"host {self.holder.host} pid {self.holder.pid}"
+        if not self.had_started:
+            return f"removed the lock of run {self.run_id} ({where}): it died before its run_started"
+        if self.already_finished:
+            return f"removed the lock of run {self.run_id} ({where}): its run_finished is in the log"
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())) or "no account open"
+        return f"recovered dead run {self.run_id} ({where}): {parts}; run INTERRUPTED"
+
+
+@dataclass
+class Skipped:
+    run_id: str
+    holder: Holder
+
+    def describe(self) -> str:
+        return (
+            f"left run {self.run_id} alone: it was started on host {self.holder.host} (pid {self.holder.pid}), "
+            "not this one; use --force once you know its runner is gone"
+        )
+
+
+@dataclass
+class RecoveryReport:
+    recovered: list[Recovered] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def lock_is_held(log_path: Path, run_id: str) -> Holder | None:
+    """The holder of ``run_id``'s run lock if a live process holds it, else None."""
+    directory = runs_dir(log_path)
+    if directory is None:
+        return None
+    try:
+        fd = os.open(directory / f"{run_id}.lock", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        if try_flock(fd):
+            return None
+        return read_holder(fd)
+    finally:
+        os.close(fd)
+
+
+def has_lock_file(log_path: Path, run_id: str) -> bool:
+    directory = runs_dir(log_path)
+    return directory is not None and (directory / f"{run_id}.lock").exists()
+
+
+def recover_dead_runs(
+    log_path: Path,
+    *,
+    force: bool = False,
+    writer: EventWriter | None = None,
+    on_result: Callable[[Recovered | Skipped], None] | None = None,
+) -> RecoveryReport:
+    """Close every dead run of ``log_path``; see the module docstring. Idempotent, safe to run at once."""
+    report = RecoveryReport()
+    directory = runs_dir(log_path)
+    if directory is None or not directory.is_dir():
+        return report
+    this_host, this_pid = host_and_pid()
+    own_writer: EventWriter | None = None
+    try:
+        for path in sorted(directory.glob("*.lock")):
+            run_id = path.name[: -len(".lock")]
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # its runner (or another recoverer) just removed it
+            try:
+                if not try_flock(fd) or not same_file(fd, path):
+                    continue  # alive, or closed and removed while we were opening it
+                holder = read_holder(fd)
+                if holder.host not in (this_host, "?") and not force:
+                    result: Recovered | Skipped = Skipped(run_id, holder)
+                    report.skipped.append(result)
+                else:
+                    state = scan_run(log_path, run_id)
+                    counts: dict[str, int] = {}
+                    if state.started is not None and state.finished is None:
+                        if writer is None:
+                            writer = own_writer = EventWriter(log_path)
+                        died = (
+                            f"the runner (host {holder.host}, pid {holder.pid}) died without finishing the run; "
+                            f"closed by warmup recover (host {this_host}, pid {this_pid})"
+                        )
+                        counts = close_run(writer, state, died)
+                    os.unlink(path)  # while holding it: see warmup.locks
+                    result = Recovered(run_id, holder, counts, state.started is not None, state.finished is not None)
+                    report.recovered.append(result)
+                if on_result is not None:
+                    on_result(result)
+            finally:
+                os.close(fd)
+    finally:
+        if own_writer is not None:
+            own_writer.close()
+    return report

@@ -1,0 +1,67 @@
+"""``warmup run --resume RUN_ID`` / ``--retry-failed RUN_ID``: which accounts to run again, with which task.
+
+The task comes from the old run's ``run_started.task`` record (secrets unresolved), never from a
+file, so a resume works when the task file changed or is gone. ``${env.*}`` references are
+resolved again from the environment of the resuming process, and checked before anything runs.
+
+- ``--resume``: the accounts whose final status in that run is FAILED, INTERRUPTED or CANCELLED.
+- ``--retry-failed``: FAILED only.
+
+Refusals (exit 2, one line): an unknown run id; a run whose runner is still alive (its lock is
+held); a run with no ``run_finished`` that could not be recovered (started on another host); a
+run with no task record (written by an older warmup); an account whose credential-named literal
+variable was recorded as ``***`` (it was never in the log: put it in ``${env.*}``).
+A run with nothing left to do is not an error: the caller says so and exits 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from warmup.errors import UsageError
+from warmup.recover import RunState, lock_is_held, scan_run
+from warmup.tasks import Task, task_from_record
+
+RESUMABLE = ("FAILED", "INTERRUPTED", "CANCELLED")
+
+
+@dataclass
+class ResumePlan:
+    run_id: str
+    state: RunState
+    account_ids: list[str]  # in the old run's order
+    task: Task | None  # None when there is nothing to run
+
+
+def plan_resume(log_path: Path, run_id: str, *, failed_only: bool) -> ResumePlan:
+    """What a resume of ``run_id`` would run. Call after dead runs were recovered."""
+    option = "--retry-failed" if failed_only else "--resume"
+    if not log_path.exists():
+        raise UsageError(f"{option} {run_id}: no event log at {log_path}")
+    holder = lock_is_held(log_path, run_id)
+    if holder is not None:
+        raise UsageError(
+            f"{option} {run_id}: that run is still going ({holder.describe()}); wait for it or stop it first"
+        )
+    state = scan_run(log_path, run_id)
+    if state.started is None:
+        raise UsageError(f"{option} {run_id}: no such run in {log_path} (see 'warmup runs' or 'warmup tail')")
+    if state.finished is None:
+        raise UsageError(
+            f"{option} {run_id}: the run has no run_finished and its runner is not known to be dead here "
+            f"(started on host {state.started.host}, pid {state.started.pid}); run 'warmup recover --force' "
+            "once you know it is gone"
+        )
+    wanted = ("FAILED",) if failed_only else RESUMABLE
+    account_ids = [a for a, s in state.accounts.items() if s.status in wanted]
+    if not account_ids:
+        return ResumePlan(run_id, state, [], None)
+    record = state.started.task
+    if not record:
+        raise UsageError(
+            f"{option} {run_id}: the run's task definition is not in the log (an older warmup wrote it); "
+            "run its task file again instead"
+        )
+    task = task_from_record(record, account_ids, where=f"{option} {run_id}: the recorded task")
+    return ResumePlan(run_id, state, account_ids, task)
