@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import REPO
+import pytest
+from conftest import REPO, Workdir, cli_env
 
 from warmup.locks import AccountLock, RunLock, accounts_dir, lock_root, runs_dir
 from warmup.recover import lock_is_held
@@ -95,3 +96,48 @@ def test_a_log_that_is_not_a_regular_file_gets_no_lock_folder(tmp_path: Path) ->
     assert not Path("/dev/full.d").exists()
     assert AccountLock(Path("/dev/null"), "a", "r").try_acquire() is None  # no lock: nothing to wait for
     assert lock_root(tmp_path / "missing.jsonl") == tmp_path / "missing.jsonl.d"
+
+
+@pytest.mark.browser
+def test_two_runs_never_drive_one_account_at_once(site: str, work: Workdir) -> None:
+    long = work.task(f'[[accounts]]\nid = "shared"\n[[steps]]\ngoto = "{site}/feed"\n[[steps]]\nwait_ms = 5000\n',
+                     "long.toml")
+    short = work.task(f'[[accounts]]\nid = "shared"\n[[accounts]]\nid = "own"\n[[steps]]\ngoto = "{site}/feed"\n',
+                      "short.toml")
+    first = subprocess.Popen([sys.executable, "-m", "cli", *work.run_args(long, "--no-project")], cwd=REPO,
+                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(e["type"] == "account_started" for e in work.events()):
+            assert time.monotonic() < deadline and first.poll() is None, "the first run never started its account"
+            time.sleep(0.05)
+        first_id = work.events()[0]["run_id"]
+        impatient = subprocess.Popen(
+            [sys.executable, "-m", "cli", *work.run_args(short, "--no-project", "--account-wait", "0.3")],
+            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        patient = subprocess.Popen(
+            [sys.executable, "-m", "cli", *work.run_args(short, "--no-project", "--account-wait", "30")],
+            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, impatient_err = impatient.communicate(timeout=60)
+        _, patient_err = patient.communicate(timeout=60)
+        first.communicate(timeout=60)
+    finally:
+        for proc in (first,):
+            if proc.poll() is None:
+                proc.kill()
+    assert first.returncode == 0
+    assert impatient.returncode == 1 and patient.returncode == 0, patient_err
+    assert f"waiting up to 30 s: it is being driven by run {first_id} on host" in patient_err
+    events = work.events()
+    finals = [e for e in events if e["type"] == "account_finished"]
+    cancelled = [e for e in finals if e["status"] == "CANCELLED"]
+    assert len(cancelled) == 1 and cancelled[0]["account_id"] == "shared" and cancelled[0]["attempt"] == 0
+    assert f"account shared is being driven by run {first_id} on host" in cancelled[0]["error"]
+    assert "(waited 0.3 s, --account-wait)" in cancelled[0]["error"]
+    # "own" was not held up by the wait, and "shared" was driven by one run at a time
+    assert sum(1 for e in finals if e["account_id"] == "own" and e["status"] == "COMPLETED") == 2
+    spans = sorted(
+        (s["ts"], next(f["ts"] for f in finals if f["run_id"] == s["run_id"] and f["account_id"] == "shared"))
+        for s in events if s["type"] == "account_started" and s["account_id"] == "shared"
+    )
+    assert len(spans) == 2 and spans[0][1] <= spans[1][0]
