@@ -33,4 +33,7 @@ echo "demo: warmup run exited with $code (1 is expected: dave's account fails on
 echo
 "$PY" -m cli status
 echo
-echo "demo: the log is warmup-data/events.jsonl ('warmup tail -n all'), screenshots are under warmup-data/artifacts/"
+RUN_ID=$("$PY" -m cli runs --limit 1 --json | "$PY" -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')
+"$PY" -m cli report "$RUN_ID" -o warmup-data/report.html
+echo "demo: the log is warmup-data/events.jsonl ('warmup tail -n all'), screenshots are under warmup-data/artifacts/,"
+echo "      and a report of the run is warmup-data/report.html (open it in a browser)"
