@@ -437,3 +437,46 @@ def test_a_second_sigint_stops_at_once_without_waiting_for_the_grace_period(site
     assert proc.returncode == 130, err
     assert "again: stopping now" in err
     assert final(work.events(), "solo")["status"] == "INTERRUPTED"
+
+
+def test_a_secret_echoed_by_failures_is_scrubbed_everywhere_even_cut_short(site: str, work: Workdir) -> None:
+    # The page shows the secret after 70 characters, so an expectation's error text (cut at 80) holds
+    # only its start; a goto answered with HTTP 500 echoes it in its URL; a fill into a non-field gets it as its value.
+    pad = "p" * 70
+    task = work.task(f"""
+retries = 1
+[[accounts]]
+id = "alice"
+vars = {{ password = "${{env.WARMUP_TEST_SECRET}}" }}
+[[steps]]
+goto = "{site}/broken?token=${{env.WARMUP_TEST_SECRET}}"
+optional = true
+[[steps]]
+goto = "{site}/echo?{pad}${{account.password}}"
+[[steps]]
+fill = "#q"
+value = "${{account.password}}"
+optional = true
+timeout_ms = 300
+[[steps]]
+expect_text = {{ selector = "#q", text = "not there" }}
+timeout_ms = 300
+""")
+    result = warmup(*work.run_args(task), env=cli_env(WARMUP_TEST_SECRET=SENTINEL))  # with the projector child
+    assert result.returncode == 1, result.stderr
+    events = work.events()
+    failed = [e for e in events if e["type"] == "step_finished" and not e["ok"]]
+    assert {e["index"] for e in failed} == {0, 2, 3}, [e["error"] for e in failed]
+    expect = [e for e in failed if e["index"] == 3][0]
+    assert "***…" in expect["error"]  # it really was cut inside the secret
+    assert "token=***" in [e for e in failed if e["index"] == 0][0]["error"]
+    pieces = [SENTINEL, SENTINEL[:6], SENTINEL[-6:]]
+    outputs = result.stdout + result.stderr
+    assert not any(p in outputs for p in pieces), outputs
+    files = list(work.root.rglob("*"))
+    assert any(p.suffix == ".db" for p in files) and any(p.name.startswith("failure-") for p in files)
+    for path in files:
+        assert not any(p in str(path) for p in pieces)
+        if path.is_file() and not path.name.startswith("failure-"):  # pixels cannot be checked
+            data = path.read_bytes()
+            assert not any(p.encode() in data for p in pieces), path

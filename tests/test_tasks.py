@@ -190,3 +190,41 @@ def test_the_cli_exits_2_with_the_message_and_appends_nothing(work: Workdir, nam
     assert len(lines) == 1 and lines[0].startswith("warmup: task file ") and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not work.log.exists() and not work.artifacts.exists()
+
+
+def test_the_scrubber_catches_a_secret_cut_short_or_with_its_whitespace_collapsed(tmp_path: Path) -> None:
+    from warmup.tasks import Scrubber
+
+    scrub = Scrubber(["Sentinel-S3cret", "two  spaces"])
+    assert scrub("the text is 'aaa Sentin…', which") == "the text is 'aaa ***…', which"
+    assert scrub("got two spaces") == "got ***"
+    assert scrub("a…b, Se…") == "a…b, Se…"  # two characters are not a secret's start
+    assert scrub("Sentinel-S3cret and Sentinel-S3cr…") == "*** and ***…"
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "..", "a/../../b", "/etc/passwd", ".hidden", "a\\b", "x" * 65])
+def test_account_ids_that_could_leave_the_artifacts_folder_are_refused(tmp_path: Path, bad: str) -> None:
+    import json
+
+    for name, text, extra in (
+        ("t1.toml", f'[[accounts]]\nid = {json.dumps(bad)}\n' + STEP, {}),
+        ("t2.toml", 'accounts_file = "acc.jsonl"\n' + STEP, {"acc.jsonl": json.dumps({"id": bad}) + "\n"}),
+    ):
+        for file_name, content in extra.items():
+            (tmp_path / file_name).write_text(content)
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(UsageError, match="is not allowed"):
+            load_task(path, env={})
+
+
+def test_a_recorded_task_is_checked_like_a_file(tmp_path: Path) -> None:
+    from warmup.tasks import task_from_record
+
+    path = tmp_path / "t.toml"
+    path.write_text('[[accounts]]\nid = "a"\n[[accounts]]\nid = "b"\n' + STEP)
+    record = load_task(path, env={}).record()
+    assert [a.id for a in task_from_record(record, ["b"], where="w", env={}).accounts] == ["b"]
+    record["accounts"][1]["id"] = "../../etc"
+    with pytest.raises(UsageError, match=r"^w: accounts\[0\]: account id '../../etc' is not allowed"):
+        task_from_record(record, ["../../etc"], where="w", env={})

@@ -198,20 +198,42 @@ def _only_env_refs(value: str) -> bool:
 
 
 class Scrubber:
-    """Replaces every secret value (and its URL-encoded forms) in a text with ``***``."""
+    """Replaces every secret value (and its URL-encoded forms) in a text with ``***``.
+
+    Error texts are shortened (``…``) and have their whitespace collapsed before they are
+    recorded, so a secret can reach the scrubber cut or squeezed: the whitespace-collapsed form is
+    a form too, and the end of a text cut just before ``…`` that is the start of a secret (3
+    characters or more) is replaced as well.
+    """
+
+    ELLIPSIS = "…"
+    MIN_CUT = 3
 
     def __init__(self, secrets: list[str]) -> None:
         forms: set[str] = set()
         for s in secrets:
             if s:
-                forms.update({s, quote(s, safe=""), quote_plus(s), quote(s)})
+                forms.update({s, quote(s, safe=""), quote_plus(s), quote(s), " ".join(s.split())})
+        forms.discard("")
         self._forms = sorted(forms, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for form in self._forms:
             if form in text:
                 text = text.replace(form, REDACTED)
+        if self._forms and self.ELLIPSIS in text:
+            text = self.ELLIPSIS.join(self._cut_prefix(part) for part in text.split(self.ELLIPSIS)[:-1]) + (
+                self.ELLIPSIS + text.split(self.ELLIPSIS)[-1]
+            )
         return text
+
+    def _cut_prefix(self, before: str) -> str:
+        """``before`` (text that was cut there) without a trailing start of a secret."""
+        for form in self._forms:
+            for k in range(min(len(form) - 1, len(before)), self.MIN_CUT - 1, -1):
+                if before.endswith(form[:k]):
+                    return before[:-k] + REDACTED
+        return before
 
     def deep(self, value: Any) -> Any:
         """Scrub every string inside a JSON-like value."""

@@ -36,7 +36,7 @@ from warmup.browser import launch_args
 from warmup.errors import WarmupError
 from warmup.events.envelope import host_and_pid
 from warmup.events.writer import LogWriteError
-from warmup.locks import AccountLock
+from warmup.locks import AccountLock, Holder
 from warmup.runner.actions import describe_error, describe_launch_error, inherent_ms, perform
 from warmup.runner.progress import Progress
 from warmup.runner.recorder import Recorder
@@ -45,10 +45,13 @@ from warmup.tasks import Account, Step, Task
 COMPLETED, FAILED, CANCELLED, INTERRUPTED = "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"
 SAFETY_MARGIN_MS = 2_000  # the outer timeout of a step beyond Playwright's own
 SCREENSHOT_TIMEOUT_MS = 5_000
-SCREENSHOT_FORMAT = {"type": "jpeg", "quality": 70}  # failure screenshots: small enough to inline by the dozen
 ACCOUNT_LOCK_POLL_S = 0.2
 DEFAULT_ACCOUNT_WAIT_S = 60.0
 CLOSE_TIMEOUT_S = 10.0
+
+
+class AccountLockError(Exception):
+    """The account's lock file could not be created (a full disk, permissions): the account fails."""
 
 
 @dataclass
@@ -139,8 +142,12 @@ class Runner:
         if not self.stopping:
             self.stopping = True
             self.reason = "the event log could not be written"
+        # Never the task that is writing: a task cancelled while it runs ends cancelled even if it
+        # returns normally, and its CancelledError would escape gather. It sees ``stopping`` itself.
+        current = asyncio.current_task()
         for task in list(self.waiting.values()):
-            task.cancel()
+            if task is not current:
+                task.cancel()
         loop = asyncio.get_running_loop()
         loop.call_soon(self._cancel_running)
 
@@ -234,7 +241,7 @@ class Runner:
                 return
             await semaphore.acquire()
             acquired = True
-            if lock is not None and lock.try_acquire() is not None:
+            if lock is not None and self._try_account_lock(lock) is not None:
                 # Another run drives this account: give the slot back while waiting for it.
                 semaphore.release()
                 acquired = False
@@ -268,6 +275,9 @@ class Runner:
             else:
                 where = f" during {st.step.label}" if st.step is not None else ""
                 self._finish(st, INTERRUPTED, f"interrupted{where}: {self.reason or 'cancelled'}", retrying=False)
+        except AccountLockError as exc:
+            if st.status is None:
+                self._finish(st, FAILED, str(exc), retrying=False)
         except Exception as exc:  # a bug must cost one account, not the run's record
             if st.status is None:
                 self._finish(st, FAILED, f"internal error: {describe_error(exc)}", retrying=False)
@@ -279,12 +289,19 @@ class Runner:
             if lock is not None:
                 lock.release()
 
+    @staticmethod
+    def _try_account_lock(lock: AccountLock) -> Holder | None:
+        try:
+            return lock.try_acquire()
+        except OSError as exc:
+            raise AccountLockError(f"cannot take the account lock {lock.path}: {exc.strerror}") from None
+
     async def _wait_for_account(self, lock: AccountLock) -> str | None:
         """Wait up to ``account_wait_s`` for another run to let go of an account; None once it is ours.
 
         Returns the CANCELLED reason if the wait ran out. Cancelled (a stop) like any wait.
         """
-        holder = lock.try_acquire()
+        holder = self._try_account_lock(lock)
         if holder is None:
             return None
         account_id = lock.path.stem if lock.path is not None else "?"
@@ -294,7 +311,7 @@ class Runner:
         deadline = time.monotonic() + self.account_wait_s
         while time.monotonic() < deadline:
             await asyncio.sleep(min(ACCOUNT_LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
-            latest = lock.try_acquire()
+            latest = self._try_account_lock(lock)
             if latest is None:
                 return None
             holder = latest
