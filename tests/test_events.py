@@ -29,18 +29,25 @@ def test_make_event_has_the_envelope_and_encodes_to_one_line() -> None:
     assert decode(data[:-1]) == event
 
 
+T = b"2026-11-29T07:00:00.000000Z"
+
+
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
         (b"not json", "not valid JSON"),
         (b"[1, 2]", "not a JSON object"),
-        (b'{"v": 1, "id": "x", "type": "run_started", "ts": "t"}', "missing required field"),
-        (b'{"id": "x", "type": "run_finished", "ts": "t", "run_id": "r", "status": "FAILED"}', "'v'"),
-        (b'{"v": 9, "id": "x", "type": "run_finished", "ts": "t", "run_id": "r", "status": "FAILED"}',
+        (b'{"v": 1, "id": "x", "type": "run_started", "ts": "' + T + b'"}', "missing required field"),
+        (b'{"id": "x", "type": "run_finished", "ts": "' + T + b'", "run_id": "r", "status": "FAILED"}', "'v'"),
+        (b'{"v": 9, "id": "x", "type": "run_finished", "ts": "' + T + b'", "run_id": "r", "status": "FAILED"}',
          "unknown schema version 9"),
-        (b'{"v": 1, "id": "x", "type": "coffee_break", "ts": "t", "run_id": "r"}', "unknown event type"),
-        (b'{"v": 1, "id": "x", "type": "account_started", "ts": "t", "run_id": "r", "account_id": "a",'
-         b' "attempt": "1"}', "Expected `int`, got `str`"),
+        (b'{"v": 1, "id": "x", "type": "coffee_break", "ts": "' + T + b'", "run_id": "r"}', "unknown event type"),
+        (b'{"v": 1, "id": "x", "type": "account_started", "ts": "' + T + b'", "run_id": "r",'
+         b' "account_id": "a", "attempt": "1"}', "Expected `int`, got `str`"),
+        (b'{"v": 1, "id": "x", "type": "run_finished", "ts": "yesterday", "run_id": "r", "status": "FAILED"}',
+         "length >= 27"),
+        (b'{"v": 1, "id": "x", "type": "account_started", "ts": "' + T + b'", "run_id": "r",'
+         b' "account_id": "a", "attempt": 9223372036854775808}', "Expected `int` <= 9223372036854775807"),
     ],
 )
 def test_invalid_lines_say_why(line: bytes, reason: str) -> None:

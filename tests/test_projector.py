@@ -117,13 +117,18 @@ def test_bad_lines_are_recorded_and_skipped_and_later_lines_applied(tmp_path: Pa
         b'{"v": 7, "id": "x3", "type": "run_finished", "ts": "t", "run_id": "r1", "status": "FAILED"}\n',
         line("account_started", ts(9), run_id="nope", account_id="alice", attempt=1),
         b"\n",
+        line("run_finished", ts(10), run_id="r1", status="FAILED").replace(ts(10).encode(), b"x" * 27),
+        b'{"v": 1, "id": "x4", "type": "run_started", "ts": "2026-11-29T07:00:00.000000Z", "run_id": "r7",'
+        b' "task_id": "t", "task_name": "T", "accounts": ["a"], "steps": 1, "concurrency": 1, "host": "h",'
+        b' "pid": 99999999999999999999}\n',
     ]
     log.write_bytes(good[0] + b"".join(bad) + b"".join(good[1:]))
     assert project(log, db) == (len(good), len(bad))
     rejected = rows(db, 'SELECT "offset", reason, line FROM rejected_events ORDER BY "offset"')
     assert [r["offset"] for r in rejected] == [len(good[0]) + sum(map(len, bad[:i])) for i in range(len(bad))]
     reasons = " | ".join(r["reason"] for r in rejected)
-    for needle in ("not valid JSON", "unknown event type", "account_id", "unknown schema version 7", "unknown run"):
+    for needle in ("not valid JSON", "unknown event type", "account_id", "unknown schema version 7", "unknown run",
+                   "is not a time like", "$.pid"):
         assert needle in reasons
     assert rejected[0]["line"] == "this is not json"
     assert rows(db, "SELECT status FROM runs") == [{"status": "COMPLETED"}]
@@ -181,11 +186,16 @@ def event_lines(draw: st.DrawFn) -> list[bytes]:
     out: list[bytes] = []
     for n in range(draw(st.integers(0, 40))):
         kind = draw(st.sampled_from(["run_started", "account_started", "step_finished", "artifact_saved",
-                                     "account_finished", "run_finished", "garbage"]))
+                                     "account_finished", "run_finished", "garbage", "bad_ts"]))
         run_id, account_id = draw(st.sampled_from(RUN_IDS)), draw(st.sampled_from(ACCOUNT_IDS))
         at = ts(n)
         if kind == "garbage":
             out.append(draw(st.binary(max_size=30)).replace(b"\n", b"") + b"\n")
+        elif kind == "bad_ts":  # the decoder checks ts's length only; handlers check its shape
+            ok = draw(st.booleans())
+            good = line("step_finished", at, run_id=run_id, account_id=account_id, index=0, action="goto", ok=ok,
+                        duration_ms=1.0, error=None if ok else "boom")
+            out.append(good.replace(at.encode(), b"2026-11-29 07:00:00.000000Z"))
         elif kind == "run_started":
             accounts = draw(st.lists(st.sampled_from(ACCOUNT_IDS), min_size=1, max_size=3, unique=True))
             out.append(line(kind, at, run_id=run_id, task_id=draw(st.sampled_from(["t1", "t2"])), task_name="T",
@@ -256,12 +266,15 @@ def test_replay_swaps_atomically_and_a_reader_of_the_old_file_keeps_its_view(tmp
     log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
     log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
     project(log, db)
-    reader = sqlite3.connect(db)
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")  # a reader in the middle of a read transaction...
     before = reader.execute("SELECT COUNT(*) FROM runs").fetchone()
     with open(log, "ab") as f:
         f.write(b"".join(run_lines("r2", ["bob"], {})))
-    replay(log, db)
-    assert reader.execute("SELECT COUNT(*) FROM runs").fetchone() == before  # the old inode, whole
+    replay(log, db)  # ...is not waited for, and never sees a half-built database:
+    assert reader.execute("SELECT COUNT(*) FROM runs").fetchone() == before  # its snapshot, whole
+    reader.execute("COMMIT")
+    assert reader.execute("SELECT COUNT(*) FROM runs").fetchone() == (2,)  # then the new tables
     reader.close()
     assert len(rows(db, "SELECT id FROM runs")) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl", "warmup.db"]  # no leftovers

@@ -23,9 +23,11 @@ from warmup.events.envelope import (
     AccountFinished,
     AccountStarted,
     ArtifactSaved,
+    EventBase,
     RunFinished,
     RunStarted,
     StepFinished,
+    is_timestamp,
 )
 from warmup.projector.rows import Row, RowCache
 
@@ -39,6 +41,16 @@ _COUNT_COLUMN = {
 
 class Reject(Exception):
     """The event is well-formed but cannot apply (unknown run, duplicate, bad field); says why."""
+
+
+def _check_ts(event: EventBase) -> None:
+    """Reject an event whose time is not in the log's format, before it is stored anywhere.
+
+    (The decoder only checks its length: see ``envelope.Timestamp``.)
+    """
+    if not is_timestamp(event.ts):
+        what = type(event).__struct_config__.tag
+        raise Reject(f"{what}: ts {event.ts!r} is not a time like 2026-11-29T07:00:00.123456Z")
 
 
 class Handlers:
@@ -100,6 +112,7 @@ class Handlers:
 
     # -- handlers ------------------------------------------------------------------------------
     def run_started(self, event: RunStarted) -> None:
+        _check_ts(event)
         run_id, ts = event.run_id, event.ts
         accounts = event.accounts
         if len(set(accounts)) != len(accounts):
@@ -161,6 +174,7 @@ class Handlers:
         self.rows.put_task(task)
 
     def account_started(self, event: AccountStarted) -> None:
+        _check_ts(event)
         run, ra = self._run_account(event)
         if ra["status"] in ACCOUNT_FINAL_STATUSES:
             raise Reject(f"account_started: account {ra['account_id']!r} already finished ({ra['status']})")
@@ -182,6 +196,8 @@ class Handlers:
         ra = accounts.get(event.account_id) if accounts is not None else None
         if ra is None:
             _, ra = self._run_account(event)  # loads the run, or says why the event cannot apply
+        if not event.ok:
+            _check_ts(event)  # (an ok step stores no time: its ts is checked for length only)
         if ra["status"] in ACCOUNT_FINAL_STATUSES:
             raise Reject(f"step_finished: account {ra['account_id']!r} already finished ({ra['status']})")
         if event.ok:
@@ -194,6 +210,7 @@ class Handlers:
             )
 
     def artifact_saved(self, event: ArtifactSaved) -> None:
+        _check_ts(event)
         run, ra = self._run_account(event)
         self.rows.artifacts.append(
             {
@@ -210,6 +227,7 @@ class Handlers:
         ra["log"] += f"{event.ts[11:23]} saved {event.path}\n"
 
     def account_finished(self, event: AccountFinished) -> None:
+        _check_ts(event)
         run, ra = self._run_account(event)
         status, error, attempt, ts = event.status, event.error, event.attempt, event.ts
         if status not in ACCOUNT_FINAL_STATUSES:
@@ -238,6 +256,7 @@ class Handlers:
             account["fail_count"] += 1
 
     def run_finished(self, event: RunFinished) -> None:
+        _check_ts(event)
         run_id, ts, said = event.run_id, event.ts, event.status
         run = self.rows.run(run_id)
         if run is None:

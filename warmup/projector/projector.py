@@ -59,6 +59,16 @@ class BatchResult:
     offset: int = 0
 
 
+def locked_or_broken(db_path: Path, exc: sqlite3.OperationalError) -> WarmupError:
+    """A one-line error for an SQLite failure: a lock held too long, or a file SQLite cannot use."""
+    if "locked" in str(exc) or "busy" in str(exc):
+        return WarmupError(
+            f"the database {db_path} stayed locked by another process for a minute "
+            "(another `warmup project` or `warmup replay`?); try again when it is done"
+        )
+    return UsageError(f"{db_path} is not a usable SQLite database: {exc}")
+
+
 def refuse_inside_event_loop() -> None:
     try:
         asyncio.get_running_loop()
@@ -118,8 +128,17 @@ class Projector:
             if self.fast:
                 conn.execute("PRAGMA journal_mode=OFF")
                 conn.execute("PRAGMA synchronous=OFF")
+            else:
+                # WAL: readers (status, Datasette...) and the projector never block each other.
+                # NORMAL is durable across a crash of the process; a power cut may lose the last
+                # batches, rows and checkpoint together, and they are applied again.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
             self._inode = os.stat(self.db_path).st_ino
             self._ensure_schema(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            raise locked_or_broken(self.db_path, exc) from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise UsageError(f"{self.db_path} is not a usable SQLite database: {exc}") from None
@@ -210,7 +229,10 @@ class Projector:
         """One transaction: returns what it applied, or None when the log held nothing new."""
         assert self.conn is not None
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # waits up to a minute for another writer
+        except sqlite3.OperationalError as exc:
+            raise locked_or_broken(self.db_path, exc) from None
         if self._db_was_swapped():
             conn.execute("ROLLBACK")
             self.close()
@@ -234,11 +256,13 @@ class Projector:
             checkpoint.head_sha256, checkpoint.tail_sha256 = cp.fingerprint(fd, checkpoint.offset)
             cp.write(conn, checkpoint)
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self.rows.clear()
             self._committed = None
+            if isinstance(exc, sqlite3.OperationalError):
+                raise locked_or_broken(self.db_path, exc) from None
             raise
         self.rows.after_commit()
         self._committed = (checkpoint.offset, checkpoint.events_applied)

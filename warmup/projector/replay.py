@@ -2,13 +2,7 @@
 
 A reader of the old database never sees a half-built one: the new tables are built in
 ``<db>.replay-<pid>`` beside it (no journal, no fsync per batch: a crash only loses that
-temporary file) and moved over the old path with ``os.replace``, a single atomic rename.
-
-Before the rename, replay takes an EXCLUSIVE lock on the old database. That waits for any
-projector's transaction to finish (and rolls back a hot journal a killed one left), and keeps
-anyone from starting a new one until the rename is done, so no journal of the old file can be
-left to be mistaken for the new file's. A ``project --follow`` still running on the old file sees
-the new inode at its next batch and reopens (``Projector._db_was_swapped``).
+temporary file), then swapped in as one transaction (``swap_into_place``).
 """
 
 from __future__ import annotations
@@ -18,7 +12,8 @@ import sqlite3
 from pathlib import Path
 
 from warmup.errors import UsageError
-from warmup.projector.projector import BatchResult, Projector
+from warmup.projector.projector import BatchResult, Projector, locked_or_broken
+from warmup.projector.schema import CHECKPOINT
 from warmup.projector.scope import Scope
 
 REPLAY_BATCH_BYTES = 16 << 20
@@ -33,20 +28,46 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
 
 
 def swap_into_place(new: Path, db_path: Path) -> None:
-    """Atomically replace ``db_path`` by ``new`` while holding the old database's write lock."""
-    _fsync_path(new)
+    """Make ``db_path`` hold exactly the tables of ``new``, atomically for its readers.
+
+    A new path is simply renamed into place. An existing database is overwritten through SQLite's
+    backup API, which copies every page in one write transaction: readers keep the snapshot they
+    had until they start a new transaction, and a ``project --follow`` writing to it waits for the
+    lock, then finds a checkpoint it did not write and reloads its cache. (A rename over a live
+    database in WAL mode would be unsafe: its ``-wal`` and ``-shm`` files are found by name.)
+    """
     if not db_path.exists():
+        _fsync_path(new)
         os.replace(new, db_path)
         _fsync_path(db_path.parent, directory=True)
         return
-    old = sqlite3.connect(db_path, isolation_level=None, timeout=60.0)
+    source = sqlite3.connect(new)
+    target = sqlite3.connect(db_path, isolation_level=None, timeout=60.0)
     try:
-        old.execute("BEGIN EXCLUSIVE")
-        os.replace(new, db_path)
-        _fsync_path(db_path.parent, directory=True)
-        old.execute("ROLLBACK")
+        source.backup(target)  # all pages in one step; retries while another writer holds the lock
+    except sqlite3.OperationalError as exc:
+        raise locked_or_broken(db_path, exc) from None
     finally:
-        old.close()
+        source.close()
+        target.close()
+
+
+def refuse_foreign_database(db_path: Path) -> None:
+    """``replay`` overwrites ``db_path``: only ever a warmup database (or an empty or new file)."""
+    if not db_path.exists() or db_path.stat().st_size == 0:
+        return
+    if db_path.is_dir():
+        raise UsageError(f"--db {db_path} is a directory; give the database file's path")
+    try:
+        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=60.0)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{db_path} is not a SQLite database ({exc}); replay will not overwrite it") from None
+    if tables and CHECKPOINT.name not in tables:
+        raise UsageError(f"{db_path} holds other tables and is not a warmup database; replay will not overwrite it")
 
 
 def replay(
@@ -62,6 +83,7 @@ def replay(
     of those runs: the database then shows that part of the past (see ``scope``).
     """
     scope = Scope.from_options(until, run_ids)
+    refuse_foreign_database(db_path)
     log_path, db_path = Path(log_path), Path(db_path)
     if not log_path.is_file():
         raise UsageError(f"no event log at {log_path} (pass --log, or set WARMUP_LOG)")
