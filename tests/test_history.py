@@ -103,3 +103,31 @@ def test_replay_of_chosen_runs_and_a_scoped_database_is_never_extended(history: 
     replay(log, db)  # a full replay takes the database back
     assert len(rows(db, "SELECT id FROM runs")) == 3
     assert warmup("project", "--log", log, "--db", db).returncode == 0
+
+
+HOSTILE = "[/] [bold red]boom\x1b]0;PWNED\x07\x1b[41mBAD\u202e"
+
+
+def test_page_text_is_shown_as_text_never_as_markup_or_escape_sequences(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    lines = run_lines("r1", ["alice"], {"alice": "FAILED"})
+    log.write_bytes(b"".join(lines).replace(b"step 1 click failed", json.dumps(HOSTILE)[1:-1].encode()))
+    assert warmup("project", "--log", log, "--db", db).returncode == 0
+    for args in (["status"], ["show", "r1"], ["runs"]):
+        result = warmup(*args, "--db", db)
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout and "\u202e" not in result.stdout and "\x07" not in result.stdout
+    shown = warmup("show", "r1", "--db", db).stdout
+    assert "[/] [bold red]boom" in shown and "\\x1b]0;PWNED" in shown
+
+
+def test_the_runner_progress_lines_escape_page_text() -> None:
+    import io
+
+    from warmup.runner.progress import LineProgress
+
+    out = io.StringIO()
+    progress = LineProgress(out)
+    progress.account_done("alice", "FAILED", HOSTILE)
+    progress.note(HOSTILE)
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue() and "\\x1b[41mBAD" in out.getvalue()

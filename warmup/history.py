@@ -18,7 +18,7 @@ from rich.table import Table
 
 from warmup.errors import UsageError
 from warmup.projector.scope import parse_instant
-from warmup.status import _status, _when, connect_readonly
+from warmup.status import _status, _when, c, connect_readonly
 
 RUN_STATUSES = ("RUNNING", "COMPLETED", "FAILED", "INTERRUPTED")
 RUN_COLUMNS = (
@@ -140,7 +140,7 @@ def run_runs(
                          no_wrap=col == "run")
     for r in runs:
         other = r["accounts_total"] - r["accounts_completed"] - r["accounts_failed"]
-        table.add_row(r["id"], r["task_id"], _status(r["status"]), _when(r["started_at"]),
+        table.add_row(c(r["id"]), c(r["task_id"]), _status(r["status"]), _when(r["started_at"]),
                       _duration_text(r["duration_s"]), str(r["accounts_total"]), str(r["accounts_completed"]),
                       str(r["accounts_failed"]), str(other))
     _console().print(table)
@@ -155,24 +155,24 @@ def run_show(db_path: Path, run_id: str, *, as_json: bool) -> int:
     run = data["run"]
     console = _console()
     console.print(
-        f"[bold]{run['id']}[/]  task [bold]{run['task_id']}[/] ({run['task_name']})  {_status(run['status'])}"
+        f"[bold]{c(run['id'])}[/]  task [bold]{c(run['task_id'])}[/] ({c(run['task_name'])})  {_status(run['status'])}"
     )
     console.print(f"started {_when(run['started_at'])}  finished {_when(run['completed_at']) or '-'}  "
-                  f"duration {_duration_text(run['duration_s']) or '-'}  on {run['host']} (pid {run['pid']})")
+                  f"duration {_duration_text(run['duration_s']) or '-'}  on {c(run['host'])} (pid {run['pid']})")
     console.print(f"accounts: {run['accounts_total']} total, {run['accounts_completed']} completed, "
                   f"{run['accounts_failed']} failed, {run['accounts_cancelled']} cancelled, "
                   f"{run['accounts_interrupted']} interrupted")
     if run["resumed_from"]:
-        console.print(f"resumed from {run['resumed_from']}")
+        console.print(f"resumed from {c(run['resumed_from'])}")
     if run["reason"]:
-        console.print(f"reason: {run['reason']}")
+        console.print(f"reason: {c(run['reason'])}")
     table = Table(title_justify="left")
     for col in ("account", "status", "attempts", "started (UTC)", "duration", "steps ok", "failed", "error",
                 "artifacts"):
         table.add_column(col, overflow="fold")
     for a in data["accounts"]:
-        table.add_row(a["account_id"], _status(a["status"]), str(a["attempts"]), _when(a["started_at"]),
+        table.add_row(c(a["account_id"]), _status(a["status"]), str(a["attempts"]), _when(a["started_at"]),
                       _duration_text(a["duration_s"]), str(a["steps_ok"]), str(a["steps_failed"]),
-                      (a["error"] or "")[:200], "\n".join(x["path"] for x in a["artifacts"]))
+                      c((a["error"] or "")[:200]), "\n".join(c(x["path"]) for x in a["artifacts"]))
     console.print(table)
     return 0

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from warmup.errors import UsageError
+from warmup.safe_text import for_rich
 
 STATUS_STYLE = {
     "COMPLETED": "green",
@@ -67,11 +68,14 @@ def _status(text: str | None) -> str:
     if not text:
         return ""
     style = STATUS_STYLE.get(text)
-    return f"[{style}]{text}[/]" if style else text
+    return f"[{style}]{text}[/]" if style else for_rich(text)
 
 
 def _when(ts: str | None) -> str:
-    return ts[:19].replace("T", " ") if ts else ""
+    return for_rich(ts[:19].replace("T", " ")) if ts else ""
+
+
+c = for_rich  # every value from the database goes into a table through this (see safe_text)
 
 
 def render(data: dict[str, Any], console: Console) -> None:
@@ -81,7 +85,7 @@ def render(data: dict[str, Any], console: Console) -> None:
     for r in data["runs"]:
         other = r["accounts_cancelled"] + r["accounts_interrupted"] + r["accounts_open"]
         runs.add_row(
-            r["id"], r["task_id"], _status(r["status"]), _when(r["started_at"]), _when(r["completed_at"]),
+            c(r["id"]), c(r["task_id"]), _status(r["status"]), _when(r["started_at"]), _when(r["completed_at"]),
             str(r["accounts_total"]), str(r["accounts_completed"]), str(r["accounts_failed"]), str(other),
         )
     console.print(runs)
@@ -90,8 +94,8 @@ def render(data: dict[str, Any], console: Console) -> None:
         accounts.add_column(col, overflow="fold")
     for a in data["accounts"]:
         accounts.add_row(
-            a["id"], _status(a["last_status"]), _when(a["warmed_at"]), str(a["warm_count"]), str(a["fail_count"]),
-            a["last_run_id"] or "", (a["last_error"] or "")[:120],
+            c(a["id"]), _status(a["last_status"]), _when(a["warmed_at"]), str(a["warm_count"]), str(a["fail_count"]),
+            c(a["last_run_id"]), c((a["last_error"] or "")[:120]),
         )
     console.print(accounts)
     cp = data["checkpoint"]

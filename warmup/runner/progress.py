@@ -1,7 +1,8 @@
 """What the user sees while a run goes: a rich progress bar on a terminal, else one line per account.
 
 Everything goes to stderr (stdout gets only the run's one-line summary, from ``command``). Every
-text shown here comes from the runner already scrubbed of secrets.
+text shown here comes from the runner already scrubbed of secrets, and is escaped here: an error
+can quote a page, and a page's escape sequences must not reach the terminal.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import sys
 import time
 from typing import Protocol, TextIO
+
+from warmup.safe_text import escape
 
 
 class Progress(Protocol):
@@ -19,7 +22,7 @@ class Progress(Protocol):
 
 
 def _line(account_id: str, status: str, detail: str) -> str:
-    return f"{account_id}: {status}" + (f" ({detail})" if detail else "")
+    return escape(f"{account_id}: {status}" + (f" ({detail})" if detail else ""))
 
 
 class LineProgress:
@@ -35,7 +38,7 @@ class LineProgress:
         self._write(_line(account_id, status, detail))
 
     def note(self, message: str) -> None:
-        self._write(message)
+        self._write(escape(message))
 
     def close(self) -> None:
         pass
@@ -80,13 +83,13 @@ class BarProgress:
         from rich.text import Text
 
         colour = {"COMPLETED": "green", "FAILED": "red"}.get(status, "yellow")
-        line = Text.assemble(f"{account_id}: ", (status, colour), f" ({detail})" if detail else "")
+        line = Text.assemble(escape(f"{account_id}: "), (status, colour), escape(f" ({detail})") if detail else "")
         self.bar.console.print(line, highlight=False, soft_wrap=True)
         if self.task_id is not None:
             self.bar.update(self.task_id, advance=1, done=self.done, failed=self.failed)
 
     def note(self, message: str) -> None:
-        self.bar.console.print(message, markup=False, highlight=False)
+        self.bar.console.print(escape(message), markup=False, highlight=False)
 
     def close(self) -> None:
         self.bar.stop()

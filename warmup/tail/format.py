@@ -14,30 +14,10 @@ from typing import Any
 import orjson
 
 from warmup.events.envelope import InvalidEvent, validate
+from warmup.safe_text import escape
 
 MAX_TEXT = 300  # an error message longer than this is cut, with a note; --json shows it whole
 MAX_RAW = 200  # how much of an invalid line is shown
-
-_NAMED = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
-
-
-def _escape_table() -> dict[int, str]:
-    table: dict[int, str] = {}
-    for cp in [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]:
-        table[cp] = _NAMED.get(cp, f"\\x{cp:02x}")
-    # Line/paragraph separators and bidi controls: they reorder or break what the terminal shows.
-    for cp in [0x2028, 0x2029, 0x200E, 0x200F, 0x061C, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]:
-        table[cp] = f"\\u{cp:04x}"
-    return table
-
-
-_ESCAPES = _escape_table()
-
-
-def escape(text: object) -> str:
-    """``text`` as a string with every control character (C0, DEL, C1) and bidi control escaped."""
-    return (text if isinstance(text, str) else str(text)).translate(_ESCAPES)
-
 
 def _clip(text: str, limit: int) -> str:
     if len(text) <= limit:
