@@ -264,3 +264,16 @@ def test_a_run_still_going_with_a_bad_line(tmp_path: Path) -> None:
     assert "not finished" in text and "1 line(s) of it not readable, skipped" in text
     assert "attempt 1: running" in text  # the open attempt is drawn, up to the last event
     assert "<h2>Failures</h2><p>None.</p>" in text
+
+
+def test_report_refuses_to_overwrite_the_log_or_the_database(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    with EventWriter(log, fsync="batch") as writer:
+        writer.append(make_event("run_started", run_id="r", task_id="t", task_name="t", accounts=["a"], steps=1,
+                                 concurrency=1, host="h", pid=1))
+    assert warmup("project", "--log", str(log), "--db", str(db)).returncode == 0
+    before = log.read_bytes(), db.read_bytes()
+    for target in (log, db):
+        result = warmup("report", "r", "--log", str(log), "--db", str(db), "-o", str(target))
+        assert result.returncode == 2 and "write the report to another file" in result.stderr
+    assert (log.read_bytes(), db.read_bytes()) == before

@@ -35,7 +35,17 @@ def write_whole(output: Path, text: str) -> int:
     return len(data)
 
 
+def refuse_to_overwrite_inputs(output: Path, **inputs: Path) -> None:
+    """``-o`` must not name the log or the database: the report would replace them."""
+    if not output.exists():
+        return
+    for option, path in inputs.items():
+        if path.exists() and os.path.samefile(output, path):
+            raise UsageError(f"-o {output} is the {option} itself; write the report to another file")
+
+
 def run_report(run_id: str, *, log_path: Path, db_path: Path, artifacts: Path, output: Path) -> int:
+    refuse_to_overwrite_inputs(Path(output), log=Path(log_path), database=Path(db_path))
     report = gather(run_id, db_path=Path(db_path), log_path=Path(log_path), artifacts_dir=Path(artifacts))
     size = write_whole(Path(output), render(report, log_name=str(log_path)))
     failures = len(report.failures())
