@@ -52,8 +52,12 @@ def test_runs_lists_newest_first_with_filters_and_json(history: tuple[Path, Path
     assert ids("--limit", "1") == ["r3"]
     table = warmup("runs", "--db", db)
     assert table.returncode == 0 and "r2" in table.stdout and "evening" in table.stdout
-    bad = warmup("runs", "--db", db, "--since", "yesterday-ish")
-    assert bad.returncode == 2 and "not an ISO-8601 time" in bad.stderr
+    for bad_time in ("yesterday-ish", "99999999999d", "0001-01-01T00:00:00+01:00"):
+        bad = warmup("runs", "--db", db, "--since", bad_time)
+        assert bad.returncode == 2 and "is not a time" in bad.stderr and "Traceback" not in bad.stderr
+        bad = warmup("replay", "--db", db, "--until", bad_time)
+        assert bad.returncode == 2 and "is not a time" in bad.stderr and "Traceback" not in bad.stderr
+    assert ids("--since", "100000d") == ["r3", "r2", "r1"]  # an age
 
 
 def test_show_gives_the_run_and_a_row_per_account_with_artifacts(history: tuple[Path, Path]) -> None:

@@ -8,25 +8,16 @@ rest of the log to a point-in-time picture would make it neither the past nor th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import orjson
 
-from warmup.errors import UsageError
 from warmup.events.envelope import EventBase
+from warmup.times import parse_log_ts
 
 
 def parse_instant(text: str, option: str = "--until") -> str:
-    """An ISO-8601 instant (date only, naive = UTC, or with an offset) in the log's own ts format."""
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"{option} {text!r} is not an ISO-8601 time; write e.g. 2026-11-29T07:00:00Z or 2026-11-29"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """An instant (ISO-8601, or an age such as ``2h``) in the log's own ts format."""
+    return parse_log_ts(text, option)
 
 
 @dataclass(frozen=True)

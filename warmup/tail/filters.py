@@ -7,38 +7,22 @@ know still matches ``--run``. A line that is not a JSON object matches only when
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from warmup.errors import UsageError
 from warmup.events.envelope import EVENT_TYPES
+from warmup.times import LOG_TS_FORMAT, parse_time
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # the log's own format (envelope.utc_now)
+TS_FORMAT = LOG_TS_FORMAT
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``--since``: an ISO-8601 instant (UTC unless it has an offset) or an age such as ``15m``, ``2h``."""
-    raw = text.strip()
-    rel = _RELATIVE.match(raw)
-    if rel:
-        seconds = float(rel.group(1)) * _UNITS[rel.group(2)]
-        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError:
-        raise UsageError(
-            f"--since {text!r} is not a time: give ISO-8601 such as 2026-11-29T07:00:00Z or 2026-11-29, "
-            "or an age such as 30s, 15m, 2h, 1d"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC)
+    return parse_time(text, "--since", now)
 
 
 def event_time(ts: object) -> datetime | None:
