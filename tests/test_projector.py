@@ -412,3 +412,21 @@ def test_status_prints_tables_and_json(tmp_path: Path) -> None:
     assert data["runs"][0]["id"] == "r1" and data["runs"][0]["accounts_failed"] == 1
     assert {a["id"]: a["warm_count"] for a in data["accounts"]} == {"alice": 1, "bob": 0}
     assert data["checkpoint"]["events_applied"] == 2 * 4 + 2
+
+
+def test_follow_waits_for_a_removed_log_and_refuses_another_in_its_place(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "project", "--follow", "--log", str(log), "--db", str(db)],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        log.unlink()  # rotated away
+        time.sleep(0.5)
+        assert proc.poll() is None, "the follower must wait for the log, not die"
+        log.write_bytes(b"".join(run_lines("r9", ["zed", "yan"], {})))  # another log in its place
+        assert proc.wait(timeout=20) == 1
+    finally:
+        proc.kill()
+    err = proc.stderr.read()
+    assert "is gone; waiting" in err and "warmup replay" in err and "Traceback" not in err

@@ -80,10 +80,15 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
             _say(quiet, _summary(total, log_path, db_path))
             return 0
         _say(quiet, f"{_summary(total, log_path, db_path)}; following (Ctrl-C to stop)")
-        size = os.stat(log_path).st_size
+        size: int | None = os.stat(log_path).st_size
         while not stop.stopped:
             time.sleep(FOLLOW_POLL_S)
-            now = os.stat(log_path).st_size
+            now = _size(log_path)
+            if now is None:  # removed or being rotated: wait for it (another file will be refused)
+                if size is not None:
+                    _say(quiet, f"the log {log_path} is gone; waiting for it to come back")
+                size = None
+                continue
             if now != size:
                 size = now
                 result = projector.catch_up(should_stop=lambda: stop.stopped)
@@ -91,11 +96,18 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
                     _say(quiet, _summary(result, log_path, db_path))
                 total.applied += result.applied
                 total.rejected += result.rejected
-        final = projector.catch_up()  # apply what the log holds now, then exit
+        final = projector.catch_up() if log_path.exists() else BatchResult()  # what the log holds now
         total.applied += final.applied
         total.rejected += final.rejected
         _say(quiet, f"stopped: {_summary(total, log_path, db_path)}")
     return 0
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
 
 
 def run_replay(
