@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -121,6 +122,7 @@ def test_fsync_batch_mode_still_writes_whole_lines(tmp_path: Path) -> None:
 
 APPENDER = """
 import sys
+import time
 from warmup.events import EventWriter
 log, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 pad = "x" * 3000  # long lines make a torn or interleaved write likely if locking were wrong
@@ -160,3 +162,33 @@ def test_reader_never_yields_a_line_without_its_newline(tmp_path: Path) -> None:
         assert read_block(fd, 16) == ([b'{"c":3}'], 24)
     finally:
         os.close(fd)
+
+
+SLOW_WRITER = """
+import fcntl, os, sys, time
+log, marker = sys.argv[1], sys.argv[2]
+fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)         # what EventWriter does around a write...
+os.write(fd, b'{"half": "of a line')    # ...caught between two parts of one (a short write, say)
+open(marker, "w").close()
+time.sleep(1.0)
+os.write(fd, b' that is slow"}\\n')
+fcntl.flock(fd, fcntl.LOCK_UN)
+"""
+
+
+def test_a_writer_never_cuts_a_line_another_writer_is_still_writing(tmp_path: Path) -> None:
+    """The lock is what tells a torn tail (its writer died) from a line being written: test that."""
+    log, marker = tmp_path / "events.jsonl", tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(log), str(marker)])
+    while not marker.exists():
+        assert proc.poll() is None
+        time.sleep(0.01)
+    started = time.monotonic()
+    with EventWriter(log, on_repair=None) as writer:  # opening checks the tail under the lock too
+        writer.emit("run_finished", run_id="r1", status="COMPLETED")
+        assert writer.repaired_bytes == 0
+    assert time.monotonic() - started > 0.5, "the writer must wait for the other writer's lock"
+    assert proc.wait(timeout=10) == 0
+    assert log.read_bytes().split(b"\n")[0] == b'{"half": "of a line that is slow"}'
+    assert [decode(line.data)["type"] for line in list(read_lines(log))[1:]] == ["run_finished"]
