@@ -158,6 +158,16 @@ BAD_TASKS = [
         "accounts_file",
     ),
     ("negative-retries", "retries = -1\n" + ACCOUNT + STEP, {}, "retries must be 0 or more"),
+    (
+        "credential-in-screenshot-name",
+        '[[accounts]]\nid = "eve"\nvars = { password = "hunter2xyz" }\n'
+        '[[steps]]\nscreenshot = "s-${account.password}"\n',
+        {},
+        "the screenshot name uses a credential variable",
+    ),
+    ("huge-number", ACCOUNT + "[[steps]]\nscroll = 2\npause_ms = 99999999999999999999\n", {},
+     "steps[0].pause_ms = 99999999999999999999 is too large a number"),
+    ("nan-timeout", "account_timeout_s = nan\n" + ACCOUNT + STEP, {}, "account_timeout_s must be a finite number"),
 ]
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 import tomllib
@@ -333,8 +334,25 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
+def _check_numbers(value: Any, where: str, path: str = "") -> None:
+    """Every number fits the log (a signed 64-bit integer) and is finite: one line naming the key."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_numbers(item, where, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_numbers(item, where, f"{path}[{i}]")
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise UsageError(f"{where}: {path} = {value} is too large a number")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{where}: {path} must be a finite number, not {value}")
+
+
 def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, where: str | None = None) -> Task:
     where = where or f"task file {path}"
+    _check_numbers(doc, where)
     unknown = sorted(set(doc) - TASK_KEYS)
     if unknown:
         raise UsageError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(TASK_KEYS))})")
@@ -635,6 +653,11 @@ def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str
                     if any(ref.startswith("account.") and _has_env(account, ref) for ref in references(template)):
                         raise UsageError(
                             f"{where}: {step.label}: the screenshot name uses a variable that holds ${{env.*}}"
+                        )
+                    if any(ref.startswith("account.") and SECRET_VAR.search(ref[8:]) for ref in references(template)):
+                        raise UsageError(
+                            f"{where}: {step.label}: the screenshot name uses a credential variable "
+                            "(it would put a secret in a file name)"
                         )
                     if not SAFE_ID.match(rendered):
                         raise UsageError(

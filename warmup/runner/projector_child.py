@@ -43,8 +43,9 @@ class ProjectorChild:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        # -P: never import a cli.py that happens to be in the user's working directory.
         cmd = [
-            sys.executable, "-m", "cli", "project", "--follow", "--quiet",
+            sys.executable, "-P", "-m", "cli", "project", "--follow", "--quiet",
             "--log", os.fspath(self.log_path), "--db", os.fspath(self.db_path),
         ]  # fmt: skip
         parent = os.getpid()
