@@ -45,7 +45,6 @@ from warmup.tasks import Account, Step, Task
 COMPLETED, FAILED, CANCELLED, INTERRUPTED = "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"
 SAFETY_MARGIN_MS = 2_000  # the outer timeout of a step beyond Playwright's own
 SCREENSHOT_TIMEOUT_MS = 5_000
-SCREENSHOT_FORMAT: dict[str, Any] = {"type": "jpeg", "quality": 70}  # failure screenshots
 ACCOUNT_LOCK_POLL_S = 0.2
 DEFAULT_ACCOUNT_WAIT_S = 60.0
 CLOSE_TIMEOUT_S = 10.0
@@ -440,7 +439,7 @@ class Runner:
             name = self.task.render(step.args[""], account)
             if st.attempt > 1:
                 name += f"-attempt{st.attempt}"
-            self._save_artifact(st, f"{name}.png", "screenshot", png)
+            self._save_artifact(st, name, "screenshot", png)
         return ok, error
 
     def _step_event(
@@ -460,24 +459,21 @@ class Runner:
         self.rec.emit("step_finished", account_id=st.account.id, **fields)
 
     async def _screenshot(self, st: AccountRun, page: Page, name: str, kind: str) -> None:
-        # A failure screenshot is evidence, inlined by the dozen in reports: JPEG keeps it ~4x
-        # smaller. A `screenshot` step asked for the page itself: lossless PNG.
-        options: dict[str, Any] = SCREENSHOT_FORMAT if kind == "failure" else {"type": "png"}
         try:
             async with asyncio.timeout(SCREENSHOT_TIMEOUT_MS / 1000 + 1):
-                image = await page.screenshot(timeout=SCREENSHOT_TIMEOUT_MS, **options)
+                png = await page.screenshot(timeout=SCREENSHOT_TIMEOUT_MS)
         except (PlaywrightError, TimeoutError):
             return  # a page that cannot be photographed (closed, crashed) just has no screenshot
-        self._save_artifact(st, f"{name}.{'jpg' if options['type'] == 'jpeg' else 'png'}", kind, image)
+        self._save_artifact(st, name, kind, png)
 
-    def _save_artifact(self, st: AccountRun, filename: str, kind: str, image: bytes) -> None:
-        relative = f"{self.rec.run_id}/{st.account.id}/{filename}"
+    def _save_artifact(self, st: AccountRun, name: str, kind: str, png: bytes) -> None:
+        relative = f"{self.rec.run_id}/{st.account.id}/{name}.png"
         path = self.artifacts_dir / relative
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                f.write(image)
+                f.write(png)
         except OSError as exc:
             self.progress.note(f"{st.account.id}: cannot save {relative}: {exc.strerror}")
             return
@@ -485,8 +481,8 @@ class Runner:
             "artifact_saved",
             account_id=st.account.id,
             path=relative,
-            sha256=hashlib.sha256(image).hexdigest(),
-            bytes=len(image),
+            sha256=hashlib.sha256(png).hexdigest(),
+            bytes=len(png),
             kind=kind,
             attempt=st.attempt,
         )
