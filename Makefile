@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser test lint demo bench clean
+.PHONY: setup browser test faults lint demo bench clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,9 @@ browser: $(STAMP)
 
 test: browser
 	$(PY) -m pytest -q
+
+faults: browser
+	$(PY) -m pytest -q -m faults
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -7,6 +7,7 @@ sqlite_utils (the runner process opens no database), so nothing at module level 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -34,6 +35,18 @@ db_option = click.option(
 )
 
 
+def artifacts_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """``--artifacts``, the same for every command that reads or writes screenshots."""
+    return click.option(
+        "--artifacts",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="WARMUP_ARTIFACTS",
+        default=DEFAULT_ARTIFACTS,
+        show_default=True,
+        help=f"{help_text} Env: WARMUP_ARTIFACTS.",
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="warmup")
 def cli() -> None:
@@ -41,9 +54,14 @@ def cli() -> None:
 
     \b
     warmup run TASK.toml      drive the task's accounts through real Chromium (appends events)
+    warmup run --resume ID    run again the accounts of a past run that did not complete
+    warmup recover            close the runs whose runner died
     warmup project            fold new events of the log into the SQLite tables
-    warmup replay             rebuild the tables from the whole log
+    warmup replay             rebuild the tables from the log (--until TS: as they stood then)
     warmup status             recent runs and accounts
+    warmup runs / show ID     past runs, one run in detail
+    warmup report ID -o F     one self-contained HTML page of a run
+    warmup tail -f            follow the log live
     """
 
 
@@ -132,14 +150,7 @@ def show(run_id: str, db_path: Path, as_json: bool) -> None:
 @click.argument("run_id")
 @log_option
 @db_option
-@click.option(
-    "--artifacts",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="WARMUP_ARTIFACTS",
-    default=DEFAULT_ARTIFACTS,
-    show_default=True,
-    help="Where the run's screenshots are. Env: WARMUP_ARTIFACTS.",
-)
+@artifacts_option("Where the run's screenshots are.")
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The HTML file to write."
 )
@@ -178,14 +189,7 @@ def status(db_path: Path, as_json: bool, limit: int) -> None:
 @log_option
 @db_option
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Accounts at once (default: the task's).")
-@click.option(
-    "--artifacts",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="WARMUP_ARTIFACTS",
-    default=DEFAULT_ARTIFACTS,
-    show_default=True,
-    help="Where screenshots go, under RUN_ID/ACCOUNT_ID/. Env: WARMUP_ARTIFACTS.",
-)
+@artifacts_option("Where screenshots go, under RUN_ID/ACCOUNT_ID/.")
 @click.option(
     "--browser-path",
     type=click.Path(dir_okay=False, path_type=Path),
