@@ -294,7 +294,7 @@ def test_readable_run_history_shows_the_fields_that_matter(two_runs: tuple[Path,
     log, _ = two_runs
     out = tail("--log", log, "--run", "r2", "-n", "all").stdout.decode().splitlines()
     assert out[0] == "2026-11-29 07:01:00.000 r2 - run_started task=t accounts=2 concurrency=2"
-    assert "2026-11-29 07:06:00.000 r2 alice step_finished #0 goto FAILED 5ms error: boom" in out
+    assert "2026-11-29 07:06:00.000 r2 alice step_finished step 1 goto FAILED 5ms error: boom" in out
     assert "2026-11-29 07:07:00.000 r2 alice account_finished FAILED attempt=1" in out
     assert len(out) == 8 and all(" r2 " in line for line in out)
     unfiltered = tail("--log", log, "-n", "all").stdout.decode().splitlines()

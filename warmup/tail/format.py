@@ -117,7 +117,8 @@ class Formatter:
             parts.append(f"attempt={e['attempt']}")
         elif t == "step_finished":
             ok = s("ok", "green") if e["ok"] else s("FAILED", "red", "bold")
-            parts += [f"#{e['index']}", escape(e["action"]), ok, _duration(float(e["duration_ms"]))]
+            # numbered from 1, like the runner's messages and the report (the log's index is from 0)
+            parts += [f"step {e['index'] + 1}", escape(e["action"]), ok, _duration(float(e["duration_ms"]))]
             for key in ("url", "title"):
                 if e.get(key) is not None:
                     parts.append(f"{key}={escape(e[key])}")
