@@ -430,3 +430,21 @@ def test_follow_waits_for_a_removed_log_and_refuses_another_in_its_place(tmp_pat
         proc.kill()
     err = proc.stderr.read()
     assert "is gone; waiting" in err and "warmup replay" in err and "Traceback" not in err
+
+
+def test_replay_never_overwrites_a_foreign_database_or_a_non_database(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE customers (id INTEGER)")
+    conn.commit()
+    conn.close()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, not a database\n")
+    for target, message in ((other, "not a warmup database"), (notes, "not a SQLite database")):
+        before = target.read_bytes()
+        result = warmup("replay", "--log", log, "--db", target)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+        assert target.read_bytes() == before
+    replay(str(log), str(tmp_path / "fine.db"))  # str paths are fine too

@@ -83,10 +83,10 @@ def replay(
     of those runs: the database then shows that part of the past (see ``scope``).
     """
     scope = Scope.from_options(until, run_ids)
-    refuse_foreign_database(db_path)
     log_path, db_path = Path(log_path), Path(db_path)
     if not log_path.is_file():
         raise UsageError(f"no event log at {log_path} (pass --log, or set WARMUP_LOG)")
+    refuse_foreign_database(db_path)
     tmp = db_path.with_name(f"{db_path.name}.replay-{os.getpid()}")
     for leftover in (tmp, Path(f"{tmp}-journal")):
         leftover.unlink(missing_ok=True)
