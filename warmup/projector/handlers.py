@@ -19,6 +19,7 @@ from typing import Any
 from warmup.events.envelope import (
     ACCOUNT_FINAL_STATUSES,
     RUN_FINAL_STATUSES,
+    TIMESTAMP,
     AccountEvent,
     AccountFinished,
     AccountStarted,
@@ -27,7 +28,6 @@ from warmup.events.envelope import (
     RunFinished,
     RunStarted,
     StepFinished,
-    is_timestamp,
 )
 from warmup.projector.rows import Row, RowCache
 
@@ -43,12 +43,15 @@ class Reject(Exception):
     """The event is well-formed but cannot apply (unknown run, duplicate, bad field); says why."""
 
 
+_timestamp_match = TIMESTAMP.fullmatch
+
+
 def _check_ts(event: EventBase) -> None:
     """Reject an event whose time is not in the log's format, before it is stored anywhere.
 
     (The decoder only checks its length: see ``envelope.Timestamp``.)
     """
-    if not is_timestamp(event.ts):
+    if _timestamp_match(event.ts) is None:
         what = type(event).__struct_config__.tag
         raise Reject(f"{what}: ts {event.ts!r} is not a time like 2026-11-29T07:00:00.123456Z")
 
@@ -184,30 +187,30 @@ class Handlers:
             ra["attempts"] = attempt
         if ra["started_at"] is None:
             ra["started_at"] = ts
-        ra["log"] += f"{ts[11:23]} attempt {attempt} started\n"
+        if attempt > 1:  # the log tells what the other columns do not: retries, failures, screenshots
+            ra["log"] += f"{ts[11:23]} attempt {attempt} started\n"
         account = self._account_row(ra["account_id"], ts)
         account["last_run_id"] = run["id"]
         account["last_status"] = "RUNNING"
         account["updated_at"] = ts
 
-    def step_finished(self, event: StepFinished) -> None:
-        # Three events in four are steps: look the row up inline when its run is in memory.
+    def step_finished(self, event: StepFinished, _final: frozenset[str] = ACCOUNT_FINAL_STATUSES) -> None:
+        # Three events in four are steps: the common case (its run in memory, the step ok) is short.
         accounts = self._run_accounts.get(event.run_id)
         ra = accounts.get(event.account_id) if accounts is not None else None
         if ra is None:
             _, ra = self._run_account(event)  # loads the run, or says why the event cannot apply
-        if not event.ok:
-            _check_ts(event)  # (an ok step stores no time: its ts is checked for length only)
-        if ra["status"] in ACCOUNT_FINAL_STATUSES:
+        if ra["status"] in _final:
             raise Reject(f"step_finished: account {ra['account_id']!r} already finished ({ra['status']})")
         if event.ok:
-            ra["steps_ok"] += 1
-        else:
-            ra["steps_failed"] += 1
-            ra["log"] += (
-                f"{event.ts[11:23]} step {event.index} {event.action} failed "
-                f"after {event.duration_ms:.0f} ms: {event.error}\n"
-            )
+            ra["steps_ok"] += 1  # (an ok step stores no time: its ts is checked for length only)
+            return
+        _check_ts(event)
+        ra["steps_failed"] += 1
+        ra["log"] += (
+            f"{event.ts[11:23]} step {event.index + 1} {event.action} failed "
+            f"after {event.duration_ms:.0f} ms: {event.error}\n"
+        )
 
     def artifact_saved(self, event: ArtifactSaved) -> None:
         _check_ts(event)
@@ -242,7 +245,8 @@ class Handlers:
             return
         ra["status"] = status
         ra["completed_at"] = ts
-        ra["log"] += f"{ts[11:23]} {status}" + (f": {error}\n" if error else "\n")
+        if status != "COMPLETED":
+            ra["log"] += f"{ts[11:23]} {status}" + (f": {error}\n" if error else "\n")
         run[_COUNT_COLUMN[status]] += 1
         account = self._account_row(ra["account_id"], ts)
         account["last_run_id"] = run["id"]
