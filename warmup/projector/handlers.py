@@ -83,6 +83,7 @@ class Handlers:
         """The run and run_accounts rows an account event applies to, marked as changing."""
         run_id, account_id = event.run_id, event.account_id
         run = self._runs.get(run_id) or self.rows.run(run_id)  # the dict first: this is the hot path
+        # (a run in memory has its run_accounts in memory: RowCache.run loads them together)
         if run is None:
             raise Reject(f"{type(event).__struct_config__.tag}: unknown run {run_id!r} (no run_started before it)")
         ra = self._run_accounts[run_id].get(account_id)

@@ -31,7 +31,7 @@ from itertools import accumulate
 from pathlib import Path
 
 from warmup.errors import UsageError, WarmupError
-from warmup.events.envelope import SCHEMA_VERSION, EventDecoder, InvalidEvent
+from warmup.events.envelope import EventDecoder, InvalidEvent
 from warmup.events.reader import read_block
 from warmup.projector import checkpoint as cp
 from warmup.projector.handlers import Handlers, Reject
@@ -323,10 +323,8 @@ class Projector:
             try:
                 try:
                     event = fast(data)
-                    if event.v != SCHEMA_VERSION:
-                        event = slow(data)
                 except fast_failures:
-                    event = slow(data)
+                    event = slow(data)  # an older version to upcast, or a line to reject
                 if keep is not None and not keep(event):
                     skipped += 1
                     continue
