@@ -1,7 +1,8 @@
 """The event log: the envelope of one event, the writer that appends them, the reader that follows."""
 
 from warmup.events.envelope import SCHEMA_VERSION, Event, InvalidEvent, decode, encode, make_event
-from warmup.events.reader import Line, follow, read_lines
+from warmup.events.follower import Follower
+from warmup.events.reader import Line, read_lines
 from warmup.events.writer import EventWriter, LogWriteError
 
 __all__ = [
@@ -13,7 +14,7 @@ __all__ = [
     "LogWriteError",
     "decode",
     "encode",
-    "follow",
+    "Follower",
     "make_event",
     "read_lines",
 ]

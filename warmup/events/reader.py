@@ -4,15 +4,13 @@ A last line without its newline is never yielded: its writer may still be writin
 which case the next writer cuts it). Offsets are byte offsets into the file, so a consumer that
 stores "the offset after the last line I applied" can resume exactly there.
 
-``follow()`` keeps yielding as the log grows; it waits for a log that does not exist yet.
+Following a growing log (inotify, truncation, replacement) is ``warmup.events.follower.Follower``.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import NamedTuple
 
 CHUNK = 1 << 20
@@ -72,32 +70,3 @@ def read_block(fd: int, offset: int, max_bytes: int = 4 * CHUNK) -> tuple[list[b
         if len(buf) < size:  # end of file inside a torn or growing line
             return [], offset
         size *= 2
-
-
-def follow(
-    path: str | os.PathLike[str],
-    offset: int = 0,
-    *,
-    poll_s: float = 0.05,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> Iterator[Line | None]:
-    """Yield complete lines from ``offset`` forever; yields ``None`` each time it caught up.
-
-    The ``None`` lets a consumer commit what it has before waiting. Ends when ``should_stop()``.
-    """
-    path = Path(path)
-    pos = offset
-    while not should_stop():
-        if not path.exists():
-            time.sleep(poll_s)
-            continue
-        got = False
-        for line in read_lines(path, pos):
-            got = True
-            pos = line.end
-            yield line
-            if should_stop():
-                return
-        yield None
-        if not got:
-            time.sleep(poll_s)

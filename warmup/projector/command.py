@@ -4,6 +4,9 @@
 batch: it then applies what the log already holds and exits 0. That is how ``warmup run`` stops the
 projector it started: after writing ``run_finished`` it sends SIGTERM, and the tables are complete
 when the child exits. A second signal interrupts at once (the open transaction rolls back).
+
+Following polls the log's size ten times a second rather than using ``Follower``: each batch reads
+from the checkpoint in the database anyway, so all it needs is a cheap "has it grown?".
 """
 
 from __future__ import annotations
