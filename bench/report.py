@@ -2,7 +2,7 @@
 
 For each size (default 50 and 500 accounts) it writes a synthetic run with ``EventWriter`` (6 steps
 per account, 8 accounts at a time, about 10% of the accounts failing at a random step, a few of them
-retried), with a real WebP failure screenshot per failed attempt (headless Chromium photographs a
+retried), with a real PNG failure screenshot per failed attempt (headless Chromium photographs a
 1280x720 page, as the runner does). Then it projects the log (``warmup project``), writes the report
 (``warmup report``, timed as a user runs it) and opens the file in headless Chromium:
 
@@ -27,7 +27,6 @@ Usage:  .venv/bin/python bench/report.py [--accounts 50 500] [--repeat 5] [--noi
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
 import random
@@ -65,7 +64,6 @@ class Screenshots:
 
     def __init__(self, browser: Browser) -> None:
         self.page = browser.new_page(viewport={"width": 1280, "height": 720})
-        self.cdp = self.page.context.new_cdp_session(self.page)
         self.taken = 0
 
     def __call__(self) -> bytes:
@@ -75,9 +73,7 @@ class Screenshots:
                         for k in range(6))
         self.page.set_content(f"<body style='font:15px sans-serif;margin:24px'><h1>Feed {i}</h1>{posts}"
                               "<p style='color:#b00'>Timeout 10000ms exceeded waiting for #feed .item</p></body>")
-        # as the runner saves failure screenshots: WebP at quality 100 through CDP
-        shot = self.cdp.send("Page.captureScreenshot", {"format": "webp", "quality": 100})
-        return base64.b64decode(shot["data"])
+        return self.page.screenshot()
 
 
 def write_run(log: Path, artifacts: Path, accounts: int, screenshot: Screenshots, seed: int = 6) -> tuple[str, dict]:
@@ -119,7 +115,7 @@ def write_run(log: Path, artifacts: Path, accounts: int, screenshot: Screenshots
                     break
             if error:
                 png = screenshot()
-                rel = f"{run_id}/{name}/failure-{attempt}.webp"
+                rel = f"{run_id}/{name}/failure-{attempt}.png"
                 (artifacts / rel).parent.mkdir(parents=True, exist_ok=True)
                 (artifacts / rel).write_bytes(png)
                 at += timedelta(milliseconds=80)

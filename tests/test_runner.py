@@ -100,10 +100,9 @@ timeout_ms = 800
 
     # the failure screenshot is on disk and recorded
     shots = [e for e in events if e["type"] == "artifact_saved"]
-    assert [(s["account_id"], s["kind"], s["path"]) for s in shots] == [
-        ("a3", "failure", f"{run_id}/a3/failure-1.webp")]
+    assert [(s["account_id"], s["kind"], s["path"]) for s in shots] == [("a3", "failure", f"{run_id}/a3/failure-1.png")]
     png = (work.artifacts / shots[0]["path"]).read_bytes()
-    assert png[:4] == b"RIFF" and png[8:12] == b"WEBP" and hashlib.sha256(png).hexdigest() == shots[0]["sha256"]
+    assert png.startswith(b"\x89PNG") and hashlib.sha256(png).hexdigest() == shots[0]["sha256"]
     assert shots[0]["bytes"] == len(png)
     assert f"run {run_id}: FAILED" in result.stdout
 
@@ -126,7 +125,7 @@ timeout_ms = 800
     assert "800ms" in accounts["a3"]["last_error"]
     artifact = db.execute("select * from artifacts where run_id = ?", (run_id,)).fetchone()
     assert artifact["account_id"] == "a3" and artifact["kind"] == "failure"
-    assert artifact["path"] == f"{run_id}/a3/failure-1.webp" and artifact["sha256"] == shots[0]["sha256"]
+    assert artifact["path"] == f"{run_id}/a3/failure-1.png" and artifact["sha256"] == shots[0]["sha256"]
 
 
 def test_storage_state_carries_a_cookie_into_the_next_run(site: str, work: Workdir) -> None:
@@ -202,7 +201,7 @@ timeout_ms = 300
     assert SENTINEL not in result.stdout + result.stderr
     assert "***" in result.stderr  # the failure line shows the scrubbed text
     files = [p for p in work.root.rglob("*")]
-    assert any(p.name == "echo-alice.png" for p in files) and any(p.name == "failure-1.webp" for p in files)
+    assert any(p.name == "echo-alice.png" for p in files) and any(p.name == "failure-1.png" for p in files)
     for path in files:
         assert SENTINEL not in str(path)
         if path.is_file():

@@ -20,7 +20,6 @@ records the outcome and returns, so ``gather`` always completes and ``run_finish
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import os
 import signal
@@ -440,7 +439,7 @@ class Runner:
             name = self.task.render(step.args[""], account)
             if st.attempt > 1:
                 name += f"-attempt{st.attempt}"
-            self._save_artifact(st, f"{name}.png", "screenshot", png)
+            self._save_artifact(st, name, "screenshot", png)
         return ok, error
 
     def _step_event(
@@ -460,31 +459,21 @@ class Runner:
         self.rec.emit("step_finished", account_id=st.account.id, **fields)
 
     async def _screenshot(self, st: AccountRun, page: Page, name: str, kind: str) -> None:
-        """A failure screenshot, as WebP at quality 100 (Chromium's CDP can; Playwright's API cannot).
-
-        Reports inline failure screenshots by the dozen: on text-heavy pages this is about half the
-        bytes of a PNG (44 KB against 80 KB for a 1280x720 page in bench/report.py), where JPEG at
-        quality 70 came out larger (116 KB) and blurred the text.
-        """
         try:
             async with asyncio.timeout(SCREENSHOT_TIMEOUT_MS / 1000 + 1):
-                cdp = await page.context.new_cdp_session(page)
-                try:
-                    shot = await cdp.send("Page.captureScreenshot", {"format": "webp", "quality": 100})
-                finally:
-                    await cdp.detach()
+                png = await page.screenshot(timeout=SCREENSHOT_TIMEOUT_MS)
         except (PlaywrightError, TimeoutError):
             return  # a page that cannot be photographed (closed, crashed) just has no screenshot
-        self._save_artifact(st, f"{name}.webp", kind, base64.b64decode(shot["data"]))
+        self._save_artifact(st, name, kind, png)
 
-    def _save_artifact(self, st: AccountRun, filename: str, kind: str, image: bytes) -> None:
-        relative = f"{self.rec.run_id}/{st.account.id}/{filename}"
+    def _save_artifact(self, st: AccountRun, name: str, kind: str, png: bytes) -> None:
+        relative = f"{self.rec.run_id}/{st.account.id}/{name}.png"
         path = self.artifacts_dir / relative
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                f.write(image)
+                f.write(png)
         except OSError as exc:
             self.progress.note(f"{st.account.id}: cannot save {relative}: {exc.strerror}")
             return
@@ -492,8 +481,8 @@ class Runner:
             "artifact_saved",
             account_id=st.account.id,
             path=relative,
-            sha256=hashlib.sha256(image).hexdigest(),
-            bytes=len(image),
+            sha256=hashlib.sha256(png).hexdigest(),
+            bytes=len(png),
             kind=kind,
             attempt=st.attempt,
         )
