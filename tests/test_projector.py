@@ -448,3 +448,56 @@ def test_replay_never_overwrites_a_foreign_database_or_a_non_database(tmp_path: 
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
         assert target.read_bytes() == before
     replay(str(log), str(tmp_path / "fine.db"))  # str paths are fine too
+
+
+def test_a_follower_stops_when_a_scoped_replay_lands_under_it(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "project", "--follow", "--log", str(log), "--db", str(db)],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        assert warmup("replay", "--log", log, "--db", db, "--until", "2000-01-01").returncode == 0
+        with open(log, "ab") as f:
+            f.write(b"".join(run_lines("r2", ["bob"], {})))
+        assert proc.wait(timeout=20) == 1
+    finally:
+        proc.kill()
+    assert "cannot be extended" in proc.stderr.read()
+    assert rows(db, "SELECT COUNT(*) AS n FROM runs") == [{"n": 0}]  # the picture of 2000 stays one
+
+
+def test_replay_onto_a_removed_database_ignores_the_wal_it_left(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
+    project(log, db)
+    holder = sqlite3.connect(db, isolation_level=None)  # keeps the -wal alive, as a killed projector would
+    holder.execute("PRAGMA wal_autocheckpoint=0")
+    holder.execute("INSERT INTO tasks (id, name, runs_count) VALUES ('stale', 'from the old file', 1)")
+    wal = Path(f"{db}-wal")
+    assert wal.stat().st_size > 0
+    saved = wal.read_bytes()
+    holder.close()
+    db.unlink()
+    wal.write_bytes(saved)  # the old database's pages, beside no database
+    with open(log, "ab") as f:
+        f.write(b"".join(run_lines("r2", ["bob"], {})))
+    replay(log, db)
+    replay(log, tmp_path / "fresh.db")
+    assert dump(db) == dump(tmp_path / "fresh.db")
+    assert rows(db, "PRAGMA journal_mode") == [{"journal_mode": "wal"}]
+
+
+def test_replay_says_so_when_another_writer_holds_the_database_too_long(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
+    project(log, db)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = warmup("replay", "--log", log, "--db", db, env={**os.environ, "WARMUP_LOCK_WAIT_S": "1"}, timeout=60)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 1 and "stayed locked by another process" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -40,6 +40,8 @@ from warmup.projector.schema import CHECKPOINT, PROJECTION_VERSION, create_all, 
 from warmup.projector.scope import Scope
 
 REJECTED_LINE_CHARS = 1000
+# How long to wait for another writer (a projector, a replay) before saying so; $WARMUP_LOCK_WAIT_S.
+LOCK_WAIT_S = float(os.environ.get("WARMUP_LOCK_WAIT_S") or 60.0)
 DEFAULT_BATCH_BYTES = 4 << 20  # ~20,000 events a transaction
 READ_BYTES = 2 << 20  # one read of the log (a transaction may span several)
 
@@ -84,7 +86,7 @@ def locked_or_broken(db_path: Path, exc: sqlite3.OperationalError) -> WarmupErro
     """A one-line error for an SQLite failure: a lock held too long, or a file SQLite cannot use."""
     if "locked" in str(exc) or "busy" in str(exc):
         return WarmupError(
-            f"the database {db_path} stayed locked by another process for a minute "
+            f"the database {db_path} stayed locked by another process for {LOCK_WAIT_S:.0f} s "
             "(another `warmup project` or `warmup replay`?); try again when it is done"
         )
     return UsageError(f"{db_path} is not a usable SQLite database: {exc}")
@@ -144,7 +146,7 @@ class Projector:
     # -- connection ----------------------------------------------------------------------------
     def _connect(self) -> None:
         create_private_file(self.db_path)
-        conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=60.0, check_same_thread=False)
+        conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=LOCK_WAIT_S, check_same_thread=False)
         try:
             if self.fast:
                 conn.execute("PRAGMA journal_mode=OFF")
@@ -177,14 +179,8 @@ class Projector:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if CHECKPOINT.name in tables:
                 found = cp.read(conn)
-                if found is not None and found.projection_version != PROJECTION_VERSION:
-                    raise VersionMismatch(found.projection_version)
-                if found is not None and found.scope != (self.scope.to_json() if self.scope else None):
-                    what = Scope.from_json(found.scope).describe() if found.scope else "the whole log"
-                    raise WarmupError(
-                        f"{self.db_path} was built by `warmup replay {what}`; it cannot be extended. "
-                        "Run `warmup replay` (without --until/--run) to rebuild the full tables."
-                    )
+                if found is not None:
+                    self._check_still_ours(found)
             elif tables:
                 raise UsageError(
                     f"{self.db_path} already holds other tables and is not a warmup database; "
@@ -216,6 +212,22 @@ class Projector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _check_still_ours(self, checkpoint: cp.Checkpoint) -> None:
+        """Refuse a database built by another projection version, or for another scope.
+
+        Checked when connecting, and again whenever the checkpoint moved under us: a replay may
+        have turned the database into a point-in-time picture that must not be extended.
+        """
+        if checkpoint.projection_version != PROJECTION_VERSION:
+            raise VersionMismatch(checkpoint.projection_version)
+        scope = self.scope.to_json() if self.scope else None
+        if checkpoint.scope != scope:
+            what = Scope.from_json(checkpoint.scope).describe() if checkpoint.scope else "the whole log"
+            raise WarmupError(
+                f"{self.db_path} was built by `warmup replay {what}`; it cannot be extended. "
+                "Run `warmup replay` (without --until/--run) to rebuild the full tables."
+            )
 
     def _db_was_swapped(self) -> bool:
         """True when ``warmup replay`` put a new database file at our path since we opened it."""
@@ -265,6 +277,7 @@ class Projector:
                 raise WarmupError(f"{self.db_path} has lost its checkpoint row; run `warmup replay`")
             if self._committed != (checkpoint.offset, checkpoint.events_applied):
                 self.rows.clear()  # another projector wrote since our last commit: reload from the db
+                self._check_still_ours(checkpoint)  # (or a replay, maybe a scoped one)
             cp.verify(checkpoint, fd, str(self.log_path))
             batch_start = checkpoint.offset
             lines, end = read_block(fd, batch_start, min(self.batch_bytes, READ_BYTES))

@@ -9,42 +9,43 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from warmup.errors import UsageError
-from warmup.projector.projector import BatchResult, Projector, locked_or_broken
+from warmup.projector.projector import LOCK_WAIT_S, BatchResult, Projector, create_private_file, locked_or_broken
 from warmup.projector.schema import CHECKPOINT
 from warmup.projector.scope import Scope
 
 REPLAY_BATCH_BYTES = 16 << 20
-
-
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, (os.O_RDONLY | os.O_DIRECTORY) if directory else os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # result codes a backup step reports while another writer holds the lock
 
 
 def swap_into_place(new: Path, db_path: Path) -> None:
     """Make ``db_path`` hold exactly the tables of ``new``, atomically for its readers.
 
-    A new path is simply renamed into place. An existing database is overwritten through SQLite's
-    backup API, which copies every page in one write transaction: readers keep the snapshot they
-    had until they start a new transaction, and a ``project --follow`` writing to it waits for the
-    lock, then finds a checkpoint it did not write and reloads its cache. (A rename over a live
-    database in WAL mode would be unsafe: its ``-wal`` and ``-shm`` files are found by name.)
+    Always through SQLite's backup API, which copies every page in one write transaction: readers
+    keep the snapshot they had until they start a new transaction, and a ``project --follow``
+    writing to the database waits for the lock, then finds a checkpoint it did not write.
+
+    Never by renaming a file into place: the ``-wal`` and ``-shm`` files of a database are found by
+    name, so a rename over a live one, or onto a path where a killed projector left a ``-wal``,
+    would pair the new file with another file's pages. Backing up into an empty file is safe: SQLite
+    discards a WAL it finds beside an empty database.
     """
-    if not db_path.exists():
-        _fsync_path(new)
-        os.replace(new, db_path)
-        _fsync_path(db_path.parent, directory=True)
-        return
+    create_private_file(db_path)
     source = sqlite3.connect(new)
-    target = sqlite3.connect(db_path, isolation_level=None, timeout=60.0)
+    target = sqlite3.connect(db_path, isolation_level=None, timeout=LOCK_WAIT_S)
+    deadline = time.monotonic() + LOCK_WAIT_S
+
+    def give_up_when_locked_too_long(status: int, remaining: int, total: int) -> None:
+        # CPython retries a busy backup forever; this turns a lock held too long into an error.
+        if status in (SQLITE_BUSY, SQLITE_LOCKED) and time.monotonic() > deadline:
+            raise sqlite3.OperationalError("database is locked")
+
     try:
-        source.backup(target)  # all pages in one step; retries while another writer holds the lock
+        source.backup(target, progress=give_up_when_locked_too_long)
+        target.execute("PRAGMA journal_mode=WAL")  # (the copied header says rollback journal)
     except sqlite3.OperationalError as exc:
         raise locked_or_broken(db_path, exc) from None
     finally:
