@@ -118,6 +118,10 @@ def test_bad_lines_are_recorded_and_skipped_and_later_lines_applied(tmp_path: Pa
         line("account_started", ts(9), run_id="nope", account_id="alice", attempt=1),
         b"\n",
         line("run_finished", ts(10), run_id="r1", status="FAILED").replace(ts(10).encode(), b"x" * 27),
+        line("run_finished", ts(10), run_id="r1", status="FAILED").replace(ts(10).encode(),
+                                                                           b"2026-11-29T07:99:99.000010Z"),
+        line("run_finished", ts(10), run_id="r1", status="FAILED").replace(
+            ts(10).encode(), "2026-11-29T07:00:0\u0663.000010Z".encode()),
         b'{"v": 1, "id": "x4", "type": "run_started", "ts": "2026-11-29T07:00:00.000000Z", "run_id": "r7",'
         b' "task_id": "t", "task_name": "T", "accounts": ["a"], "steps": 1, "concurrency": 1, "host": "h",'
         b' "pid": 99999999999999999999}\n',

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from warmup.browser import find_browser, launch_args
 from warmup.events import EventWriter
-from warmup.events.envelope import make_event
+from warmup.events.envelope import encode, make_event
 
 pytestmark = pytest.mark.browser
 
@@ -253,15 +253,19 @@ def test_a_run_still_going_with_a_bad_line(tmp_path: Path) -> None:
              host="h", pid=1)
         emit("account_started", 1, account_id="a", attempt=1)
         emit("step_finished", 3, account_id="a", index=0, action="goto", ok=True, duration_ms=1500.0, error=None)
-    with open(log, "ab") as f:  # a line that mentions the run but is not an event
+    with open(log, "ab") as f:  # lines that mention the run but are not (usable) events
         f.write(b'{"run_id":"running-run","type":"step_finished"}\n')
+        bad_time = make_event("step_finished", run_id=run_id, account_id="a", index=1, action="goto", ok=True,
+                              duration_ms=1.0, error=None)
+        bad_time["ts"] = "2026-11-29T07:00:0\u0663.000000Z"  # an Arabic-Indic digit: not a time
+        f.write(encode(bad_time))
     assert warmup("project", "--log", str(log), "--db", str(db)).returncode == 0
     out = tmp_path / "report.html"
     result = warmup("report", run_id, "--log", str(log), "--db", str(db), "--artifacts", str(tmp_path), "-o", str(out))
     assert result.returncode == 0, result.stderr
     text = out.read_text()
     assert "data-account='a' data-status='RUNNING'" in text and "data-account='b' data-status='PENDING'" in text
-    assert "not finished" in text and "1 line(s) of it not readable, skipped" in text
+    assert "not finished" in text and "2 line(s) of it not readable, skipped" in text
     assert "attempt 1: running" in text  # the open attempt is drawn, up to the last event
     assert "<h2>Failures</h2><p>None.</p>" in text
 

@@ -19,7 +19,6 @@ from typing import Any
 from warmup.events.envelope import (
     ACCOUNT_FINAL_STATUSES,
     RUN_FINAL_STATUSES,
-    TIMESTAMP,
     AccountEvent,
     AccountFinished,
     AccountStarted,
@@ -28,6 +27,7 @@ from warmup.events.envelope import (
     RunFinished,
     RunStarted,
     StepFinished,
+    is_timestamp,
 )
 from warmup.projector.rows import Row, RowCache
 
@@ -43,15 +43,12 @@ class Reject(Exception):
     """The event is well-formed but cannot apply (unknown run, duplicate, bad field); says why."""
 
 
-_timestamp_match = TIMESTAMP.fullmatch
-
-
 def _check_ts(event: EventBase) -> None:
     """Reject an event whose time is not in the log's format, before it is stored anywhere.
 
     (The decoder only checks its length: see ``envelope.Timestamp``.)
     """
-    if _timestamp_match(event.ts) is None:
+    if not is_timestamp(event.ts):
         what = type(event).__struct_config__.tag
         raise Reject(f"{what}: ts {event.ts!r} is not a time like 2026-11-29T07:00:00.123456Z")
 

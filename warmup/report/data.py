@@ -208,7 +208,10 @@ def read_timings(log_path: Path, run_id: str) -> LogTimings:
                     continue
                 if getattr(event, "run_id", None) != run_id:
                     continue
-                _fold(out, current, event)
+                try:
+                    _fold(out, current, event)  # (parses ts first, before it changes anything)
+                except ValueError:  # a time that is not one (the projector stores no such time)
+                    out.skipped += 1
     return out
 
 
