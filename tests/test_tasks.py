@@ -8,7 +8,7 @@ import pytest
 from conftest import Workdir, cli_env, warmup
 
 from warmup.errors import UsageError
-from warmup.tasks import REDACTED, load_task
+from warmup.tasks import REDACTED, Scrubber, load_task
 
 GOOD = """
 id = "morning"
@@ -238,3 +238,14 @@ def test_a_recorded_task_is_checked_like_a_file(tmp_path: Path) -> None:
     record["accounts"][1]["id"] = "../../etc"
     with pytest.raises(UsageError, match=r"^w: accounts\[0\]: account id '../../etc' is not allowed"):
         task_from_record(record, ["../../etc"], where="w", env={})
+
+
+def test_the_scrubber_catches_a_secret_as_a_browser_encodes_it_in_a_url() -> None:
+    secret = "Sk r&t/é#Zq9"
+    scrub = Scrubber([secret])
+    # Chromium encodes the space and the é, and leaves & / # as they are
+    url = "http://127.0.0.1:8765/login.html?q=x&r="
+    assert scrub(url + "Sk%20r&t/%C3%A9#Zq9") == url + "***"
+    assert scrub("lower hex: Sk%20r%26t%2f%c3%a9%23Zq9") == "lower hex: ***"
+    # the fragment is never sent, so a server echoes the secret cut there: its pieces are secrets too
+    assert "Sk r" not in scrub("404 for /nothere?q=Sk%20r&t/%C3%A9").replace("%20", " ")

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 import orjson
 
@@ -210,18 +210,38 @@ class Scrubber:
     ELLIPSIS = "…"
     MIN_CUT = 3
 
+    # What a browser leaves unencoded in a URL's path, query or fragment (it encodes spaces and
+    # non-ASCII characters, not this punctuation), with and without ``%`` itself.
+    URL_SAFE = ("", "/", "!$&'()*+,;=:@/?#[]~", "!$&'()*+,;=:@/?#[]~%")
+
+    MIN_PIECE = 4
+
     def __init__(self, secrets: list[str]) -> None:
+        # A secret put raw into a URL is cut where URL syntax says (a '#' starts the fragment, which
+        # is never sent; '&' separates parameters): each piece of 4 characters or more is a secret too.
+        pieces = {p for s in secrets for p in re.split(r"[#?&=/]", s) if len(p) >= self.MIN_PIECE and p != s}
+        secrets = [*secrets, *pieces]
         forms: set[str] = set()
         for s in secrets:
             if s:
-                forms.update({s, quote(s, safe=""), quote_plus(s), quote(s), " ".join(s.split())})
+                forms.update({s, quote_plus(s), " ".join(s.split())})
+                for safe in self.URL_SAFE:
+                    encoded = quote(s, safe=safe)
+                    forms.update({encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)})
         forms.discard("")
         self._forms = sorted(forms, key=len, reverse=True)
+        self._plain = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for form in self._forms:
             if form in text:
                 text = text.replace(form, REDACTED)
+        if "%" in text:  # the last net: an encoding none of the forms above foresaw
+            decoded = unquote(text)
+            if any(secret in decoded for secret in self._plain):
+                for secret in self._plain:
+                    decoded = decoded.replace(secret, REDACTED)
+                text = decoded
         if self._forms and self.ELLIPSIS in text:
             text = self.ELLIPSIS.join(self._cut_prefix(part) for part in text.split(self.ELLIPSIS)[:-1]) + (
                 self.ELLIPSIS + text.split(self.ELLIPSIS)[-1]
