@@ -88,6 +88,21 @@ def test_an_account_lock_names_its_holder_and_frees_on_sigkill(tmp_path: Path) -
     assert (accounts_dir(log) / "alice.lock").exists()  # type: ignore[operator]  # kept: never unlinked
 
 
+def test_two_paths_to_one_log_share_its_locks(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(log)
+    assert lock_root(link) == lock_root(log) == tmp_path / "events.jsonl.d"
+    first = AccountLock(log, "alice", "run-1")
+    assert first.try_acquire() is None
+    try:
+        holder = AccountLock(link, "alice", "run-2").try_acquire()
+        assert holder is not None and holder.run_id == "run-1"
+    finally:
+        first.release()
+
+
 def test_a_log_that_is_not_a_regular_file_gets_no_lock_folder(tmp_path: Path) -> None:
     assert lock_root(Path("/dev/full")) is None
     lock = RunLock(Path("/dev/full"), "r3")

@@ -132,6 +132,19 @@ def test_refusals_are_one_line_exit_2(site: str, work: Workdir) -> None:
         lock.release(remove=True)
     missing_env = warmup("run", "--resume", "old-4", *base, env=cli_env())
     assert missing_env.returncode == 2 and "WARMUP_TEST_GREETING is not set" in missing_env.stderr
+    assert "is not a run id" in refused("--resume", "x" * 300)
+    assert "is not a run id" in refused("--resume", "../accounts/a1")
+
+
+def test_a_run_is_resumed_once_then_its_resume_is(site: str, work: Workdir) -> None:
+    old_run(work, site, "old-6")
+    env = cli_env(WARMUP_TEST_GREETING="hi")
+    base = ("--log", str(work.log), "--no-project", "--artifacts", str(work.artifacts))
+    before = len(work.events())
+    assert warmup("run", "--resume", "old-6", *base, env=env).returncode == 0, "the first resume runs"
+    resumed_by = new_runs(work, before)[0]["run_id"]
+    again = warmup("run", "--resume", "old-6", *base, env=env)
+    assert again.returncode == 2 and f"run {resumed_by} already resumed it; resume {resumed_by}" in again.stderr
 
 
 def test_a_literal_credential_recorded_as_stars_cannot_be_resumed(site: str, work: Workdir) -> None:

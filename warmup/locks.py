@@ -43,14 +43,27 @@ from warmup.events.envelope import host_and_pid, utc_now
 
 
 def lock_root(log_path: Path) -> Path | None:
-    """``<log>.d``, or None for a log that is not a regular file (``/dev/full``, a FIFO): no locks then."""
+    """``<log>.d``, or None for a log that is not a regular file (``/dev/full``, a FIFO): no locks then.
+
+    Next to the log's real path (symlinks resolved): two runs that name one log by two paths must
+    find the same locks, or both could drive one account.
+    """
+    real = Path(os.path.realpath(log_path))
     try:
-        st = os.stat(log_path)
+        st = os.stat(real)
     except FileNotFoundError:
-        return log_path.with_name(log_path.name + ".d")
+        return real.with_name(real.name + ".d")
     if not stat.S_ISREG(st.st_mode):
         return None
-    return log_path.with_name(log_path.name + ".d")
+    return real.with_name(real.name + ".d")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def runs_dir(log_path: Path) -> Path | None:
@@ -136,6 +149,7 @@ class RunLock:
             os.write(fd, _holder_info(self.run_id))
             os.fsync(fd)
             os.rename(tmp, self.path)
+            _fsync_dir(self.path.parent)  # durable before run_started is: a power cut cannot lose it
         except BaseException:
             os.close(fd)
             try:

@@ -60,6 +60,7 @@ class RunState:
     finished: RunFinished | None = None
     accounts: dict[str, AccountState] = field(default_factory=dict)
     last_ts: str | None = None
+    resumed_by: list[str] = field(default_factory=list)  # later runs started with resumed_from = this run
 
     def open_accounts(self) -> list[tuple[str, AccountState]]:
         return [(a, s) for a, s in self.accounts.items() if s.status not in FINAL]
@@ -81,6 +82,9 @@ def scan_run(log_path: Path, run_id: str) -> RunState:
         try:
             event = decode(line.data)
         except InvalidEvent:
+            continue
+        if isinstance(event, RunStarted) and event.resumed_from == run_id and event.run_id != run_id:
+            state.resumed_by.append(event.run_id)
             continue
         if getattr(event, "run_id", None) != run_id:
             continue

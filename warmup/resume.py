@@ -7,10 +7,12 @@ resolved again from the environment of the resuming process, and checked before 
 - ``--resume``: the accounts whose final status in that run is FAILED, INTERRUPTED or CANCELLED.
 - ``--retry-failed``: FAILED only.
 
-Refusals (exit 2, one line): an unknown run id; a run whose runner is still alive (its lock is
-held); a run with no ``run_finished`` that could not be recovered (started on another host); a
-run with no task record (written by an older warmup); an account whose credential-named literal
-variable was recorded as ``***`` (it was never in the log: put it in ``${env.*}``).
+Refusals (exit 2, one line): an unknown run id; a run already resumed by another (resume that
+one: it holds what is left, and two resumes of one run would drive its accounts twice); a run
+whose runner is still alive (its lock is held); a run with no ``run_finished`` that could not be
+recovered (started on another host); a run with no task record (written by an older warmup); an
+account whose credential-named literal variable was recorded as ``***`` (it was never in the log:
+put it in ``${env.*}``).
 A run with nothing left to do is not an error: the caller says so and exits 0.
 """
 
@@ -47,6 +49,12 @@ def plan_resume(log_path: Path, run_id: str, *, failed_only: bool) -> ResumePlan
     state = scan_run(log_path, run_id)
     if state.started is None:
         raise UsageError(f"{option} {run_id}: no such run in {log_path} (see 'warmup runs' or 'warmup tail')")
+    if state.resumed_by:
+        later = state.resumed_by[-1]
+        raise UsageError(
+            f"{option} {run_id}: run {later} already resumed it; resume {later} instead "
+            "(it holds what is still left to do)"
+        )
     if state.finished is None:
         raise UsageError(
             f"{option} {run_id}: the run has no run_finished and its runner is not known to be dead here "

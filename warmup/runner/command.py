@@ -40,7 +40,7 @@ from warmup.runner.engine import COMPLETED, DEFAULT_ACCOUNT_WAIT_S, INTERRUPTED,
 from warmup.runner.progress import make_progress
 from warmup.runner.projector_child import ProjectorChild
 from warmup.runner.recorder import Recorder
-from warmup.tasks import load_task
+from warmup.tasks import SAFE_ID, load_task
 
 DEFAULT_GRACE_S = 3.0
 GRACE_ENV = "WARMUP_GRACE_S"  # seconds running accounts get after Ctrl-C/SIGTERM
@@ -85,6 +85,10 @@ def run_command(
     resume_id = resume or retry_failed
     if resume and retry_failed:
         raise UsageError("give --resume or --retry-failed, not both")
+    if resume_id is not None and not SAFE_ID.match(resume_id):
+        raise UsageError(
+            f"{resume_id[:80]!r} is not a run id (they look like 20261129T070000-1a2b3c; see `warmup runs`)"
+        )
     if resume_id is not None and task_file is not None:
         raise UsageError(
             f"{'--resume' if resume else '--retry-failed'} runs the task recorded in run {resume_id}; "
