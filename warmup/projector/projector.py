@@ -24,6 +24,7 @@ import asyncio
 import gc
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,6 +81,26 @@ def _no_cyclic_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def enable_wal(conn: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting (up to LOCK_WAIT_S) while another connection is busy.
+
+    Changing the journal mode needs the database to itself for a moment, and SQLite answers
+    "database is locked" at once instead of calling the busy handler: so two projectors starting
+    together on a new database would fail without this retry.
+    """
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError("database is locked")
+        time.sleep(0.02)
 
 
 def locked_or_broken(db_path: Path, exc: sqlite3.OperationalError) -> WarmupError:
@@ -155,7 +176,7 @@ class Projector:
                 # WAL: readers (status, Datasette...) and the projector never block each other.
                 # NORMAL is durable across a crash of the process; a power cut may lose the last
                 # batches, rows and checkpoint together, and they are applied again.
-                conn.execute("PRAGMA journal_mode=WAL")
+                enable_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
             self._inode = os.stat(self.db_path).st_ino
             self._ensure_schema(conn)

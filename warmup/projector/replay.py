@@ -13,7 +13,14 @@ import time
 from pathlib import Path
 
 from warmup.errors import UsageError
-from warmup.projector.projector import LOCK_WAIT_S, BatchResult, Projector, create_private_file, locked_or_broken
+from warmup.projector.projector import (
+    LOCK_WAIT_S,
+    BatchResult,
+    Projector,
+    create_private_file,
+    enable_wal,
+    locked_or_broken,
+)
 from warmup.projector.schema import CHECKPOINT
 from warmup.projector.scope import Scope
 
@@ -45,7 +52,7 @@ def swap_into_place(new: Path, db_path: Path) -> None:
 
     try:
         source.backup(target, progress=give_up_when_locked_too_long)
-        target.execute("PRAGMA journal_mode=WAL")  # (the copied header says rollback journal)
+        enable_wal(target)  # (the copied header says rollback journal)
     except sqlite3.OperationalError as exc:
         raise locked_or_broken(db_path, exc) from None
     finally:
