@@ -27,6 +27,7 @@ Usage:  .venv/bin/python bench/report.py [--accounts 50 500] [--repeat 5] [--noi
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import random
@@ -64,16 +65,20 @@ class Screenshots:
 
     def __init__(self, browser: Browser) -> None:
         self.page = browser.new_page(viewport={"width": 1280, "height": 720})
+        self.cdp = self.page.context.new_cdp_session(self.page)
         self.taken = 0
 
-    def __call__(self) -> bytes:
+    def __call__(self) -> tuple[bytes, bytes]:
+        """(the full-size PNG, its half-scale thumbnail), as the runner saves a failure's."""
         i = self.taken
         self.taken += 1
         posts = "".join(f"<article><h2>Post {i}-{k}</h2><p>{'Lorem ipsum dolor sit amet. ' * 12}</p></article>"
                         for k in range(6))
         self.page.set_content(f"<body style='font:15px sans-serif;margin:24px'><h1>Feed {i}</h1>{posts}"
                               "<p style='color:#b00'>Timeout 10000ms exceeded waiting for #feed .item</p></body>")
-        return self.page.screenshot()
+        thumb = self.cdp.send("Page.captureScreenshot", {
+            "format": "png", "clip": {"x": 0, "y": 0, "width": 1280, "height": 720, "scale": 0.5}})
+        return self.page.screenshot(), base64.b64decode(thumb["data"])
 
 
 def write_run(log: Path, artifacts: Path, accounts: int, screenshot: Screenshots, seed: int = 6) -> tuple[str, dict]:
@@ -114,16 +119,18 @@ def write_run(log: Path, artifacts: Path, accounts: int, screenshot: Screenshots
                     error = f"step {index + 1} ({ACTIONS[index]}): {err}"
                     break
             if error:
-                png = screenshot()
-                rel = f"{run_id}/{name}/failure-{attempt}.png"
-                (artifacts / rel).parent.mkdir(parents=True, exist_ok=True)
-                (artifacts / rel).write_bytes(png)
-                at += timedelta(milliseconds=80)
-                pending.append((at, {"type": "artifact_saved", "account_id": name, "path": rel,
-                                     "sha256": hashlib.sha256(png).hexdigest(), "bytes": len(png),
-                                     "kind": "failure", "attempt": attempt}))
+                png, thumb = screenshot()
+                for kind, rel, data in (("failure", f"{run_id}/{name}/failure-{attempt}.png", png),
+                                        ("thumbnail", f"{run_id}/{name}/failure-{attempt}.thumb.png", thumb)):
+                    (artifacts / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (artifacts / rel).write_bytes(data)
+                    at += timedelta(milliseconds=80)
+                    pending.append((at, {"type": "artifact_saved", "account_id": name, "path": rel,
+                                         "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                                         "kind": kind, "attempt": attempt}))
                 stats["failed_attempts"] += 1
                 stats["screenshot_bytes"] += len(png)
+                stats["thumbnail_bytes"] = stats.get("thumbnail_bytes", 0) + len(thumb)
             retrying = bool(error) and attempt < attempts
             stats["retried"] += retrying
             at += timedelta(milliseconds=20)
@@ -216,6 +223,7 @@ def main() -> None:
                 "accounts": n, "events": stats["events"], "noise_events": args.noise,
                 "failed_attempts": stats["failed_attempts"], "retried": stats["retried"],
                 "screenshots_kb": round(stats["screenshot_bytes"] / 1024),
+                "thumbnails_kb": round(stats.get("thumbnail_bytes", 0) / 1024),
                 "report_kb": round(out.stat().st_size / 1024),
                 "report_without_images_kb": round(text_weight(out) / 1024),
                 "report_command_s": round(report_s, 3),
@@ -230,7 +238,7 @@ def main() -> None:
         verdict = "ok" if r["load_layout_paint_s_median"] < 2 else "OVER the 2 s goal"
         print(
             f"{r['accounts']} accounts ({r['events']} events, {r['failed_attempts']} failed attempts with "
-            f"screenshots of {r['screenshots_kb']} KB, {r['retried']} retried"
+            f"screenshots of {r['screenshots_kb']} KB (thumbnails {r['thumbnails_kb']} KB), {r['retried']} retried"
             + (f", log with {r['noise_events']} other events" if r["noise_events"] else "")
             + f"): report {r['report_kb']} KB ({r['report_without_images_kb']} KB without the inlined screenshots), "
             f"`warmup report` {r['report_command_s']:.2f} s\n"

@@ -157,7 +157,9 @@ def test_report_of_a_real_run_in_chromium(real_run: tuple[Workdir, str], browser
     final = page.locator(".failure[data-account=broken]:not(.retried)")
     assert "HTTP 500" in final.locator("pre.error").inner_text()
     assert final.locator("code.url").inner_text().endswith("/broken")
-    shots = {e["path"]: e["sha256"] for e in work.events() if e["type"] == "artifact_saved"}
+    saved = [e for e in work.events() if e["type"] == "artifact_saved"]
+    shots = {e["path"]: e["sha256"] for e in saved}
+    inlined = {e["path"]: e["sha256"] for e in saved if e["kind"] != "failure"}  # failures: their thumbnails
     run_dir = f"{run_id}/broken"
     if final.locator("img").count() == 0:
         # its screenshot is the same bytes as attempt 1's: inlined once, this one links to it
@@ -170,7 +172,8 @@ def test_report_of_a_real_run_in_chromium(real_run: tuple[Workdir, str], browser
     img.scroll_into_view_if_needed()
     assert img.get_attribute("src").startswith("data:image/png;base64,")
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle(), timeout=5000)
-    assert text.count("data:image/png;base64,") == len(set(shots.values()))  # each distinct image once
+    assert text.count("data:image/png;base64,") == len(set(inlined.values()))  # each distinct image once
+    assert "Half size; the full screenshot is" in img.locator("xpath=following-sibling::p[1]").inner_text()
     # the failed lane's name links to its failure
     assert bad.locator(".who a").get_attribute("href") == "#" + (final.get_attribute("id") or "?")
     # the screenshot step's image of the ok account is there too

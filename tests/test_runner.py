@@ -98,12 +98,16 @@ timeout_ms = 800
     assert max(start["a1"], start["a2"]) < min(end["a1"], end["a2"])
     assert start["a3"] >= min(end["a1"], end["a2"])
 
-    # the failure screenshot is on disk and recorded
+    # the failure screenshot is on disk and recorded, and its half-size thumbnail for reports
     shots = [e for e in events if e["type"] == "artifact_saved"]
-    assert [(s["account_id"], s["kind"], s["path"]) for s in shots] == [("a3", "failure", f"{run_id}/a3/failure-1.png")]
+    assert [(s["account_id"], s["kind"], s["path"]) for s in shots] == [
+        ("a3", "failure", f"{run_id}/a3/failure-1.png"), ("a3", "thumbnail", f"{run_id}/a3/failure-1.thumb.png")]
     png = (work.artifacts / shots[0]["path"]).read_bytes()
     assert png.startswith(b"\x89PNG") and hashlib.sha256(png).hexdigest() == shots[0]["sha256"]
     assert shots[0]["bytes"] == len(png)
+    thumb = (work.artifacts / shots[1]["path"]).read_bytes()
+    assert thumb.startswith(b"\x89PNG") and len(thumb) < len(png)
+    assert int.from_bytes(thumb[16:20], "big") * 2 == int.from_bytes(png[16:20], "big")  # PNG width: half
     assert f"run {run_id}: FAILED" in result.stdout
 
     # the projector child filled the tables

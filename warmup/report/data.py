@@ -34,6 +34,7 @@ from warmup.events.reader import read_block
 from warmup.status import connect_readonly
 
 IMAGE_KINDS = ("failure", "screenshot")  # the artifacts a report inlines
+THUMBNAIL = "thumbnail"  # a failure screenshot at half scale: inlined in its place when there is one
 
 
 def parse_ts(ts: str) -> float:
@@ -88,6 +89,7 @@ class Shot:
     data_uri: str | None = None
     note: str | None = None
     digest: str | None = None  # sha256 of the bytes read: identical images are inlined once
+    thumbnail: bool = False  # the inlined bytes are the half-scale thumbnail of ``path``
 
 
 @dataclass
@@ -252,8 +254,17 @@ def _mime(data: bytes) -> str | None:
     return None
 
 
-def load_shot(artifacts_dir: Path, row: dict[str, Any]) -> Shot:
-    """The screenshot of an ``artifacts`` row, inlined; a missing or odd file gives a note instead."""
+def load_shot(artifacts_dir: Path, row: dict[str, Any], thumbnail: dict[str, Any] | None = None) -> Shot:
+    """The screenshot of an ``artifacts`` row, inlined; a missing or odd file gives a note instead.
+
+    With a ``thumbnail`` row (a failure's half-scale copy) the thumbnail is inlined in its place, if
+    it can be read: the report stays light, and names the full-size file.
+    """
+    if thumbnail is not None:
+        small = load_shot(artifacts_dir, thumbnail)
+        if small.data_uri is not None:
+            small.path, small.kind, small.thumbnail = row["path"], row["kind"] or "", True
+            return small
     shot = Shot(row["account_id"], row["path"], row["kind"] or "", row.get("attempt"), row.get("ts"))
     root = artifacts_dir.resolve()
     path = (root / row["path"]).resolve()
@@ -295,7 +306,13 @@ def gather(run_id: str, *, db_path: Path, log_path: Path, artifacts_dir: Path) -
     for i, account_id in enumerate(extra):
         lanes.append(Lane(account_id, len(account_rows) + i, None, 0, None,
                           timings.steps.get(account_id, []), timings.attempts.get(account_id, [])))
-    shots = [load_shot(artifacts_dir, r) for r in artifact_rows if r["kind"] in IMAGE_KINDS]
+    thumbnails = {(r["account_id"], r.get("attempt")): r for r in artifact_rows if r["kind"] == THUMBNAIL}
+    shots = [
+        load_shot(artifacts_dir, r, thumbnails.get((r["account_id"], r.get("attempt"))) if r["kind"] == "failure"
+                  else None)
+        for r in artifact_rows
+        if r["kind"] in IMAGE_KINDS
+    ]
 
     instants = [t for t in (timings.first, timings.last, timings.run_started, timings.run_finished) if t is not None]
     for key in ("started_at", "completed_at"):

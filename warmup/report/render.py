@@ -285,7 +285,11 @@ class Images:
         ident = f"img-{len(self.shown)}"
         if shot.digest:
             self.shown[shot.digest] = ident
-        return f"{note}<img id='{ident}' loading='lazy' decoding='async' alt='{esc(alt)}' src='{shot.data_uri}'>"
+        img = f"<img id='{ident}' loading='lazy' decoding='async' alt='{esc(alt)}' src='{shot.data_uri}'>"
+        if shot.thumbnail:
+            img += (f"<p class='note'>Half size; the full screenshot is <code>{esc(shot.path)}</code> "
+                    "in the artifacts folder.</p>")
+        return f"{note}{img}"
 
 
 def _failures(failures: list[Failure], images: Images) -> str:
