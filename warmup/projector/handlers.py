@@ -54,7 +54,7 @@ def _check_ts(event: EventBase) -> None:
 
 
 class Handlers:
-    """Applies events to a RowCache. ``apply(event)`` raises Reject for an event that cannot apply."""
+    """Applies events to a RowCache: ``by_type[type(event)](event)``; raises Reject for one that cannot apply."""
 
     def __init__(self, rows: RowCache) -> None:
         self.rows = rows
@@ -71,9 +71,6 @@ class Handlers:
             AccountFinished: self.account_finished,
             RunFinished: self.run_finished,
         }
-
-    def apply(self, event: Any) -> None:
-        self.by_type[type(event)](event)
 
     # -- helpers -------------------------------------------------------------------------------
     def _run_account(self, event: AccountEvent) -> tuple[Row, Row]:
