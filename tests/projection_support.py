@@ -74,3 +74,22 @@ def warmup(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | Non
         [sys.executable, "-m", "cli", *map(str, args)],
         cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def start_follower(log: Path, db: Path) -> subprocess.Popen[str]:
+    """``warmup project --follow`` in the background, its stderr captured as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "project", "--follow", "--log", str(log), "--db", str(db)],
+        cwd=REPO, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def synthetic_log(directory: Path, n_events: int, seed: int) -> Path:
+    """``directory/events.jsonl``: ``n_events`` realistic events from ``bench/synthetic_log.py``."""
+    if str(REPO / "bench") not in sys.path:
+        sys.path.insert(0, str(REPO / "bench"))
+    from synthetic_log import write_synthetic_log
+
+    log = directory / "events.jsonl"
+    write_synthetic_log(log, n_events, seed=seed)
+    return log

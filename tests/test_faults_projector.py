@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from projection_support import REPO, dump, rows, run_lines, warmup
+from projection_support import REPO, dump, rows, run_lines, synthetic_log, warmup
 
 from warmup.projector.projector import Projector
 from warmup.projector.replay import replay
@@ -25,12 +25,7 @@ pytestmark = pytest.mark.faults
 
 @pytest.fixture(scope="module")
 def log_200k(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(REPO / "bench"))
-    from synthetic_log import write_synthetic_log
-
-    log = tmp_path_factory.mktemp("faults") / "events.jsonl"
-    write_synthetic_log(log, 200_000, seed=11)
-    return log
+    return synthetic_log(tmp_path_factory.mktemp("faults"), 200_000, seed=11)
 
 
 def test_sigkill_the_projector_10_times_then_finish_equals_a_clean_replay(log_200k: Path, tmp_path: Path) -> None:

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from projection_support import REPO, dump, line, rows, run_lines, ts, warmup
+from projection_support import REPO, dump, line, rows, run_lines, start_follower, synthetic_log, ts, warmup
 
 from warmup.errors import WarmupError
-from warmup.projector.checkpoint import LogMismatch
 from warmup.projector.projector import Projector, StrictStop
 from warmup.projector.replay import replay
 from warmup.projector.schema import PROJECTION_VERSION
@@ -322,19 +321,10 @@ def test_the_projector_refuses_to_run_inside_an_event_loop(tmp_path: Path) -> No
         asyncio.run(inside())
 
 
-def test_log_mismatch_is_an_exit_1_error() -> None:
-    assert LogMismatch("x").exit_code == 1
-
-
 # -- processes -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def big_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(REPO / "bench"))
-    from synthetic_log import write_synthetic_log
-
-    log = tmp_path_factory.mktemp("big") / "events.jsonl"
-    write_synthetic_log(log, 300_000, seed=7)
-    return log
+    return synthetic_log(tmp_path_factory.mktemp("big"), 300_000, seed=7)
 
 
 # kill -9 of `warmup project` mid-log, many times: tests/test_faults_projector.py
@@ -354,8 +344,7 @@ def test_two_projectors_at_once_end_with_the_tables_of_one_replay(big_log: Path,
 def test_follow_applies_new_lines_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
     lines = run_lines("r1", ["alice", "bob"], {"bob": "FAILED"})
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "project", "--follow", "--log", str(log), "--db", str(db)],
-                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+    proc = start_follower(log, db)
     try:
         time.sleep(0.5)  # the log does not exist yet: it is waited for
         with open(log, "ab") as f:
@@ -410,8 +399,6 @@ def test_status_prints_tables_and_json(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "Recent runs" in result.stdout and "r1" in result.stdout and "FAILED" in result.stdout
     assert "alice" in result.stdout and "step 1 click failed" in result.stdout
-
-
     data = json.loads(warmup("status", "--db", db, "--json").stdout)
     assert data["runs"][0]["id"] == "r1" and data["runs"][0]["accounts_failed"] == 1
     assert {a["id"]: a["warm_count"] for a in data["accounts"]} == {"alice": 1, "bob": 0}
@@ -421,8 +408,7 @@ def test_status_prints_tables_and_json(tmp_path: Path) -> None:
 def test_follow_waits_for_a_removed_log_and_refuses_another_in_its_place(tmp_path: Path) -> None:
     log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
     log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "project", "--follow", "--log", str(log), "--db", str(db)],
-                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+    proc = start_follower(log, db)
     try:
         time.sleep(1.0)
         log.unlink()  # rotated away
@@ -457,8 +443,7 @@ def test_replay_never_overwrites_a_foreign_database_or_a_non_database(tmp_path: 
 def test_a_follower_stops_when_a_scoped_replay_lands_under_it(tmp_path: Path) -> None:
     log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
     log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "project", "--follow", "--log", str(log), "--db", str(db)],
-                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+    proc = start_follower(log, db)
     try:
         time.sleep(1.0)
         assert warmup("replay", "--log", log, "--db", db, "--until", "2000-01-01").returncode == 0

@@ -9,8 +9,9 @@ Order (the first that exists wins):
 4. a system Chromium: ``/usr/bin/chromium-headless-shell`` (headless runs only), ``/usr/bin/chromium``,
    then ``chromium``, ``chromium-browser``, ``google-chrome`` on ``PATH``.
 
-Headless runs prefer a headless shell: measured on a 2-core machine, 16 accounts at 8 contexts ran
-5.4x faster than one at a time with it, only 2.4x with full Chromium. Headed runs need a full one.
+Headless runs prefer a headless shell: on this 2-core machine, ``bench/runner.py`` (32 accounts)
+ran 5.3x faster at 8 accounts at once than one at a time with it, only 1.7x with full Chromium,
+which saturates the cores spawning renderers. Headed runs need a full one.
 
 Playwright's own browsers are found from its ``browsers.json`` and browser folder, without starting
 its driver, so discovery costs a few ``stat`` calls.

@@ -7,18 +7,15 @@ never from the clock, so a run still going shows no duration rather than a guess
 from __future__ import annotations
 
 import sqlite3
-import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from rich.console import Console
 from rich.table import Table
 
 from warmup.errors import UsageError
-from warmup.projector.scope import parse_instant
-from warmup.status import _status, _when, c, connect_readonly
+from warmup.safe_text import for_rich
+from warmup.status import connect_readonly, make_console, print_json, status_markup, when
+from warmup.times import format_duration_ms, parse_log_ts, seconds_between
 
 RUN_STATUSES = ("RUNNING", "COMPLETED", "FAILED", "INTERRUPTED")
 RUN_COLUMNS = (
@@ -27,26 +24,12 @@ RUN_COLUMNS = (
 )
 
 
-def duration_s(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    try:
-        return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3)
-    except ValueError:
-        return None
-
-
-def _duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes} min {secs:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+def _duration(seconds: float | None) -> str:
+    return "" if seconds is None else format_duration_ms(seconds * 1000)
 
 
 def _with_duration(row: dict[str, Any]) -> dict[str, Any]:
-    row["duration_s"] = duration_s(row.get("started_at"), row.get("completed_at"))
+    row["duration_s"] = seconds_between(row.get("started_at"), row.get("completed_at"))
     return row
 
 
@@ -65,7 +48,7 @@ def list_runs(
         args.append(status.upper())
     if since:
         where.append("started_at >= ?")
-        args.append(parse_instant(since, "--since"))
+        args.append(parse_log_ts(since, "--since"))
     sql = f"SELECT {RUN_COLUMNS} FROM runs"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -118,21 +101,12 @@ def show_run(db_path: Path, run_id: str) -> dict[str, Any]:
     return {"run": run, "task": dict(task) if task else None, "accounts": accounts}
 
 
-def _console() -> Console:
-    console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=160)
-
-
-def _json(data: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
-
-
 def run_runs(
     db_path: Path, *, task_id: str | None, status: str | None, since: str | None, limit: int, as_json: bool
 ) -> int:
     runs = list_runs(db_path, task_id=task_id, status=status, since=since, limit=limit)
     if as_json:
-        _json(runs)
+        print_json(runs)
         return 0
     table = Table(title=f"Runs ({len(runs)} shown, newest first)", title_justify="left")
     for col in ("run", "task", "status", "started (UTC)", "duration", "total", "ok", "failed", "other"):
@@ -140,39 +114,40 @@ def run_runs(
                          no_wrap=col == "run")
     for r in runs:
         other = r["accounts_total"] - r["accounts_completed"] - r["accounts_failed"]
-        table.add_row(c(r["id"]), c(r["task_id"]), _status(r["status"]), _when(r["started_at"]),
-                      _duration_text(r["duration_s"]), str(r["accounts_total"]), str(r["accounts_completed"]),
+        table.add_row(for_rich(r["id"]), for_rich(r["task_id"]), status_markup(r["status"]), when(r["started_at"]),
+                      _duration(r["duration_s"]), str(r["accounts_total"]), str(r["accounts_completed"]),
                       str(r["accounts_failed"]), str(other))
-    _console().print(table)
+    make_console().print(table)
     return 0
 
 
 def run_show(db_path: Path, run_id: str, *, as_json: bool) -> int:
     data = show_run(db_path, run_id)
     if as_json:
-        _json(data)
+        print_json(data)
         return 0
     run = data["run"]
-    console = _console()
+    console = make_console()
     console.print(
-        f"[bold]{c(run['id'])}[/]  task [bold]{c(run['task_id'])}[/] ({c(run['task_name'])})  {_status(run['status'])}"
+        f"[bold]{for_rich(run['id'])}[/]  task [bold]{for_rich(run['task_id'])}[/] "
+        f"({for_rich(run['task_name'])})  {status_markup(run['status'])}"
     )
-    console.print(f"started {_when(run['started_at'])}  finished {_when(run['completed_at']) or '-'}  "
-                  f"duration {_duration_text(run['duration_s']) or '-'}  on {c(run['host'])} (pid {run['pid']})")
+    console.print(f"started {when(run['started_at'])}  finished {when(run['completed_at']) or '-'}  "
+                  f"duration {_duration(run['duration_s']) or '-'}  on {for_rich(run['host'])} (pid {run['pid']})")
     console.print(f"accounts: {run['accounts_total']} total, {run['accounts_completed']} completed, "
                   f"{run['accounts_failed']} failed, {run['accounts_cancelled']} cancelled, "
                   f"{run['accounts_interrupted']} interrupted")
     if run["resumed_from"]:
-        console.print(f"resumed from {c(run['resumed_from'])}")
+        console.print(f"resumed from {for_rich(run['resumed_from'])}")
     if run["reason"]:
-        console.print(f"reason: {c(run['reason'])}")
+        console.print(f"reason: {for_rich(run['reason'])}")
     table = Table(title_justify="left")
     for col in ("account", "status", "attempts", "started (UTC)", "duration", "steps ok", "failed", "error",
                 "artifacts"):
         table.add_column(col, overflow="fold")
     for a in data["accounts"]:
-        table.add_row(c(a["account_id"]), _status(a["status"]), str(a["attempts"]), _when(a["started_at"]),
-                      _duration_text(a["duration_s"]), str(a["steps_ok"]), str(a["steps_failed"]),
-                      c((a["error"] or "")[:200]), "\n".join(c(x["path"]) for x in a["artifacts"]))
+        table.add_row(for_rich(a["account_id"]), status_markup(a["status"]), str(a["attempts"]), when(a["started_at"]),
+                      _duration(a["duration_s"]), str(a["steps_ok"]), str(a["steps_failed"]),
+                      for_rich((a["error"] or "")[:200]), "\n".join(for_rich(x["path"]) for x in a["artifacts"]))
     console.print(table)
     return 0

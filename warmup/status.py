@@ -1,5 +1,8 @@
 """``warmup status``: recent runs with their account counts, and the accounts, from the database.
 
+Every value from the database goes into a table through ``for_rich`` (see ``safe_text``): it can
+hold text from web pages. ``history`` shares these helpers.
+
 Read-only: it opens the database with ``mode=ro`` and never writes, so it is safe beside a running
 projector. Tables are drawn with rich (colour only on a terminal); ``--json`` prints the same data.
 """
@@ -64,18 +67,16 @@ def load_status(db_path: Path, limit: int = 10) -> dict[str, Any]:
     return {"runs": runs, "accounts": accounts, "checkpoint": checkpoint}
 
 
-def _status(text: str | None) -> str:
+def status_markup(text: str | None) -> str:
     if not text:
         return ""
     style = STATUS_STYLE.get(text)
     return f"[{style}]{text}[/]" if style else for_rich(text)
 
 
-def _when(ts: str | None) -> str:
+def when(ts: str | None) -> str:
     return for_rich(ts[:19].replace("T", " ")) if ts else ""
 
-
-c = for_rich  # every value from the database goes into a table through this (see safe_text)
 
 
 def render(data: dict[str, Any], console: Console) -> None:
@@ -85,7 +86,8 @@ def render(data: dict[str, Any], console: Console) -> None:
     for r in data["runs"]:
         other = r["accounts_cancelled"] + r["accounts_interrupted"] + r["accounts_open"]
         runs.add_row(
-            c(r["id"]), c(r["task_id"]), _status(r["status"]), _when(r["started_at"]), _when(r["completed_at"]),
+            for_rich(r["id"]), for_rich(r["task_id"]), status_markup(r["status"]),
+            when(r["started_at"]), when(r["completed_at"]),
             str(r["accounts_total"]), str(r["accounts_completed"]), str(r["accounts_failed"]), str(other),
         )
     console.print(runs)
@@ -94,24 +96,32 @@ def render(data: dict[str, Any], console: Console) -> None:
         accounts.add_column(col, overflow="fold")
     for a in data["accounts"]:
         accounts.add_row(
-            c(a["id"]), _status(a["last_status"]), _when(a["warmed_at"]), str(a["warm_count"]), str(a["fail_count"]),
-            c(a["last_run_id"]), c((a["last_error"] or "")[:120]),
+            for_rich(a["id"]), status_markup(a["last_status"]), when(a["warmed_at"]),
+            str(a["warm_count"]), str(a["fail_count"]),
+            for_rich(a["last_run_id"]), for_rich((a["last_error"] or "")[:120]),
         )
     console.print(accounts)
     cp = data["checkpoint"]
     line = f"{cp['events_applied']} events applied"
     if cp["events_rejected"]:
         line += f", {cp['events_rejected']} invalid lines skipped (table rejected_events)"
-    console.print(f"[dim]{line}; last event at {_when(cp['last_event_ts']) or '-'}[/]")
+    console.print(f"[dim]{line}; last event at {when(cp['last_event_ts']) or '-'}[/]")
+
+
+def make_console() -> Console:
+    """Rich's console for tables on stdout; piped, it is wide, not squeezed into 80 columns."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=160)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 def run_status(db_path: Path, *, as_json: bool, limit: int) -> int:
     data = load_status(db_path, limit)
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+        print_json(data)
         return 0
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=160)  # piped: no 80-column squeeze
-    render(data, console)
+    render(data, make_console())
     return 0

@@ -37,3 +37,29 @@ def parse_time(text: str, option: str, now: datetime | None = None) -> datetime:
 def parse_log_ts(text: str, option: str) -> str:
     """``parse_time`` in the log's ts format, which orders like time when compared as strings."""
     return parse_time(text, option).strftime(LOG_TS_FORMAT)
+
+
+def format_duration_ms(ms: float | None) -> str:
+    """A duration for people: ``850 ms``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``; ``""`` for None."""
+    if ms is None:
+        return ""
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds from one log time to another (to the millisecond), or None if either is missing or bad."""
+    if not start or not end:
+        return None
+    try:
+        return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3)
+    except ValueError:
+        return None

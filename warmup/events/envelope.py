@@ -227,13 +227,16 @@ def validate(obj: Any) -> Event:
     return obj
 
 
-def decode(line: bytes) -> Event:
-    """Parse and validate one log line (without its newline) as a dict; raises InvalidEvent."""
+def _parse_json(line: bytes) -> Any:
     try:
-        obj = orjson.loads(line)
+        return orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"not valid JSON: {exc}") from None
-    return validate(obj)
+
+
+def decode(line: bytes) -> Event:
+    """Parse and validate one log line (without its newline) as a dict; raises InvalidEvent."""
+    return validate(_parse_json(line))
 
 
 class EventDecoder:
@@ -259,8 +262,4 @@ class EventDecoder:
     @staticmethod
     def slow(line: bytes) -> AnyEvent:
         """Upcast an older version, or raise InvalidEvent saying what is wrong with the line."""
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidEvent(f"not valid JSON: {exc}") from None
-        return to_struct(obj)
+        return to_struct(_parse_json(line))

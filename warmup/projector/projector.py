@@ -251,7 +251,11 @@ class Projector:
             )
 
     def _db_was_swapped(self) -> bool:
-        """True when ``warmup replay`` put a new database file at our path since we opened it."""
+        """True when another file is at our path since we opened it (someone moved or removed it).
+
+        ``warmup replay`` copies into the database in place (see ``replay.swap_into_place``), so this
+        only catches a file replaced by hand: we reopen the path rather than write to a ghost.
+        """
         try:
             return os.stat(self.db_path).st_ino != self._inode
         except FileNotFoundError:

@@ -15,11 +15,6 @@ from warmup.events.envelope import EventBase
 from warmup.times import parse_log_ts
 
 
-def parse_instant(text: str, option: str = "--until") -> str:
-    """An instant (ISO-8601, or an age such as ``2h``) in the log's own ts format."""
-    return parse_log_ts(text, option)
-
-
 @dataclass(frozen=True)
 class Scope:
     until: str | None = None  # in the log's ts format: compared as strings, which orders them in time
@@ -29,7 +24,7 @@ class Scope:
     def from_options(cls, until: str | None, run_ids: tuple[str, ...] | list[str]) -> Scope | None:
         if until is None and not run_ids:
             return None
-        return cls(parse_instant(until) if until is not None else None, frozenset(run_ids))
+        return cls(parse_log_ts(until, "--until") if until is not None else None, frozenset(run_ids))
 
     def includes(self, event: EventBase) -> bool:
         if self.until is not None and event.ts > self.until:

@@ -16,6 +16,7 @@ import html
 from datetime import UTC, datetime
 
 from warmup.report.data import Failure, Lane, RunReport, Shot, Step
+from warmup.times import format_duration_ms, seconds_between
 
 SLOWEST = 15  # rows in the slowest-steps table
 TITLE_ERROR_CHARS = 300  # an error is cut to this in a bar's tooltip (the failure section has it whole)
@@ -25,21 +26,6 @@ TICK_STEPS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800
 
 def esc(text: object) -> str:
     return html.escape("" if text is None else str(text), quote=True)
-
-
-def fmt_ms(ms: float | None) -> str:
-    if ms is None:
-        return ""
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    s = ms / 1000
-    if s < 60:
-        return f"{s:.1f} s"
-    m, s = divmod(round(s), 60)
-    if m < 60:
-        return f"{m} min {s:02d} s"
-    h, m = divmod(m, 60)
-    return f"{h} h {m:02d} min"
 
 
 def fmt_ts(ts: str | None) -> str:
@@ -138,7 +124,8 @@ def _summary(report: RunReport) -> str:
     started, completed = run.get("started_at"), run.get("completed_at")
     duration = ""
     if started and completed:
-        duration = fmt_ms((datetime.fromisoformat(completed) - datetime.fromisoformat(started)).total_seconds() * 1000)
+        seconds = seconds_between(started, completed)
+        duration = "" if seconds is None else format_duration_ms(seconds * 1000)
     elif started:
         duration = "not finished"
     task = esc(run.get("task_id"))
@@ -238,7 +225,7 @@ def _lane(lane: Lane, t0: float, span: float, failure_index: int | None) -> str:
 def _step_title(step: Step) -> str:
     text = (
         f"{step.account_id}: step {step.index + 1} {step.action}, attempt {step.attempt}: "
-        f"{fmt_ms(step.duration_ms)}, {step.outcome}"
+        f"{format_duration_ms(step.duration_ms)}, {step.outcome}"
     )
     if step.error:
         text += f": {step.error[:TITLE_ERROR_CHARS]}"
@@ -254,7 +241,7 @@ def _slowest(steps: list[Step]) -> str:
         return "<h2>Slowest steps</h2><p>No steps in the log for this run.</p>"
     rows = "".join(
         f"<tr><td>{esc(s.account_id)}</td><td class='n'>{s.index + 1}</td><td>{esc(s.action)}</td>"
-        f"<td class='n'>{s.attempt}</td><td class='n'>{esc(fmt_ms(s.duration_ms))}</td>"
+        f"<td class='n'>{s.attempt}</td><td class='n'>{esc(format_duration_ms(s.duration_ms))}</td>"
         f"<td class='st st-{_OUTCOME_CLASS[s.outcome]}'>{s.outcome}</td></tr>"
         for s in top
     )
@@ -306,7 +293,8 @@ def _failures(failures: list[Failure], images: Images) -> str:
         if f.step is not None:
             s = f.step
             out.append(
-                f"<p>Failing step: <b>{s.index + 1}</b> <code>{esc(s.action)}</code> after {esc(fmt_ms(s.duration_ms))}"
+                f"<p>Failing step: <b>{s.index + 1}</b> <code>{esc(s.action)}</code> "
+                f"after {esc(format_duration_ms(s.duration_ms))}"
                 f", at {esc(fmt_epoch(s.end))}</p>"
             )
             if s.error and s.error != f.error:
