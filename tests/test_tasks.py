@@ -168,6 +168,18 @@ BAD_TASKS = [
     ("huge-number", ACCOUNT + "[[steps]]\nscroll = 2\npause_ms = 99999999999999999999\n", {},
      "steps[0].pause_ms = 99999999999999999999 is too large a number"),
     ("nan-timeout", "account_timeout_s = nan\n" + ACCOUNT + STEP, {}, "account_timeout_s must be a finite number"),
+    # $ matched before a trailing newline: this id made a folder with a newline in its name
+    ("newline-account-id", '[[accounts]]\nid = "alice\\n"\n' + STEP, {}, "account id 'alice\\n' is not allowed"),
+    ("newline-task-id", 'id = "t\\n"\n' + ACCOUNT + STEP, {}, "id 't\\n' is not allowed"),
+    ("newline-in-accounts-file", 'accounts_file = "a.jsonl"\n' + STEP, {"a.jsonl": '{"id": "bob\\n"}\n'},
+     "account id 'bob\\n' is not allowed"),
+    # Node clamps a timeout above 2^31-1 ms to 1 ms (with a warning): refused instead
+    ("huge-timeout", "timeout_ms = 2147483648\n" + ACCOUNT + STEP, {}, "timeout_ms must be from 1 to 2147483647"),
+    ("huge-step-timeout", ACCOUNT + STEP + "timeout_ms = 99999999999\n", {}, "step 1 (goto): timeout_ms must be"),
+    ("huge-wait", ACCOUNT + "[[steps]]\nwait_ms = 2147483648\n", {}, "wait_ms must be from 0 to 2147483647"),
+    ("huge-pause", ACCOUNT + "[[steps]]\nscroll = 1\npause_ms = 2147483648\n", {}, "pause_ms must be from 0 to"),
+    ("deep-toml", "x = " + "[" * 5000 + "]" * 5000 + "\n" + ACCOUNT + STEP, {}, "values nest too deeply"),
+    ("nested-toml", "x = " + "[" * 200 + "]" * 200 + "\n" + ACCOUNT + STEP, {}, "nests more than 32 levels deep"),
 ]
 
 
@@ -190,7 +202,9 @@ def test_a_bad_task_is_refused_in_one_line_naming_the_file(
     assert str(path) in text_of and "\n" not in text_of
 
 
-@pytest.mark.parametrize("name", ["toml-syntax", "missing-field", "undefined-env", "duplicate-id"])
+@pytest.mark.parametrize(
+    "name", ["toml-syntax", "missing-field", "undefined-env", "duplicate-id", "deep-toml", "newline-account-id"]
+)
 def test_the_cli_exits_2_with_the_message_and_appends_nothing(work: Workdir, name: str) -> None:
     _, text, _, message = next(b for b in BAD_TASKS if b[0] == name)
     task = work.task(text, f"{name}.toml")
@@ -249,3 +263,16 @@ def test_the_scrubber_catches_a_secret_as_a_browser_encodes_it_in_a_url() -> Non
     assert scrub("lower hex: Sk%20r%26t%2f%c3%a9%23Zq9") == "lower hex: ***"
     # the fragment is never sent, so a server echoes the secret cut there: its pieces are secrets too
     assert "Sk r" not in scrub("404 for /nothere?q=Sk%20r&t/%C3%A9").replace("%20", " ")
+
+
+def test_the_largest_timeout_node_takes_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(f"timeout_ms = {2**31 - 1}\n" + ACCOUNT + "[[steps]]\nwait_ms = 0\n")
+    assert load_task(path, env={}).steps[0].timeout_ms == 2**31 - 1
+
+
+def test_a_resume_id_with_a_trailing_newline_is_not_a_run_id(work: Workdir) -> None:
+    result = warmup("run", "--resume", "20261129T070000-1a2b3c\n", "--log", str(work.log), "--no-project",
+                    env=cli_env(WARMUP_BROWSER="/nonexistent/chromium"))
+    assert result.returncode == 2 and "is not a run id" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not work.log.exists()

@@ -37,10 +37,11 @@ import orjson
 
 from warmup.errors import UsageError
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# \A...\Z, never ^...$: ``$`` also matches before a trailing newline, so "alice\n" would pass.
+SAFE_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 SAFE_ID_TEXT = "1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
-VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+VAR_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
 # Account variables with one of these in their name hold credentials: their literal values are
 # secrets (scrubbed everywhere, recorded as ***). Better: put them in ${env.*}.
@@ -48,6 +49,11 @@ SECRET_VAR = re.compile(r"pass|secret|token|cookie|credential|api_?key|otp", re.
 REDACTED = "***"
 
 DEFAULT_STEP_TIMEOUT_MS = 10_000
+# Playwright (Node) takes a timeout up to 2^31-1 ms (24.8 days); above that Node clamps it to 1 ms
+# with a warning. Waits and pauses are held to the same bound.
+MAX_MS = 2**31 - 1
+# How deeply a task file's values may nest: real tasks nest 3 levels (steps -> step -> expect_text).
+MAX_DEPTH = 32
 DEFAULT_ACCOUNT_TIMEOUT_S = 120.0
 DEFAULT_CONCURRENCY = 4
 DEFAULT_SCROLL_PAUSE_MS = 250
@@ -313,6 +319,8 @@ def load_task(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = N
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{where}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise UsageError(f"{where}: values nest too deeply (at most {MAX_DEPTH} levels)") from None
     return _build_task(doc, path, env)
 
 
@@ -354,14 +362,27 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def _check_numbers(value: Any, where: str, path: str = "") -> None:
-    """Every number fits the log (a signed 64-bit integer) and is finite: one line naming the key."""
+def _check_ms(value: int, key: str, where: str) -> int:
+    """A timeout Playwright takes as it is: 1 to 2^31-1 ms (Node clamps a larger one to 1 ms)."""
+    if not 1 <= value <= MAX_MS:
+        raise UsageError(f"{where}: {key} must be from 1 to {MAX_MS} ms (about 24 days), not {value}")
+    return value
+
+
+def _check_numbers(value: Any, where: str, path: str = "", depth: int = 0) -> None:
+    """Every number fits the log (a signed 64-bit integer) and is finite: one line naming the key.
+
+    Values nest at most ``MAX_DEPTH`` levels, so nothing later recurses deeply over them (a record
+    read back from a log goes through here too).
+    """
+    if isinstance(value, dict | list) and depth >= MAX_DEPTH:
+        raise UsageError(f"{where}: {path or 'the file'} nests more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
         for key, item in value.items():
-            _check_numbers(item, where, f"{path}.{key}" if path else str(key))
+            _check_numbers(item, where, f"{path}.{key}" if path else str(key), depth + 1)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _check_numbers(item, where, f"{path}[{i}]")
+            _check_numbers(item, where, f"{path}[{i}]", depth + 1)
     elif isinstance(value, bool):
         return
     elif isinstance(value, int) and not -(2**63) <= value < 2**63:
@@ -390,9 +411,7 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
     retries = _get(doc, "retries", int, where, default=0)
     if retries < 0:
         raise UsageError(f"{where}: retries must be 0 or more, not {retries}")
-    timeout_ms = _get(doc, "timeout_ms", int, where, default=DEFAULT_STEP_TIMEOUT_MS)
-    if timeout_ms < 1:
-        raise UsageError(f"{where}: timeout_ms must be at least 1")
+    timeout_ms = _check_ms(_get(doc, "timeout_ms", int, where, default=DEFAULT_STEP_TIMEOUT_MS), "timeout_ms", where)
     storage_state = _get(doc, "storage_state", str, where, default=None)
     accounts_file = _get(doc, "accounts_file", str, where, default=None)
 
@@ -600,9 +619,7 @@ def _step_from_table(raw: Any, index: int, default_timeout_ms: int, task_where: 
         if not _is(raw[extra], kinds):
             raise UsageError(f"{where}: {extra} must be {_type_name(kinds)}, not {_describe(raw[extra])}")
         args[extra] = raw[extra]
-    timeout_ms = _get(raw, "timeout_ms", int, where, default=default_timeout_ms)
-    if timeout_ms < 1:
-        raise UsageError(f"{where}: timeout_ms must be at least 1")
+    timeout_ms = _check_ms(_get(raw, "timeout_ms", int, where, default=default_timeout_ms), "timeout_ms", where)
     optional = _get(raw, "optional", bool, where, default=False)
 
     _check_action_values(action, args, where)
@@ -614,10 +631,11 @@ def _check_action_values(action: str, args: dict[str, Any], where: str) -> None:
     if action == "scroll":
         if value < 1:
             raise UsageError(f"{where}: scroll must be 1 or more times")
-        if args.get("pause_ms", 0) < 0:
-            raise UsageError(f"{where}: pause_ms must be 0 or more")
-    elif action == "wait_ms" and value < 0:
-        raise UsageError(f"{where}: wait_ms must be 0 or more")
+        pause_ms = args.get("pause_ms", 0)
+        if not 0 <= pause_ms <= MAX_MS:
+            raise UsageError(f"{where}: pause_ms must be from 0 to {MAX_MS}, not {pause_ms}")
+    elif action == "wait_ms" and not 0 <= value <= MAX_MS:
+        raise UsageError(f"{where}: wait_ms must be from 0 to {MAX_MS}, not {value}")
     elif action == "expect_text":
         unknown = sorted(set(value) - {"selector", "text"})
         if unknown:
