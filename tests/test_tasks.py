@@ -276,3 +276,137 @@ def test_a_resume_id_with_a_trailing_newline_is_not_a_run_id(work: Workdir) -> N
                     env=cli_env(WARMUP_BROWSER="/nonexistent/chromium"))
     assert result.returncode == 2 and "is not a run id" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not work.log.exists()
+
+
+# -- secrets inside ids and file names (issue 9, defect 2) ------------------------------------------
+FILL_SECRET = '[[steps]]\nfill = "#p"\nvalue = "${env.PW}"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "files", "place"),
+    [
+        ('[[accounts]]\nid = "demo1"\n' + FILL_SECRET, {}, "accounts[0].id"),
+        ('id = "the-demo-task"\n' + ACCOUNT + FILL_SECRET, {}, "appears in id,"),
+        ('name = "A demo"\n' + ACCOUNT + FILL_SECRET, {}, "appears in name,"),
+        ('accounts_file = "demo.csv"\n' + FILL_SECRET, {"demo.csv": "id\nbob\n"}, "appears in accounts_file"),
+        ('accounts_file = "a.csv"\n' + FILL_SECRET, {"a.csv": "id\nbob\ndemo\n"}, "accounts[1].id"),
+        ('storage_state = "s/${account.id}-demo.json"\n' + ACCOUNT + FILL_SECRET, {}, "appears in storage_state"),
+        (
+            '[[accounts]]\nid = "de"\nvars = { tail = "mo" }\nstorage_state = "s/${account.id}${account.tail}.json"\n'
+            + FILL_SECRET,
+            {},
+            "appears in the storage_state of account 'de'",
+        ),
+        (
+            '[[accounts]]\nid = "bob"\nvars = { tag = "demo" }\n' + FILL_SECRET
+            + '[[steps]]\nscreenshot = "s-${account.tag}"\n',
+            {},
+            "accounts[0].vars.tag",  # the record itself holds the value: found there first
+        ),
+        (ACCOUNT + FILL_SECRET + '[[steps]]\ngoto = "http://127.0.0.1/demo"\n', {}, "steps[1].goto"),
+    ],
+    ids=["account-id", "task-id", "name", "accounts-file", "id-in-accounts-file", "storage-state", "rendered-state",
+         "var-value", "step-literal"],
+)
+def test_a_secret_value_inside_an_id_or_file_name_is_refused_naming_the_variable(
+    tmp_path: Path, text: str, files: dict[str, str], place: str
+) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    with pytest.raises(UsageError) as caught:
+        load_task(path, env={"PW": "demo"})
+    message = str(caught.value)
+    assert "the value of ${env.PW} appears in" in message and place in message, message
+    assert "demo" not in message.replace(str(path), "").replace("demo.csv", ""), message
+    assert "\n" not in message
+
+
+def test_a_literal_credential_inside_an_account_id_is_refused_without_naming_the_id(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('[[accounts]]\nid = "demo1"\nvars = { password = "demo" }\n' + STEP)
+    with pytest.raises(UsageError) as caught:
+        load_task(path, env={})
+    message = str(caught.value).replace(str(path), "")
+    assert "the value of the variable 'password' of accounts[0] appears in accounts[0].id" in message, message
+    assert "demo" not in message
+
+
+def test_a_screenshot_name_that_renders_to_a_secret_is_refused(tmp_path: Path) -> None:
+    # the name is built from the account id and a plain variable, neither of which holds the secret alone
+    path = tmp_path / "t.toml"
+    path.write_text('[[accounts]]\nid = "de"\nvars = { tail = "mo" }\n' + FILL_SECRET
+                    + '[[steps]]\nscreenshot = "${account.id}${account.tail}"\n')
+    with pytest.raises(UsageError, match=r"appears in the screenshot name of step 2 \(screenshot\) for account 'de'"):
+        load_task(path, env={"PW": "demo"})
+
+
+def test_a_resumed_record_is_checked_against_the_secrets_of_now(tmp_path: Path) -> None:
+    from warmup.tasks import task_from_record
+
+    path = tmp_path / "t.toml"
+    path.write_text('[[accounts]]\nid = "demo1"\n' + FILL_SECRET)
+    record = load_task(path, env={"PW": "long-enough"}).record()
+    with pytest.raises(UsageError, match=r"^w: the value of \$\{env.PW\} appears in accounts\[0\]\.id"):
+        task_from_record(record, ["demo1"], where="w", env={"PW": "demo"})
+
+
+def test_the_cli_refuses_an_account_whose_id_holds_a_secret_in_one_line(work: Workdir) -> None:
+    task = work.task('[[accounts]]\nid = "demo1"\n' + FILL_SECRET)
+    result = warmup(*work.run_args(task, "--no-project"), env=cli_env(PW="demo", WARMUP_BROWSER="/nonexistent/x"))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "${env.PW} appears in accounts[0].id" in lines[0], result.stderr
+    assert not work.log.exists()
+
+
+def test_short_secrets_are_named_in_one_warning(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('[[accounts]]\nid = "a"\nvars = { pin = "${env.PIN}", password = "Zq9" }\n'
+                    '[[steps]]\nfill = "#p"\nvalue = "${account.pin}${account.password}${env.LONG_ONE}"\n')
+    task = load_task(path, env={"PIN": "7x", "LONG_ONE": "long enough"})
+    warning = task.short_secret_warning({"PIN": "7x", "LONG_ONE": "long enough"})
+    assert warning is not None and "\n" not in warning
+    assert "${env.PIN}, the variable 'password' of accounts[0] are shorter than 4 characters" in warning
+    assert "7x" not in warning and "Zq9" not in warning and "LONG_ONE" not in warning
+    env = {"PIN": "7xyz", "LONG_ONE": "long enough"}
+    assert "password' of accounts[0] is shorter" in (task.short_secret_warning(env) or "")
+    path.write_text(path.read_text().replace('password = "Zq9"', 'password = "Zq9-long"'))
+    assert load_task(path, env=env).short_secret_warning(env) is None
+
+
+# -- screenshot names never overwrite (issue 9, defect 6) -------------------------------------------
+@pytest.mark.parametrize(
+    ("shots", "vars_", "message"),
+    [
+        (["failure-1"], "", "screenshot name 'failure-1' for account 'alice' is reserved"),
+        (["Failure-2"], "", "'Failure-2' for account 'alice' is reserved"),
+        (["trace-x"], "", "'trace-x' for account 'alice' is reserved"),
+        (["feed-attempt2"], "", "'feed-attempt2' for account 'alice' is reserved"),
+        (["failure-${account.n}"], 'n = "1"', "'failure-1' for account 'alice' is reserved"),
+        (["a-${account.x}", "a-${account.y}"], 'x = "same", y = "same"',
+         "step 1 (screenshot) and step 2 (screenshot) both name their screenshot 'a-same' for account 'alice'"),
+        (["Shot", "shot"], "", "both name their screenshot 'shot'"),
+        (["feed", "feed"], "", "both name their screenshot 'feed'"),
+    ],
+    ids=["failure", "failure-case", "trace", "attempt-suffix", "rendered-failure", "rendered-equal", "case-only",
+         "same-template"],
+)
+def test_screenshot_names_that_would_overwrite_a_file_are_refused(
+    tmp_path: Path, shots: list[str], vars_: str, message: str
+) -> None:
+    path = tmp_path / "t.toml"
+    text = f'[[accounts]]\nid = "alice"\nvars = {{ {vars_} }}\n'
+    text += "".join(f'[[steps]]\nscreenshot = "{name}"\n' for name in shots)
+    path.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        load_task(path, env={})
+    assert message in str(caught.value), str(caught.value)
+
+
+def test_screenshot_names_may_share_a_template_across_accounts(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('[[accounts]]\nid = "a"\n[[accounts]]\nid = "b"\n[[steps]]\nscreenshot = "shot-${account.id}"\n'
+                    '[[steps]]\nscreenshot = "feed"\n[[steps]]\nscreenshot = "failure"\n')
+    assert len(load_task(path, env={}).steps) == 3

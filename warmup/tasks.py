@@ -47,6 +47,10 @@ REFERENCE = re.compile(r"\$\{([^}]*)\}")
 # secrets (scrubbed everywhere, recorded as ***). Better: put them in ${env.*}.
 SECRET_VAR = re.compile(r"pass|secret|token|cookie|credential|api_?key|otp", re.IGNORECASE)
 REDACTED = "***"
+# Screenshot names the runner uses for its own files: failure-N(.thumb), trace-N, NAME-attemptN.
+RESERVED_SHOT = re.compile(r"(?i)\A(?:failure|trace)-|-attempt[0-9]+\Z")
+# A secret this short is likely to occur by chance in ordinary text, which the scrubber then hides.
+SHORT_SECRET = 4
 
 DEFAULT_STEP_TIMEOUT_MS = 10_000
 # Playwright (Node) takes a timeout up to 2^31-1 ms (24.8 days); above that Node clamps it to 1 ms
@@ -160,6 +164,27 @@ class Task:
         return (self.path.parent / self.render(template, account)).resolve()
 
     # -- secrets -------------------------------------------------------------------------------
+    def secret_sources(self, env: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+        """Each secret value with the variable it comes from, for messages that must not show it."""
+        env = os.environ if env is None else env
+        sources = [(f"${{env.{name}}}", env.get(name, "")) for name in sorted(self.env_names)]
+        for account in self.accounts:
+            for name in sorted(_secret_literal_names(account)):
+                # by where it was defined, not by id: the id may hold the value
+                sources.append((f"the variable {name!r} of {account.source}", account.vars[name]))
+        return [(label, value) for label, value in sources if value]
+
+    def short_secret_warning(self, env: Mapping[str, str] | None = None) -> str | None:
+        """One line naming the secrets shorter than 4 characters (never their values), or None."""
+        labels = sorted({label for label, value in self.secret_sources(env) if len(value) < SHORT_SECRET})
+        if not labels:
+            return None
+        return (
+            f"warning: {', '.join(labels)} {'is' if len(labels) == 1 else 'are'} shorter than {SHORT_SECRET} "
+            "characters: every occurrence of such a value in error texts and URLs becomes ***, "
+            "even where it is not the secret"
+        )
+
     def secret_values(self) -> list[str]:
         """The values to hide: referenced environment variables and credential-named literals."""
         values = {os.environ.get(name, "") for name in self.env_names} | set(self.literal_secrets)
@@ -453,7 +478,53 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
     task.literal_secrets = frozenset(
         v for a in accounts for k, v in a.vars.items() if k in _secret_literal_names(a) and v
     )
+    _check_secrets_not_structural(task, env, where)
     return task
+
+
+def _check_secrets_not_structural(task: Task, env: Mapping[str, str], where: str) -> None:
+    """No secret value occurs in what the log keeps as it is: ids, file names, the task's record.
+
+    The recorder scrubs free text only (``warmup.runner.recorder``): an id or a path with ``***``
+    in it would name a folder, a state file or an account that does not exist, and a resume could
+    not match it. So a task whose secret value appears inside its id, an account id, a file name
+    (the task file's own path, ``accounts_file``, a rendered ``storage_state`` or screenshot name)
+    or anywhere else in its record (written unresolved into ``run_started``) is refused, naming the
+    variable, never the value.
+    """
+    sources = task.secret_sources(env)
+    if not sources:
+        return
+    places: list[tuple[str, str]] = []  # (where, text)
+    _record_strings(task.record(), "", places)
+    for account in task.accounts:
+        template = account.storage_state or task.storage_state
+        if template:
+            places.append((f"the storage_state of account {account.id!r}", _render(template, account, env, where="")))
+        for step in task.steps:
+            if step.action == "screenshot":
+                name = _render(step.args[""], account, env, where="")
+                places.append((f"the screenshot name of {step.label} for account {account.id!r}", name))
+    for place, text in places:  # places outermost: ids are all checked before a label names one
+        for label, value in sources:
+            if value in text:
+                raise UsageError(
+                    f"{where}: the value of {label} appears in {place}, which the log keeps as it is "
+                    "(ids, file names and the task's definition are never scrubbed); change one of them"
+                )
+
+
+def _record_strings(value: Any, path: str, out: list[tuple[str, str]]) -> None:
+    """Every string of a task record (keys included), with where it is, e.g. ``steps[2].fill``."""
+    if isinstance(value, str):
+        out.append((path or "the task", value))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            out.append((f"a key of {path or 'the task'}", str(key)))  # not named: it may hold the value
+            _record_strings(item, f"{path}.{key}" if path else str(key), out)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _record_strings(item, f"{path}[{i}]", out)
 
 
 def _type_name(kinds: type | tuple[type, ...]) -> str:
@@ -684,6 +755,7 @@ def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str
                     f"{where}: account {account.id!r}: storage_state cannot use ${{env.*}} (a secret in a file name)"
                 )
             _render(template, account, env, where=f"{where}: account {account.id!r}: storage_state: ")
+        shots: dict[str, Step] = {}  # rendered screenshot name (casefolded) -> its step
         for step in task.steps:
             for template in _templates(step):
                 rendered = _render(template, account, env, where=f"{where}: {step.label}: ")
@@ -702,12 +774,31 @@ def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str
                             f"{where}: {step.label}: screenshot name {rendered!r} for account {account.id!r} "
                             f"is not allowed ({SAFE_ID_TEXT})"
                         )
+                    _check_screenshot_name(rendered, step, account, shots, where)
                 env_names.update(ref[4:] for ref in references(template) if ref.startswith("env."))
-    names = [s.args[""] for s in task.steps if s.action == "screenshot"]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise UsageError(f"{where}: two screenshot steps are named {duplicates[0]!r}; give each its own name")
     return env_names
+
+
+def _check_screenshot_name(name: str, step: Step, account: Account, shots: dict[str, Step], where: str) -> None:
+    """One account's screenshot files never overwrite one another.
+
+    Invariants: names the runner gives its own files (``failure-*``, ``trace-*``, and the
+    ``-attemptN`` suffix of a retry's screenshots) are reserved; the names of one account's
+    screenshot steps, rendered, differ, also in case (a case-insensitive filesystem would merge
+    ``Shot.png`` and ``shot.png``). The runner also creates each file exclusively, as a last net.
+    """
+    if RESERVED_SHOT.search(name):
+        raise UsageError(
+            f"{where}: {step.label}: screenshot name {name!r} for account {account.id!r} is reserved "
+            "(failure-*, trace-* and *-attemptN name the runner's own screenshots); choose another name"
+        )
+    key = name.casefold()
+    if key in shots:
+        raise UsageError(
+            f"{where}: {shots[key].label} and {step.label} both name their screenshot {name!r} for account "
+            f"{account.id!r}; give each its own name"
+        )
+    shots[key] = step
 
 
 def _has_env(account: Account, ref: str) -> bool:

@@ -128,6 +128,9 @@ def run_command(
         raise
     assert task is not None
     effective = concurrency or task.concurrency
+    short = task.short_secret_warning()
+    if short is not None:
+        _say(short)
 
     projector = ProjectorChild(log_path, db_path) if with_projector else None
     scrub = task.scrubber()

@@ -435,12 +435,19 @@ class Runner:
             st.steps_ok += 1
         else:
             st.steps_failed += 1
-        self._step_event(st, step, ok=ok, duration_ms=duration_ms, error=error, url=None if ok else _url(page))
+        relative: str | None = None
         if png is not None:
             name = self.task.render(step.args[""], account)
             if st.attempt > 1:
                 name += f"-attempt{st.attempt}"
-            self._save_artifact(st, name, "screenshot", png)
+            relative, error = self._write_artifact(st, name, png)
+            if error is not None:  # taken but not kept: the step did not do its job
+                ok, relative = False, None
+                st.steps_ok -= 1
+                st.steps_failed += 1
+        self._step_event(st, step, ok=ok, duration_ms=duration_ms, error=error, url=None if ok else _url(page))
+        if relative is not None and png is not None:
+            self._artifact_event(st, relative, "screenshot", png)
         return ok, error
 
     def _step_event(
@@ -493,16 +500,38 @@ class Runner:
         return base64.b64decode(shot["data"])
 
     def _save_artifact(self, st: AccountRun, name: str, kind: str, png: bytes) -> None:
+        """Write and record one of the runner's own screenshots; a file that cannot be written is a note."""
+        relative, error = self._write_artifact(st, name, png)
+        if error is not None:
+            self.progress.note(f"{st.account.id}: {self.rec.scrub(error)}")
+            return
+        self._artifact_event(st, relative, kind, png)
+
+    def _write_artifact(self, st: AccountRun, name: str, png: bytes) -> tuple[str, str | None]:
+        """Create ``RUN/ACCOUNT/NAME.png``; returns its relative path and None, or an error text.
+
+        Invariant: a file is never overwritten (``O_EXCL``). Task validation already keeps one
+        account's names apart (reserved ``failure-*``/``trace-*``/``*-attemptN``, rendered names
+        unique); this is the last net, so two steps can never keep only one picture silently.
+        """
         relative = f"{self.rec.run_id}/{st.account.id}/{name}.png"
         path = self.artifacts_dir / relative
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(png)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(png)
+            except OSError:
+                path.unlink(missing_ok=True)  # ours (O_EXCL): no half picture left behind
+                raise
+        except FileExistsError:
+            return relative, f"cannot save {relative}: a file of that name already exists (not overwritten)"
         except OSError as exc:
-            self.progress.note(f"{st.account.id}: cannot save {relative}: {exc.strerror}")
-            return
+            return relative, f"cannot save {relative}: {exc.strerror}"
+        return relative, None
+
+    def _artifact_event(self, st: AccountRun, relative: str, kind: str, png: bytes) -> None:
         self.rec.emit(
             "artifact_saved",
             account_id=st.account.id,

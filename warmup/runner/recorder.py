@@ -2,8 +2,13 @@
 
 Invariants:
 
-- Every string in every event (error texts, URLs, the task record...) passes through the task's
-  scrubber before it is encoded, so a secret value can only reach the log as ``***``.
+- Every free-text string of every event (error texts, URLs, reasons, names...: every field not
+  in ``STRUCTURAL``, at any depth) passes through the task's scrubber before it is encoded, so a
+  secret value can only reach the log as ``***``.
+- The ``STRUCTURAL`` fields (ids, paths, hashes, enumerations, the host, the task's record) are
+  written as they are: ``***`` inside an id or a path would name an account, a file or a run that
+  does not exist. ``warmup.tasks`` refuses a task whose secret value appears in any of them, so
+  they hold no secret either.
 - After the first failed append (disk full, permissions...) the recorder is *dead*: it writes
   nothing more, so the log never gets a later event whose predecessors are missing. The runner
   sees ``dead`` and stops; the message goes to the user once.
@@ -17,6 +22,14 @@ from typing import Any
 from warmup.events.envelope import Event
 from warmup.events.writer import EventWriter, LogWriteError
 from warmup.tasks import Scrubber
+
+# Written unscrubbed: identifiers, file paths, digests, enumerations, where the runner runs, and the
+# task's record (ids, file names and templates with references unresolved). A new field is scrubbed
+# unless it is added here.
+STRUCTURAL = frozenset(
+    {"account_id", "task_id", "accounts", "task", "path", "sha256", "kind", "status", "action", "host",
+     "resumed_from"}
+)
 
 
 class Recorder:
@@ -38,7 +51,7 @@ class Recorder:
         """Append one event of this run; returns it, or None once the log could not be written."""
         if self.error is not None:
             return None
-        fields = self.scrub.deep(fields)
+        fields = {k: v if k in STRUCTURAL else self.scrub.deep(v) for k, v in fields.items()}
         try:
             event = self.writer.emit(type_, run_id=self.run_id, **fields)
         except LogWriteError as exc:
