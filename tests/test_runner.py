@@ -484,3 +484,104 @@ timeout_ms = 300
         if path.is_file() and not path.name.startswith("failure-"):  # pixels cannot be checked
             data = path.read_bytes()
             assert not any(p.encode() in data for p in pieces), path
+
+
+# Secrets made of each special character an escaping touches. Whatever form one takes in a message
+# (JSON-quoted by Playwright, CSS-quoted in a selector, HTML-escaped in the page, URL-encoded), its
+# letters stay: "Kq7" and "Wm3" must be nowhere.
+SPECIAL_SECRETS = {
+    "bs": "Kq7\\Zv\\Wm3",
+    "dq": 'Kq7"Zv"Wm3',
+    "sq": "Kq7'Zv'Wm3",
+    "lt": "Kq7<Zv>Wm3",
+    "amp": "Kq7&Zv&Wm3",
+    "all": "Kq7\\\"'<&>Wm3",
+}
+
+
+def test_secrets_of_special_characters_in_selectors_and_pages_are_scrubbed_in_every_form(
+    site: str, work: Workdir
+) -> None:
+    accounts = "".join(
+        f'[[accounts]]\nid = "{name}"\nvars = {{ password = "${{env.WARMUP_TEST_SECRET_{name.upper()}}}" }}\n'
+        for name in SPECIAL_SECRETS
+    )
+    task = work.task("concurrency = 3\n" + accounts + f"""
+[[steps]]
+goto = "{site}/login"
+[[steps]]
+fill = "#user"
+value = "${{account.password}}"
+[[steps]]
+goto = "{site}/echo?${{account.password}}"
+[[steps]]
+expect_text = {{ selector = "#q", text = "${{account.password}}" }}
+[[steps]]
+fill = "#q"
+value = "${{account.password}}"
+optional = true
+timeout_ms = 300
+[[steps]]
+click = "text=${{account.password}}-absent"
+optional = true
+timeout_ms = 300
+[[steps]]
+click = 'input[value="${{account.password}}"]'
+optional = true
+timeout_ms = 300
+[[steps]]
+wait_for = "[title='${{account.password}}']"
+optional = true
+timeout_ms = 300
+[[steps]]
+expect_title = "${{account.password}}"
+optional = true
+timeout_ms = 300
+[[steps]]
+expect_text = {{ selector = "#q", text = "absent ${{account.password}}" }}
+timeout_ms = 300
+""")
+    env = cli_env(**{f"WARMUP_TEST_SECRET_{name.upper()}": secret for name, secret in SPECIAL_SECRETS.items()})
+    result = warmup(*work.run_args(task, "--no-project"), env=env)
+    assert result.returncode == 1, result.stderr
+    events = work.events()
+    steps = [e for e in events if e["type"] == "step_finished"]
+    # the secret really was typed, sent, shown by the page and matched there (step 4 passed)...
+    for name in SPECIAL_SECRETS:
+        mine = {e["index"]: e for e in steps if e["account_id"] == name}
+        assert all(mine[i]["ok"] for i in (0, 1, 2, 3)), [(i, e["error"]) for i, e in mine.items()]
+        assert not mine[9]["ok"] and "***" in mine[9]["error"], mine[9]["error"]
+        assert all(not mine[i]["ok"] for i in (4, 5, 6, 7, 8)), [(i, e["error"]) for i, e in mine.items()]
+        assert final(events, name)["status"] == "FAILED"
+    # ...and came back in the errors of every failed step, which hold it only as ***
+    quoting = [e for e in steps if e["index"] >= 5]
+    assert all("***" in e["error"] for e in quoting), [e["error"] for e in quoting]
+    pieces = ("Kq7", "Wm3")
+    log = work.log.read_text()
+    assert not any(p in log for p in pieces), [line for line in log.splitlines() if any(p in line for p in pieces)]
+    outputs = result.stdout + result.stderr
+    assert not any(p in outputs for p in pieces), outputs
+    files = list(work.root.rglob("*"))
+    assert any(p.name.startswith("failure-") for p in files)
+    for path in files:
+        assert not any(p in str(path) for p in pieces)
+        if path.is_file() and path.suffix != ".png":  # pixels cannot be checked
+            assert not any(p.encode() in path.read_bytes() for p in pieces), path
+
+
+def test_a_short_secret_is_named_in_one_warning_and_the_run_goes_on(site: str, work: Workdir) -> None:
+    task = work.task(f"""
+[[accounts]]
+id = "a1"
+[[accounts]]
+id = "a2"
+[[steps]]
+goto = "{site}/login"
+[[steps]]
+fill = "#pass"
+value = "${{env.WARMUP_TEST_PIN}}"
+""")
+    result = warmup(*work.run_args(task, "--no-project"), env=cli_env(WARMUP_TEST_PIN="7x3"))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "shorter than 4 characters" in line]
+    assert len(warnings) == 1 and "${env.WARMUP_TEST_PIN}" in warnings[0] and "7x3" not in warnings[0], result.stderr

@@ -22,6 +22,7 @@ understood and resumed later without the file, and it never holds a resolved sec
 from __future__ import annotations
 
 import csv
+import html.entities
 import io
 import math
 import os
@@ -230,12 +231,22 @@ def _only_env_refs(value: str) -> bool:
 
 
 class Scrubber:
-    """Replaces every secret value (and its URL-encoded forms) in a text with ``***``.
+    """Replaces every secret value, in any form a message can carry it, in a text with ``***``.
+
+    Forms (each one is replaced; tests/test_scrubber.py has a secret of each special character):
+
+    - raw, URL-encoded (as a browser or ``quote``/``quote_plus`` writes it, hex in either case),
+      with ``\\`` turned into ``/`` (a browser does that in an http URL's path);
+    - escaped as a string literal: JSON/JavaScript (``\\\\``, ``\\"``, ``\\uXXXX``; Playwright
+      quotes selectors that way), Python ``repr`` (``\\'``, ``\\xXX``), CSS (``\\"``, ``\\22 ``),
+      each possibly escaped twice over;
+    - HTML entities (``&quot;``, ``&#34;``, ``&#x22;``...), as element previews show attributes;
+    - mixed: every character of the secret may come in any of its forms independently.
 
     Error texts are shortened (``…``) and have their whitespace collapsed before they are
     recorded, so a secret can reach the scrubber cut or squeezed: the whitespace-collapsed form is
     a form too, and the end of a text cut just before ``…`` that is the start of a secret (3
-    characters or more) is replaced as well.
+    characters or more, in any form above) is replaced as well.
     """
 
     ELLIPSIS = "…"
@@ -250,20 +261,30 @@ class Scrubber:
     def __init__(self, secrets: list[str]) -> None:
         # A secret put raw into a URL is cut where URL syntax says (a '#' starts the fragment, which
         # is never sent; '&' separates parameters): each piece of 4 characters or more is a secret too.
-        pieces = {p for s in secrets for p in re.split(r"[#?&=/]", s) if len(p) >= self.MIN_PIECE and p != s}
+        pieces = {p for s in secrets for p in re.split(r"[#?&=/\\]", s) if len(p) >= self.MIN_PIECE and p != s}
         secrets = [*secrets, *pieces]
         forms: set[str] = set()
         for s in secrets:
             if s:
                 forms.update({s, quote_plus(s), " ".join(s.split())})
-                for safe in self.URL_SAFE:
-                    encoded = quote(s, safe=safe)
-                    forms.update({encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)})
+                for raw in {s, s.replace("\\", "/")}:
+                    for safe in self.URL_SAFE:
+                        encoded = quote(raw, safe=safe)
+                        forms.update({encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)})
         forms.discard("")
         self._forms = sorted(forms, key=len, reverse=True)
         self._plain = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # One pattern per secret: each character in any of its escaped forms (see _char_forms).
+        self._chars = {s: [_char_forms(c) for c in s] for s in self._plain}
+        self._escaped = (
+            re.compile("|".join("".join(self._chars[s]) for s in self._plain)) if self._plain else None
+        )
+        self._char_res: dict[str, list[re.Pattern[str]]] | None = None  # built when a cut text needs them
 
     def __call__(self, text: str) -> str:
+        # The whole secret in any form first: a piece of it replaced before would hide the rest.
+        if self._escaped is not None:
+            text = self._escaped.sub(REDACTED, text)
         for form in self._forms:
             if form in text:
                 text = text.replace(form, REDACTED)
@@ -280,12 +301,51 @@ class Scrubber:
         return text
 
     def _cut_prefix(self, before: str) -> str:
-        """``before`` (text that was cut there) without a trailing start of a secret."""
+        """``before`` (text that was cut there) without a trailing start of a secret, in any form.
+
+        The earliest start wins: a piece of a secret is a form too, and must not leave the
+        secret's beginning before it.
+        """
+        cut = len(before)
         for form in self._forms:
             for k in range(min(len(form) - 1, len(before)), self.MIN_CUT - 1, -1):
                 if before.endswith(form[:k]):
-                    return before[:-k] + REDACTED
-        return before
+                    cut = min(cut, len(before) - k)
+                    break
+        start = self._escaped_prefix_start(before)
+        if start is not None:
+            cut = min(cut, start)
+        return before if cut == len(before) else before[:cut] + REDACTED
+
+    def _escaped_prefix_start(self, before: str) -> int | None:
+        """Where ``before`` ends in the start (3 characters or more) of a secret in any escaped form.
+
+        Walks the text character form by character form from each place the secret's first
+        character could start: linear in the secret's length, whatever its size (a pattern per
+        prefix would be quadratic, and a 2 KB cookie is a secret too). A cut may also fall inside
+        an escape sequence: a trailing ``\\``, ``\\u20``, ``&#3`` or ``%2`` still counts.
+        """
+        if self._char_res is None:
+            self._char_res = {s: [re.compile(f) for f in forms] for s, forms in self._chars.items()}
+        earliest: int | None = None
+        for chars in self._char_res.values():
+            if len(chars) <= self.MIN_CUT:
+                continue
+            for first in chars[0].finditer(before):
+                if earliest is not None and first.start() >= earliest:
+                    break
+                pos, k = first.end(), 1
+                while k < len(chars):
+                    if k >= self.MIN_CUT and (pos == len(before) or _PARTIAL_ESCAPE.fullmatch(before, pos)):
+                        earliest = first.start()
+                        break
+                    match = chars[k].match(before, pos)
+                    if match is None:
+                        break
+                    pos, k = match.end(), k + 1
+                if earliest == first.start():
+                    break
+        return earliest
 
     def deep(self, value: Any) -> Any:
         """Scrub every string inside a JSON-like value."""
@@ -298,6 +358,52 @@ class Scrubber:
         if isinstance(value, list | tuple):
             return [self.deep(v) for v in value]
         return value
+
+
+# The start of an escape sequence that a cut left unfinished.
+_PARTIAL_ESCAPE = re.compile(r"\\+(?:[uUxX]\{?)?[0-9A-Fa-f]{0,6}|&#?[0-9A-Za-z]*|%[0-9A-Fa-f]?")
+# Python/JSON/JS short escapes of control characters.
+_NAMED_ESCAPES = {"\n": "n", "\t": "t", "\r": "r", "\b": "b", "\f": "f", "\v": "v", "\0": "0"}
+
+
+def _char_forms(c: str) -> str:
+    """A regex matching one character of a secret in every form an escaping can give it.
+
+    Letters and digits match themselves; any other character also matches: itself after 1-4
+    backslashes (JSON, JS, Python, CSS, and those escaped again), a ``\\uXXXX``/``\\u{X}``/
+    ``\\xXX``/CSS ``\\X `` hex escape, an HTML entity (named, decimal, hex), its URL encoding, and:
+    whitespace any run of whitespace, ``\\`` a ``/`` (a browser's URL), a space ``+``.
+    """
+    if c.isalnum() and c.isascii():
+        return re.escape(c)
+    code = ord(c)
+    hex_ = f"0*{code:x}"
+    alternatives = [
+        rf"\\{{1,4}}(?i:u{hex_}|u\{{{hex_}\}}|x{hex_}|{hex_} ?)",
+        rf"&#0*{code};",
+        rf"(?i:&#x{hex_};)",
+        "(?i:" + "".join(f"%{b:02x}" for b in c.encode()) + ")",
+    ]
+    if code > 0xFFFF:  # JSON writes it as a surrogate pair
+        high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+        alternatives.append(rf"\\{{1,4}}(?i:u{high:x}\\{{1,4}}u{low:x})")
+    name = html.entities.codepoint2name.get(code)
+    if name:
+        alternatives.append(f"&{name};")
+    if c == "'":
+        alternatives.append("&apos;")
+    if c in _NAMED_ESCAPES:
+        alternatives.append(r"\\{1,4}" + _NAMED_ESCAPES[c])
+    if c.isspace():
+        alternatives.append(r"\s+")
+    if c == " ":
+        alternatives.append(r"\+")
+    if c == "\\":
+        alternatives.append("/")
+    # last: a walk over a cut text (Scrubber._escaped_prefix_start) takes the first that matches,
+    # and "&" alone must not win over "&amp;"
+    alternatives.append(r"\\{0,4}" + re.escape(c))
+    return "(?:" + "|".join(alternatives) + ")"
 
 
 # -- rendering ------------------------------------------------------------------------------------

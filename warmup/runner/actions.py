@@ -1,5 +1,9 @@
 """Perform one step's action on a Playwright page, and describe a failure in one line.
 
+Messages built here quote texts and selectors with ``“…”`` and never escape them (no ``repr``):
+a secret inside stays in its raw form, which the scrubber matches exactly. (Playwright's own
+messages escape selectors JSON-style; the scrubber knows those forms too.)
+
 Each action honours ``timeout_ms`` through Playwright's own timeouts (which give the clearest
 messages); the engine adds an outer safety timeout. ``screenshot`` returns the PNG bytes and lets
 the engine name and record the file. ``values`` are already rendered (variables filled in).
@@ -81,7 +85,7 @@ async def _expect_title(page: Page, text: str, timeout_ms: int) -> None:
         if text in title:
             return
         if time.monotonic() >= deadline:
-            raise StepFailed(f"the title {_short(title)!r} does not contain {_short(text)!r} after {timeout_ms} ms")
+            raise StepFailed(f"the title {_quoted(title)} does not contain {_quoted(text)} after {timeout_ms} ms")
         await asyncio.sleep(POLL_S)
 
 
@@ -96,21 +100,26 @@ async def _expect_text(page: Page, selector: str, text: str, timeout_ms: int) ->
         except PlaywrightError:
             if time.monotonic() >= deadline:
                 if actual is None:
-                    raise StepFailed(f"no element matches {selector!r} after {timeout_ms} ms") from None
+                    raise StepFailed(f"no element matches {_quoted(selector, None)} after {timeout_ms} ms") from None
         else:
             if text in actual:
                 return
         if time.monotonic() >= deadline:
             raise StepFailed(
-                f"the text of {selector!r} is {_short(actual or '')!r}, which does not contain {_short(text)!r} "
-                f"after {timeout_ms} ms"
+                f"the text of {_quoted(selector, None)} is {_quoted(actual or '')}, which does not contain "
+                f"{_quoted(text)} after {timeout_ms} ms"
             )
         await asyncio.sleep(POLL_S)
 
 
-def _short(text: str, limit: int = 80) -> str:
+def _quoted(text: str, limit: int | None = 80) -> str:
+    """``text`` in quotes for a message, whitespace collapsed, cut at ``limit``, never escaped."""
+    return f"“{_short(text, limit)}”"
+
+
+def _short(text: str, limit: int | None = 80) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def describe_error(exc: BaseException) -> str:
