@@ -17,6 +17,10 @@ literal value of every account variable whose name looks like a credential (``pa
 ``token``...). ``Task.record()`` is the definition as written, with ``${env.*}`` kept literally and
 credential-named literals replaced by ``***``: it goes into ``run_started`` so a run can be
 understood and resumed later without the file, and it never holds a resolved secret.
+
+Ids, file names and the record are structural: the runner writes them unscrubbed (``***`` in an
+id would name an account that does not exist). So a task whose secret value appears in any of
+them is refused at load (``_check_secrets_not_structural``), naming the variable, never the value.
 """
 
 from __future__ import annotations
