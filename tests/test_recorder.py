@@ -10,6 +10,7 @@ Invariants checked (each test fails when its invariant is broken):
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -115,11 +116,24 @@ def test_ids_paths_and_the_task_record_are_written_as_they_are(written: list[dic
     assert checked == set(STRUCTURAL_VALUES)
 
 
+class FakePage:
+    """What a screenshot step uses of a page: ``screenshot()`` and ``url``."""
+
+    url = "http://127.0.0.1/feed"
+
+    def __init__(self, png: bytes) -> None:
+        self.png = png
+
+    async def screenshot(self, timeout: float) -> bytes:
+        return self.png
+
+
 def test_a_screenshot_file_is_never_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "t.toml"
     path.write_text('[[accounts]]\nid = "alice"\n[[steps]]\nscreenshot = "shot"\n')
     task = load_task(path, env={})
-    writer = EventWriter(tmp_path / "events.jsonl")
+    log = tmp_path / "events.jsonl"
+    writer = EventWriter(log)
     runner = Runner(
         task,
         Recorder(writer, RUN_ID, Scrubber([])),
@@ -135,4 +149,13 @@ def test_a_screenshot_file_is_never_overwritten(tmp_path: Path) -> None:
     relative, error = runner._write_artifact(st, "shot", b"second")
     assert error is not None and "already exists (not overwritten)" in error
     assert (tmp_path / "artifacts" / relative).read_bytes() == b"first"
+
+    # a screenshot step whose file exists fails, and records no artifact for the file it did not write
+    st.attempt = 1
+    ok, error = asyncio.run(runner._step(st, FakePage(b"third"), task.steps[0]))  # type: ignore[arg-type]
+    assert not ok and error is not None and "already exists (not overwritten)" in error
+    assert (tmp_path / "artifacts" / relative).read_bytes() == b"first"
     writer.close()
+    events = [orjson.loads(line) for line in log.read_bytes().splitlines()]
+    assert [(e["type"], e.get("ok")) for e in events] == [("step_finished", False)]
+    assert (st.steps_ok, st.steps_failed) == (0, 1)

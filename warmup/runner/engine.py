@@ -430,23 +430,19 @@ class Runner:
         except Exception as exc:  # a step's failure is recorded, never a crash of the run
             error = describe_error(exc)
         duration_ms = (time.perf_counter() - started) * 1000
+        relative: str | None = None
+        if png is not None:  # a picture taken but not kept (never overwritten) fails the step
+            name = self.task.render(step.args[""], account)
+            if st.attempt > 1:
+                name += f"-attempt{st.attempt}"
+            relative, error = self._write_artifact(st, name, png)
         ok = error is None
         if ok:
             st.steps_ok += 1
         else:
             st.steps_failed += 1
-        relative: str | None = None
-        if png is not None:
-            name = self.task.render(step.args[""], account)
-            if st.attempt > 1:
-                name += f"-attempt{st.attempt}"
-            relative, error = self._write_artifact(st, name, png)
-            if error is not None:  # taken but not kept: the step did not do its job
-                ok, relative = False, None
-                st.steps_ok -= 1
-                st.steps_failed += 1
         self._step_event(st, step, ok=ok, duration_ms=duration_ms, error=error, url=None if ok else _url(page))
-        if relative is not None and png is not None:
+        if ok and relative is not None and png is not None:
             self._artifact_event(st, relative, "screenshot", png)
         return ok, error
 
