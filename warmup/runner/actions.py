@@ -1,6 +1,6 @@
 """Perform one step's action on a Playwright page, and describe a failure in one line.
 
-Messages built here quote texts and selectors with ``“…”`` and never escape them (no ``repr``):
+Messages built here quote texts and selectors with ``'…'`` and never escape them (no ``repr``):
 a secret inside stays in its raw form, which the scrubber matches exactly. (Playwright's own
 messages escape selectors JSON-style; the scrubber knows those forms too.)
 
@@ -113,8 +113,12 @@ async def _expect_text(page: Page, selector: str, text: str, timeout_ms: int) ->
 
 
 def _quoted(text: str, limit: int | None = 80) -> str:
-    """``text`` in quotes for a message, whitespace collapsed, cut at ``limit``, never escaped."""
-    return f"“{_short(text, limit)}”"
+    """``text`` in quotes for a message, whitespace collapsed, cut at ``limit``, never escaped.
+
+    Unlike ``repr`` (which escapes a quote or a backslash, a form of a secret of its own), a quote
+    inside stays as it is: the message is for people, and a secret in it stays raw.
+    """
+    return f"'{_short(text, limit)}'"
 
 
 def _short(text: str, limit: int | None = 80) -> str:
