@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from warmup.events.envelope import Event, encode, make_event
+from warmup.paths import make_private_dir
 
 FsyncMode = Literal["always", "batch"]
 
@@ -83,8 +84,8 @@ class EventWriter:
         self.repaired_bytes = 0  # bytes of torn tail cut so far (0 almost always)
         self.on_repair = on_repair
         self._thread_lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            make_private_dir(self.path.parent)
             self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise LogWriteError(exc.errno, f"cannot open the event log {self.path}: {exc.strerror}") from None
