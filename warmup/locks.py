@@ -49,6 +49,7 @@ import orjson
 
 from warmup.errors import UsageError
 from warmup.events.envelope import host_and_pid, utc_now
+from warmup.events.logfile import not_a_log_file
 from warmup.paths import make_private_dir
 
 # Opening a lock file: never through a symlink, never blocking on a FIFO someone put there.
@@ -60,7 +61,9 @@ class LockFileRefused(OSError):
 
 
 def lock_root(log_path: Path) -> Path | None:
-    """``<log>.d``, or None for a log that is not a regular file (``/dev/full``, a FIFO): no locks then.
+    """``<log>.d``, or None for a character device (``/dev/full``, ``/dev/null``): no locks then.
+
+    Anything else that is not a regular file (a FIFO, a directory) is no log: ``NotALogFile``.
 
     Keyed on the log file itself, not on the name it was given: two runs that name one log by two
     paths must find the same locks, or both could drive one account. Symlinks are resolved; a log
@@ -71,8 +74,10 @@ def lock_root(log_path: Path) -> Path | None:
         st = os.stat(real)
     except FileNotFoundError:
         return real.with_name(real.name + ".d")
-    if not stat.S_ISREG(st.st_mode):
+    if stat.S_ISCHR(st.st_mode):
         return None
+    if not stat.S_ISREG(st.st_mode):
+        raise not_a_log_file(log_path, st.st_mode)
     if st.st_nlink > 1:
         real = real.with_name(_shared_name(real, st))
     return real.with_name(real.name + ".d")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from warmup.errors import UsageError, WarmupError
 from warmup.events.envelope import EventDecoder, InvalidEvent
+from warmup.events.logfile import open_log
 from warmup.events.reader import read_block
 from warmup.projector import checkpoint as cp
 from warmup.projector.handlers import Handlers, Reject
@@ -266,7 +267,7 @@ class Projector:
         """Apply every complete line after the checkpoint, batch by batch, then return the totals."""
         total = BatchResult()
         try:
-            fd = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = open_log(self.log_path)  # (a FIFO swapped in is refused, never blocks)
         except FileNotFoundError:
             raise UsageError(f"no event log at {self.log_path} (run `warmup run` first, or pass --log)") from None
         try:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from warmup.errors import UsageError
+from warmup.events.logfile import check_log_file
 from warmup.projector.projector import (
     LOCK_WAIT_S,
     BatchResult,
@@ -92,6 +93,7 @@ def replay(
     """
     scope = Scope.from_options(until, run_ids)
     log_path, db_path = Path(log_path), Path(db_path)
+    check_log_file(log_path)
     if not log_path.is_file():
         raise UsageError(f"no event log at {log_path} (pass --log, or set WARMUP_LOG)")
     refuse_foreign_database(db_path)
