@@ -1,17 +1,23 @@
 """Filesystem edges (issue 9, defect 8): a FIFO for a log, a log deleted under a run, a write that fails
-half-way, the umask. Real files, real FIFOs, real processes; no browser."""
+half-way, the umask, a read-only or full database folder, replay's leftovers.
+
+Real files, real FIFOs, real processes, real (tiny or read-only) tmpfs mounts; no browser."""
 
 from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Workdir, warmup
+from conftest import REPO, Workdir, cli_env, warmup
 
 from warmup.events.envelope import decode
 from warmup.events.follower import Follower
@@ -219,3 +225,117 @@ def test_the_event_log_of_a_new_folder_is_private_under_umask_000(tmp_path: Path
     assert result.returncode == 0, result.stderr
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (log.parent.parent, log.parent, log)}
     assert modes == {"new": 0o700, "deeper": 0o700, "events.jsonl": 0o600}
+
+
+# -- the database's folder: read-only, full; replay's leftovers -----------------------------------
+
+
+@contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` (we are root on the test machine); skipped where mounting is not allowed."""
+    where.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
+                          capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def remount_read_only(where: Path) -> None:
+    done = subprocess.run(["mount", "-o", "remount,ro", str(where)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot remount read-only here: {done.stderr.decode().strip()}")
+
+
+def one_line(result: subprocess.CompletedProcess[str], code: int, *parts: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("warmup: "), result.stderr
+    for part in parts:
+        assert part in result.stderr, result.stderr
+
+
+@pytest.fixture
+def small_log(tmp_path: Path) -> Path:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"".join(_run_lines("r1")))
+    return log
+
+
+def test_a_read_only_database_folder_is_said_so_by_every_command(tmp_path: Path, small_log: Path) -> None:
+    with tmpfs(tmp_path / "ro", "1m") as ro:
+        live = ro / "live.db"
+        assert warmup("project", "--log", small_log, "--db", live).returncode == 0  # a WAL database
+        remount_read_only(ro)
+        before = sorted(p.name for p in ro.iterdir())
+        folder = f"its folder {ro} is on a read-only file system"
+        one_line(warmup("project", "--log", small_log, "--db", ro / "new.db"), 2,
+                 f"cannot create the database {ro / 'new.db'}: {folder}", "pass --db with a path in a writable")
+        one_line(warmup("replay", "--log", small_log, "--db", ro / "new.db"), 2,
+                 f"cannot replay into {ro / 'new.db'}: {folder}")
+        wal = "(a WAL database: SQLite must create live.db-wal and -shm beside it, even to read it)"
+        for command in (["project"], ["replay"]):
+            one_line(warmup(*command, "--log", small_log, "--db", live), 2, f"cannot use the database {live}: {folder}",
+                     wal)
+        for command in (["status"], ["runs"], ["show", "r1"]):
+            one_line(warmup(*command, "--db", live), 2, f"cannot use the database {live}: {folder}", wal)
+        assert sorted(p.name for p in ro.iterdir()) == before
+
+
+def test_a_full_disk_under_the_database_is_said_so_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"".join(b"".join(_run_lines(f"r{i}")) for i in range(300)))
+    with tmpfs(tmp_path / "tiny", "64k") as tiny:
+        for command in ("project", "replay"):
+            db = tiny / f"{command}.db"
+            one_line(warmup(command, "--log", log, "--db", db), 1, f"the disk holding the database {db}",
+                     "is full (SQLITE_FULL)", "free some space and run the command again")
+            assert list(tiny.iterdir()) == []  # neither the new database nor replay's build is left
+
+
+def test_a_killed_replay_leaves_its_build_which_the_next_replay_removes(tmp_path: Path, small_log: Path) -> None:
+    db = tmp_path / "warmup.db"
+    assert warmup("project", "--log", small_log, "--db", db).returncode == 0
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # replay builds its copy, then waits here to swap it in
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "replay", "--log", str(small_log), "--db", str(db)],
+                            cwd=REPO, env=cli_env(WARMUP_LOCK_WAIT_S="600"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    build = tmp_path / f"warmup.db.replay-{proc.pid}"
+    try:
+        while not _is_complete_build(build):
+            assert proc.poll() is None, "replay ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert build.exists()  # a killed replay leaves its build behind
+    live_pid = os.getpid()  # this test, alive: a file with its pid is another replay at work
+    busy = tmp_path / f"warmup.db.replay-{live_pid}"
+    busy.write_bytes(b"in the making")
+    not_ours = tmp_path / "warmup.db.replay-notes"
+    not_ours.write_bytes(b"")
+    result = warmup("replay", "--log", small_log, "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert not build.exists() and busy.exists() and not_ours.exists()
+    names = {p.name for p in tmp_path.glob("warmup.db*")} - {"warmup.db-wal", "warmup.db-shm"}
+    assert names == {"warmup.db", busy.name, not_ours.name}
+
+
+def _is_complete_build(path: Path) -> bool:
+    """Whether replay's build holds its indexes (it is done, and waits to swap)."""
+    if not path.exists():
+        return False
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+                                ).fetchone()[0] > 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False

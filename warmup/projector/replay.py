@@ -3,6 +3,14 @@
 A reader of the old database never sees a half-built one: the new tables are built in
 ``<db>.replay-<pid>`` beside it (no journal, no fsync per batch: a crash only loses that
 temporary file), then swapped in as one transaction (``swap_into_place``).
+
+Nothing is left behind:
+
+- a replay that fails removes its temporary file, and the database file if it created it;
+- a replay that was killed cannot, so the next replay into the same database removes every
+  ``<db>.replay-<pid>`` whose process is gone (``remove_stale_builds``; one of a live process, another
+  replay at work, is left alone);
+- a folder that cannot be written is refused before anything is created, saying why.
 """
 
 from __future__ import annotations
@@ -24,9 +32,20 @@ from warmup.projector.projector import (
 )
 from warmup.projector.schema import CHECKPOINT
 from warmup.projector.scope import Scope
+from warmup.sqlite_errors import (
+    MOVE_IT,
+    SQLITE_BUSY,
+    SQLITE_CORRUPT,
+    SQLITE_LOCKED,
+    SQLITE_NOTADB,
+    LockWaitExpired,
+    is_busy,
+    primary_code,
+    remove_new_database,
+    why_not_writable,
+)
 
 REPLAY_BATCH_BYTES = 16 << 20
-SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # result codes a backup step reports while another writer holds the lock
 
 
 def swap_into_place(new: Path, db_path: Path) -> None:
@@ -49,12 +68,12 @@ def swap_into_place(new: Path, db_path: Path) -> None:
     def give_up_when_locked_too_long(status: int, remaining: int, total: int) -> None:
         # CPython retries a busy backup forever; this turns a lock held too long into an error.
         if status in (SQLITE_BUSY, SQLITE_LOCKED) and time.monotonic() > deadline:
-            raise sqlite3.OperationalError("database is locked")
+            raise LockWaitExpired("database is locked")
 
     try:
         source.backup(target, progress=give_up_when_locked_too_long)
         enable_wal(target)  # (the copied header says rollback journal)
-    except sqlite3.OperationalError as exc:
+    except sqlite3.Error as exc:
         raise locked_or_broken(db_path, exc) from None
     finally:
         source.close()
@@ -73,8 +92,10 @@ def refuse_foreign_database(db_path: Path) -> None:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
             conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise UsageError(f"{db_path} is not a SQLite database ({exc}); replay will not overwrite it") from None
+    except sqlite3.Error as exc:
+        if primary_code(exc) in (SQLITE_NOTADB, SQLITE_CORRUPT):
+            raise UsageError(f"{db_path} is not a SQLite database ({exc}); replay will not overwrite it") from None
+        raise locked_or_broken(db_path, exc) from None  # (a read-only folder, a lock...: said as it is)
     if tables and CHECKPOINT.name not in tables:
         raise UsageError(f"{db_path} holds other tables and is not a warmup database; replay will not overwrite it")
 
@@ -97,9 +118,14 @@ def replay(
     if not log_path.is_file():
         raise UsageError(f"no event log at {log_path} (pass --log, or set WARMUP_LOG)")
     refuse_foreign_database(db_path)
-    tmp = db_path.with_name(f"{db_path.name}.replay-{os.getpid()}")
+    reason = why_not_writable(db_path)
+    if reason is not None:
+        raise UsageError(f"cannot replay into {db_path}: {reason}; {MOVE_IT}")
+    remove_stale_builds(db_path)
+    tmp = db_path.with_name(f"{db_path.name}{BUILD_SUFFIX}{os.getpid()}")
     for leftover in (tmp, Path(f"{tmp}-journal")):
         leftover.unlink(missing_ok=True)
+    existed = db_path.exists()
     try:
         # Large batches: a fresh build has no reader to keep waiting, and each batch rewrites the
         # accounts it touched, so fewer batches write fewer rows.
@@ -107,6 +133,55 @@ def replay(
             result = projector.catch_up()
             projector.create_indexes()
         swap_into_place(tmp, db_path)
+    except BaseException as exc:
+        busy = isinstance(exc, sqlite3.Error) and is_busy(exc)
+        if not existed and not busy and db_path.exists():
+            remove_new_database(db_path)  # we made it for the swap, and the swap failed
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        for leftover in (tmp, Path(f"{tmp}-journal")):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:
+                pass  # (said by the error that is on its way; the next replay removes it)
     return result
+
+
+BUILD_SUFFIX = ".replay-"
+
+
+def remove_stale_builds(db_path: Path) -> list[Path]:
+    """Remove the ``<db>.replay-<pid>`` files (and their -journal) whose process is gone; returns them.
+
+    A replay killed before its ``finally`` leaves its build behind (megabytes each). Its pid tells
+    whether it may still be at work: one of a live process is left alone (at worst a pid reused
+    by another program keeps one file until that program ends).
+    """
+    removed = []
+    prefix = db_path.name + BUILD_SUFFIX
+    try:
+        names = os.listdir(db_path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid_text = name[len(prefix):].removesuffix("-journal")
+        if not pid_text.isdigit() or pid_text.startswith("0") or _alive(int(pid_text)):
+            continue
+        try:
+            os.unlink(db_path.parent / name)
+        except FileNotFoundError:
+            continue  # (another replay removed it first)
+        removed.append(db_path.parent / name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
