@@ -279,7 +279,8 @@ def test_a_read_only_database_folder_is_said_so_by_every_command(tmp_path: Path,
         for command in (["project"], ["replay"]):
             one_line(warmup(*command, "--log", small_log, "--db", live), 2, f"cannot use the database {live}: {folder}",
                      wal)
-        for command in (["status"], ["runs"], ["show", "r1"]):
+        for command in (["status"], ["runs"], ["show", "r1"],
+                        ["report", "r1", "--log", str(small_log), "-o", str(tmp_path / "r.html")]):
             one_line(warmup(*command, "--db", live), 2, f"cannot use the database {live}: {folder}", wal)
         assert sorted(p.name for p in ro.iterdir()) == before
 
