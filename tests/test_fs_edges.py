@@ -6,6 +6,7 @@ Real files, real FIFOs, real processes, real (tiny or read-only) tmpfs mounts; n
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import sqlite3
 import stat
@@ -320,6 +321,16 @@ def test_a_killed_replay_leaves_its_build_which_the_next_replay_removes(tmp_path
     busy.write_bytes(b"in the making")
     not_ours = tmp_path / "warmup.db.replay-notes"
     not_ours.write_bytes(b"")
+    # a dead pid here, but its flock is held: a replay in another pid namespace (a container) at work
+    other_namespace = tmp_path / f"warmup.db.replay-{proc.pid}"
+    other_namespace.write_bytes(b"in the making")
+    held = os.open(other_namespace, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert warmup("replay", "--log", small_log, "--db", db).returncode == 0
+        assert other_namespace.exists()
+    finally:
+        os.close(held)
     result = warmup("replay", "--log", small_log, "--db", db)
     assert result.returncode == 0, result.stderr
     assert not build.exists() and busy.exists() and not_ours.exists()

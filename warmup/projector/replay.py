@@ -15,13 +15,16 @@ Nothing is left behind:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
 from warmup.errors import UsageError
 from warmup.events.logfile import check_log_file
+from warmup.locks import try_flock
 from warmup.projector.projector import (
     LOCK_WAIT_S,
     BatchResult,
@@ -39,6 +42,7 @@ from warmup.sqlite_errors import (
     SQLITE_LOCKED,
     SQLITE_NOTADB,
     LockWaitExpired,
+    explain_os_error,
     is_busy,
     primary_code,
     remove_new_database,
@@ -59,10 +63,18 @@ def swap_into_place(new: Path, db_path: Path) -> None:
     name, so a rename over a live one, or onto a path where a killed projector left a ``-wal``,
     would pair the new file with another file's pages. Backing up into an empty file is safe: SQLite
     discards a WAL it finds beside an empty database.
+
+    ``new`` is opened read-only, so a build removed under us is an error, never an empty database
+    created in its place and copied over the real one. A ``db_path`` this function created is
+    removed again if the copy fails (unless another process is using it already).
     """
-    create_private_file(db_path)
-    source = sqlite3.connect(new)
+    try:
+        created = create_private_file(db_path)
+    except OSError as exc:
+        raise explain_os_error(db_path, exc) from None
+    source = sqlite3.connect(f"{new.resolve().as_uri()}?mode=ro", uri=True)
     target = sqlite3.connect(db_path, isolation_level=None, timeout=LOCK_WAIT_S)
+    failed: sqlite3.Error | None = None
     deadline = time.monotonic() + LOCK_WAIT_S
 
     def give_up_when_locked_too_long(status: int, remaining: int, total: int) -> None:
@@ -74,10 +86,14 @@ def swap_into_place(new: Path, db_path: Path) -> None:
         source.backup(target, progress=give_up_when_locked_too_long)
         enable_wal(target)  # (the copied header says rollback journal)
     except sqlite3.Error as exc:
-        raise locked_or_broken(db_path, exc) from None
+        failed = exc
     finally:
         source.close()
         target.close()
+    if failed is not None:
+        if created and not is_busy(failed):
+            remove_new_database(db_path)  # nothing left behind
+        raise locked_or_broken(db_path, failed) from None
 
 
 def refuse_foreign_database(db_path: Path) -> None:
@@ -125,7 +141,10 @@ def replay(
     tmp = db_path.with_name(f"{db_path.name}{BUILD_SUFFIX}{os.getpid()}")
     for leftover in (tmp, Path(f"{tmp}-journal")):
         leftover.unlink(missing_ok=True)
-    existed = db_path.exists()
+    try:
+        busy_fd = _hold_build(tmp)
+    except OSError as exc:
+        raise explain_os_error(tmp, exc) from None
     try:
         # Large batches: a fresh build has no reader to keep waiting, and each batch rewrites the
         # accounts it touched, so fewer batches write fewer rows.
@@ -133,48 +152,74 @@ def replay(
             result = projector.catch_up()
             projector.create_indexes()
         swap_into_place(tmp, db_path)
-    except BaseException as exc:
-        busy = isinstance(exc, sqlite3.Error) and is_busy(exc)
-        if not existed and not busy and db_path.exists():
-            remove_new_database(db_path)  # we made it for the swap, and the swap failed
-        raise
     finally:
         for leftover in (tmp, Path(f"{tmp}-journal")):
             try:
                 leftover.unlink(missing_ok=True)
             except OSError:
                 pass  # (said by the error that is on its way; the next replay removes it)
+        os.close(busy_fd)
     return result
 
 
 BUILD_SUFFIX = ".replay-"
 
 
-def remove_stale_builds(db_path: Path) -> list[Path]:
-    """Remove the ``<db>.replay-<pid>`` files (and their -journal) whose process is gone; returns them.
+def _hold_build(tmp: Path) -> int:
+    """Create the build file ``tmp`` (0600) and hold a ``flock`` on it while replay works: it is in use.
 
-    A replay killed before its ``finally`` leaves its build behind (megabytes each). Its pid tells
-    whether it may still be at work: one of a live process is left alone (at worst a pid reused
-    by another program keeps one file until that program ends).
+    SQLite's own locks are POSIX locks, which do not conflict with ``flock`` on Linux.
     """
-    removed = []
+    create_private_file(tmp)
+    fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # (a new file: nobody else holds it)
+    return fd
+
+
+def remove_stale_builds(db_path: Path) -> list[Path]:
+    """Remove the ``<db>.replay-<pid>`` files (and their -journal) of replays that are gone; returns them.
+
+    A replay killed before its ``finally`` leaves its build behind (megabytes each). A build is
+    gone when its pid is not a live process *and* nobody holds its ``flock`` (``_hold_build``):
+    the pid alone could mislead across pid namespaces (containers sharing a folder), the flock
+    alone across hosts. One that is in use is left alone (at worst a pid reused by another program
+    keeps one file until that program ends).
+    """
+    removed: list[Path] = []
     prefix = db_path.name + BUILD_SUFFIX
     try:
         names = os.listdir(db_path.parent)
     except OSError:
         return removed
     for name in names:
-        if not name.startswith(prefix):
+        if not name.startswith(prefix) or name.endswith("-journal"):
             continue
-        pid_text = name[len(prefix):].removesuffix("-journal")
+        pid_text = name[len(prefix):]
         if not pid_text.isdigit() or pid_text.startswith("0") or _alive(int(pid_text)):
             continue
-        try:
-            os.unlink(db_path.parent / name)
-        except FileNotFoundError:
-            continue  # (another replay removed it first)
-        removed.append(db_path.parent / name)
+        build = db_path.parent / name
+        if not _unheld(build):
+            continue
+        for path in (build, Path(f"{build}-journal")):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue  # (another replay removed it first)
+            removed.append(path)
     return removed
+
+
+def _unheld(build: Path) -> bool:
+    try:
+        fd = os.open(build, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False  # (a symlink, or gone: not ours to remove)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return try_flock(fd)
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:
