@@ -57,7 +57,10 @@ _LOCK_OPEN_FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
 class LockFileRefused(OSError):
-    """A lock file's path holds something warmup did not make (a symlink, a FIFO, a hard link)."""
+    """A lock file's path holds something warmup did not make (a symlink, a FIFO, a hard link).
+
+    Its ``strerror`` says what, without the path: callers print "cannot take the lock PATH: ...".
+    """
 
 
 def lock_root(log_path: Path) -> Path | None:
@@ -128,14 +131,14 @@ def open_lock_file(path: Path, *, create: bool, exclusive: bool = False) -> int:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise LockFileRefused(
-                exc.errno, f"{path} is a symbolic link, not a lock file warmup made: remove it", str(path)
+                exc.errno, "it is a symbolic link, not a lock file warmup made: remove it", str(path)
             ) from None
         raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             what = "has another name (a hard link)" if stat.S_ISREG(st.st_mode) else "is not a regular file"
-            raise LockFileRefused(errno.EPERM, f"{path} {what}, not a lock file warmup made: remove it", str(path))
+            raise LockFileRefused(errno.EPERM, f"it {what}, not a lock file warmup made: remove it", str(path))
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     except BaseException:
         os.close(fd)
