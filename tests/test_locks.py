@@ -204,6 +204,9 @@ def test_a_log_with_a_name_in_another_folder_is_refused(tmp_path: Path) -> None:
     os.link(log, tmp_path / "elsewhere" / "events.jsonl")
     with pytest.raises(UsageError, match=r"has 2 names \(hard links\), some of them outside"):
         lock_root(log)
+    result = warmup("recover", "--log", str(log))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"warmup: the event log {log} has 2 names (hard links), some of them outside")
 
 
 def test_recover_through_a_hard_link_finds_the_dead_run_of_the_other_name(tmp_path: Path) -> None:
