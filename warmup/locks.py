@@ -95,16 +95,22 @@ def _shared_name(real: Path, st: os.stat_result) -> str:
     of the whole file system could): such a log is refused rather than locked twice.
     """
     names = []
-    with os.scandir(real.parent) as entries:
-        for entry in entries:
-            if entry.inode() != st.st_ino:
-                continue
-            try:
-                other = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-                names.append(entry.name)
+    try:
+        with os.scandir(real.parent) as entries:
+            for entry in entries:
+                if entry.inode() != st.st_ino:
+                    continue
+                try:
+                    other = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                    names.append(entry.name)
+    except OSError as exc:
+        raise UsageError(
+            f"the event log {real} has {st.st_nlink} names (hard links), and its folder cannot be listed to find "
+            f"them ({exc.strerror}): use a log with one name"
+        ) from None
     if len(names) < st.st_nlink:
         raise UsageError(
             f"the event log {real} has {st.st_nlink} names (hard links), some of them outside {real.parent}: "
