@@ -242,3 +242,49 @@ goto = "{site}/slow?ms=100"
     assert warmup("replay", "--log", work.log, "--db", replayed).returncode == 0
     assert dump(follow_db) == dump(replayed)
     assert rows(follow_db, "SELECT count(*) AS n FROM runs WHERE status = 'COMPLETED'") == [{"n": runs}]
+
+
+# -- filesystem edges (issue 9, defect 8) ------------------------------------------------------------
+
+
+def test_a_log_deleted_while_a_run_appends_stops_the_run_and_says_so(site: str, tmp_path: Path) -> None:
+    work = Workdir(tmp_path)
+    task = work.task(f'[[accounts]]\nid = "a"\n[[accounts]]\nid = "b"\n[[steps]]\ngoto = "{site}/feed"\n'
+                     '[[steps]]\nwait_ms = 3000\n')
+    proc = start_run(work, task, "--no-project", "--concurrency", "1")
+    try:
+        while b'"account_started"' not in (work.log.read_bytes() if work.log.exists() else b""):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        work.log.unlink()  # while account a waits: its next event goes to a file nobody can read
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"warmup: cannot append to the event log {work.log}: it was deleted while warmup was writing to it "
+        "(events written from now on would be lost)")
+    assert not work.log.exists()  # and nothing wrote a new one behind our back
+
+
+def test_a_run_under_umask_000_keeps_its_folders_private(site: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    task = tmp_path / "task.toml"
+    task.write_text(f'storage_state = "states/${{account.id}}.json"\n[[accounts]]\nid = "a"\n'
+                    f'[[steps]]\ngoto = "{site}/feed"\n[[steps]]\nscreenshot = "feed"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "run", str(task), "--log", str(data / "events.jsonl"), "--db",
+         str(data / "db" / "warmup.db"), "--artifacts", str(data / "artifacts")],
+        cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(0))
+    assert result.returncode == 0, result.stderr
+    folders = [data, data / "db", data / "events.jsonl.d", data / "events.jsonl.d" / "accounts", tmp_path / "states",
+               data / "artifacts"]
+    folders += [p for p in (data / "artifacts").rglob("*") if p.is_dir()]
+    files = [data / "events.jsonl", data / "db" / "warmup.db", tmp_path / "states" / "a.json"]
+    files += [p for p in (data / "artifacts").rglob("*.png")]
+    assert len(folders) == 8 and len(files) == 4  # artifacts/<run>/<account>/feed.png
+    assert {str(p): oct(p.stat().st_mode & 0o777) for p in folders} == {str(p): "0o700" for p in folders}
+    assert {str(p): oct(p.stat().st_mode & 0o777) for p in files} == {str(p): "0o600" for p in files}

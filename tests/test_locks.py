@@ -9,10 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
-from conftest import REPO, Workdir, cli_env
+from conftest import REPO, Workdir, cli_env, warmup
 
-from warmup.locks import AccountLock, RunLock, accounts_dir, lock_root, runs_dir
+from warmup.errors import UsageError
+from warmup.events.writer import EventWriter
+from warmup.locks import AccountLock, LockFileRefused, RunLock, accounts_dir, lock_root, runs_dir
 from warmup.recover import lock_is_held
 
 HOLD = """
@@ -156,3 +159,140 @@ def test_two_runs_never_drive_one_account_at_once(site: str, work: Workdir) -> N
         for s in events if s["type"] == "account_started" and s["account_id"] == "shared"
     )
     assert len(spans) == 2 and spans[0][1] <= spans[1][0]
+
+
+# -- filesystem edges (issue 9, defect 8) -----------------------------------------------------------
+
+
+def test_hard_links_to_one_log_share_its_locks(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"")
+    other = tmp_path / "another-name.jsonl"
+    os.link(log, other)
+    assert lock_root(other) == lock_root(log)
+    proc = hold_in_child("account", other, "alice")
+    try:
+        holder = AccountLock(log, "alice", "my-run").try_acquire()
+        assert holder is not None and holder.pid == proc.pid  # the same lock, whichever name was used
+    finally:
+        kill(proc)
+    run = RunLock(log, "r1")
+    run.acquire()
+    try:
+        assert lock_is_held(other, "r1") is not None
+    finally:
+        run.release(remove=True)
+
+
+def test_a_hard_link_added_later_does_not_move_the_locks(tmp_path: Path) -> None:
+    log = tmp_path / "b.jsonl"
+    log.write_bytes(b"")
+    lock = AccountLock(log, "alice", "run-1")
+    assert lock.try_acquire() is None
+    try:
+        os.link(log, tmp_path / "a.jsonl")  # sorts first, but b.jsonl.d already holds the locks
+        assert lock_root(tmp_path / "a.jsonl") == tmp_path / "b.jsonl.d"
+        assert AccountLock(tmp_path / "a.jsonl", "alice", "run-2").try_acquire() is not None
+    finally:
+        lock.release()
+
+
+def test_a_log_with_a_name_in_another_folder_is_refused(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"")
+    (tmp_path / "elsewhere").mkdir()
+    os.link(log, tmp_path / "elsewhere" / "events.jsonl")
+    with pytest.raises(UsageError, match=r"has 2 names \(hard links\), some of them outside"):
+        lock_root(log)
+    result = warmup("recover", "--log", str(log))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"warmup: the event log {log} has 2 names (hard links), some of them outside")
+
+
+def test_recover_through_a_hard_link_finds_the_dead_run_of_the_other_name(tmp_path: Path) -> None:
+    log, other = tmp_path / "events.jsonl", tmp_path / "same-log.jsonl"
+    EventWriter(log).close()
+    os.link(log, other)
+    proc = subprocess.Popen([sys.executable, "-c", DIE_MID_RUN, str(log)], cwd=REPO, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    kill(proc)
+    result = warmup("recover", "--log", str(other))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("recovered dead run r-dead"), result.stdout
+    assert [orjson.loads(x)["type"] for x in log.read_bytes().splitlines()][-1] == "run_finished"
+
+
+DIE_MID_RUN = """
+import sys, time
+from pathlib import Path
+from warmup.events.writer import EventWriter
+from warmup.locks import RunLock
+log = Path(sys.argv[1])
+RunLock(log, "r-dead").acquire()
+with EventWriter(log) as w:
+    w.emit("run_started", run_id="r-dead", task_id="t", task_name="T", accounts=["a"], steps=1, concurrency=1,
+           host="h", pid=1)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_symlink_planted_as_an_account_lock_is_refused_and_its_target_kept(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    directory = accounts_dir(log)
+    assert directory is not None
+    directory.mkdir(parents=True)
+    (directory / "alice.lock").symlink_to(victim)
+    with pytest.raises(LockFileRefused, match="is a symbolic link, not a lock file warmup made"):
+        AccountLock(log, "alice", "run-1").try_acquire()
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_symlink_planted_as_a_run_lock_temporary_is_never_followed(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    directory = runs_dir(log)
+    assert directory is not None
+    directory.mkdir(parents=True)
+    (directory / f".r1.{os.getpid()}.tmp").symlink_to(victim)
+    lock = RunLock(log, "r1")
+    lock.acquire()
+    lock.release(remove=True)
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_fifo_or_a_hard_link_planted_as_an_account_lock_is_refused(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"")
+    directory = accounts_dir(log)
+    assert directory is not None
+    directory.mkdir(parents=True)
+    os.mkfifo(directory / "alice.lock")  # would block a plain open() for ever
+    with pytest.raises(LockFileRefused, match="is not a regular file"):
+        AccountLock(log, "alice", "run-1").try_acquire()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    os.link(victim, directory / "bob.lock")
+    with pytest.raises(LockFileRefused, match=r"has another name \(a hard link\)"):
+        AccountLock(log, "bob", "run-1").try_acquire()
+    assert victim.read_text() == "precious\n"
+
+
+def test_lock_folders_are_private_under_umask_000(tmp_path: Path) -> None:
+    log = tmp_path / "data" / "events.jsonl"
+    old = os.umask(0)
+    try:
+        EventWriter(log).close()
+        RunLock(log, "r1").acquire()
+        assert AccountLock(log, "alice", "r1").try_acquire() is None
+    finally:
+        os.umask(old)
+    for folder in (log.parent, tmp_path / "data" / "events.jsonl.d", runs_dir(log), accounts_dir(log)):
+        assert folder is not None and folder.stat().st_mode & 0o777 == 0o700, folder
+    for file in (log, runs_dir(log) / "r1.lock", accounts_dir(log) / "alice.lock"):  # type: ignore[operator]
+        assert file.stat().st_mode & 0o777 == 0o600, file

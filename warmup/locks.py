@@ -25,6 +25,14 @@ Invariants, and why they hold:
   inodes under one name. They are small and there is one per account.
 - flock is per open file description and is released by the kernel when its process dies (SIGKILL
   included): that is what makes a dead runner detectable without any heartbeat.
+- **Every name of one log finds the same locks** (``lock_root``). Symlinks are resolved; hard links
+  are found by the log's identity (``st_dev`` + ``st_ino``): all the names the log has in its folder
+  share the ``.d`` folder of one of them (the first, by name, that has one). A log with a name in
+  another folder is refused, since its locks could not be found from there.
+- **A lock file is only ever a regular file warmup made**: opened with ``O_NOFOLLOW`` (a planted
+  symlink is refused, never followed to overwrite its target), never a FIFO (``O_NONBLOCK``), never
+  a file with another name (link count 1), and written or truncated only while flocked by us.
+- The folders are created mode 0700 whatever the umask (``make_private_dir``), the files 0600.
 """
 
 from __future__ import annotations
@@ -39,23 +47,109 @@ from typing import Any
 
 import orjson
 
+from warmup.errors import UsageError
 from warmup.events.envelope import host_and_pid, utc_now
+from warmup.events.logfile import not_a_log_file
+from warmup.paths import make_private_dir
+
+# Opening a lock file: never through a symlink, never blocking on a FIFO someone put there.
+_LOCK_OPEN_FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+class LockFileRefused(OSError):
+    """A lock file's path holds something warmup did not make (a symlink, a FIFO, a hard link).
+
+    Its ``strerror`` says what, without the path: callers print "cannot take the lock PATH: ...".
+    """
 
 
 def lock_root(log_path: Path) -> Path | None:
-    """``<log>.d``, or None for a log that is not a regular file (``/dev/full``, a FIFO): no locks then.
+    """``<log>.d``, or None for a character device (``/dev/full``, ``/dev/null``): no locks then.
 
-    Next to the log's real path (symlinks resolved): two runs that name one log by two paths must
-    find the same locks, or both could drive one account.
+    Anything else that is not a regular file (a FIFO, a directory) is no log: ``NotALogFile``.
+
+    Keyed on the log file itself, not on the name it was given: two runs that name one log by two
+    paths must find the same locks, or both could drive one account. Symlinks are resolved; a log
+    with several hard links uses the ``.d`` folder of its first name (see ``_shared_name``).
     """
     real = Path(os.path.realpath(log_path))
     try:
         st = os.stat(real)
     except FileNotFoundError:
         return real.with_name(real.name + ".d")
-    if not stat.S_ISREG(st.st_mode):
+    if stat.S_ISCHR(st.st_mode):
         return None
+    if not stat.S_ISREG(st.st_mode):
+        raise not_a_log_file(log_path, st.st_mode)
+    if st.st_nlink > 1:
+        real = real.with_name(_shared_name(real, st))
     return real.with_name(real.name + ".d")
+
+
+def _shared_name(real: Path, st: os.stat_result) -> str:
+    """The one name, among the hard links of the log ``real``, whose ``.d`` folder holds its locks.
+
+    Every name of the log in its folder is found by its identity (device and inode). The first of
+    them (sorted) that already has a ``.d`` folder wins, else the first: so a link added during a
+    run does not move the locks. A name in another folder cannot be found from here (only a scan
+    of the whole file system could): such a log is refused rather than locked twice.
+    """
+    names = []
+    try:
+        with os.scandir(real.parent) as entries:
+            for entry in entries:
+                if entry.inode() != st.st_ino:
+                    continue
+                try:
+                    other = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                    names.append(entry.name)
+    except OSError as exc:
+        raise UsageError(
+            f"the event log {real} has {st.st_nlink} names (hard links), and its folder cannot be listed to find "
+            f"them ({exc.strerror}): use a log with one name"
+        ) from None
+    if len(names) < st.st_nlink:
+        raise UsageError(
+            f"the event log {real} has {st.st_nlink} names (hard links), some of them outside {real.parent}: "
+            "runs through those names could not see each other's locks; remove the other links, or use one name"
+        )
+    names.sort()
+    for name in names:
+        if os.path.isdir(real.with_name(name + ".d")):
+            return name
+    return names[0]
+
+
+def open_lock_file(path: Path, *, create: bool, exclusive: bool = False) -> int:
+    """Open the lock file ``path`` read-write, refusing anything but a regular file with one name.
+
+    ``O_NOFOLLOW``: a symlink planted at ``path`` is refused, never followed (the file would be
+    truncated and written: its target would be overwritten). ``O_NONBLOCK``: a FIFO there cannot
+    block us. A second hard link would let a write reach another file: refused as well.
+    ``exclusive``: the file must not exist yet (``O_EXCL``, which never follows a symlink either).
+    """
+    flags = _LOCK_OPEN_FLAGS | (os.O_CREAT if create else 0) | (os.O_EXCL if exclusive else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LockFileRefused(
+                exc.errno, "it is a symbolic link, not a lock file warmup made: remove it", str(path)
+            ) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            what = "has another name (a hard link)" if stat.S_ISREG(st.st_mode) else "is not a regular file"
+            raise LockFileRefused(errno.EPERM, f"it {what}, not a lock file warmup made: remove it", str(path))
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -141,9 +235,13 @@ class RunLock:
     def acquire(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         tmp = self.path.with_name(f".{self.run_id}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:  # a leftover of a dead process with our pid (or something planted): never reused
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        fd = open_lock_file(tmp, create=True, exclusive=True)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, _holder_info(self.run_id))
@@ -196,8 +294,8 @@ class AccountLock:
         if self.held:
             return None
         assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        make_private_dir(self.path.parent)
+        fd = open_lock_file(self.path, create=True)
         try:
             if not try_flock(fd):
                 holder = read_holder(fd)

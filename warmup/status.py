@@ -20,6 +20,7 @@ from rich.table import Table
 
 from warmup.errors import UsageError
 from warmup.safe_text import for_rich
+from warmup.sqlite_errors import SQLITE_ERROR, explain_sqlite_error, primary_code
 
 STATUS_STYLE = {
     "COMPLETED": "green",
@@ -38,8 +39,10 @@ def connect_readonly(db_path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     try:
         conn.execute('SELECT 1 FROM "projector_checkpoint" LIMIT 1')
-    except sqlite3.DatabaseError:
+    except sqlite3.DatabaseError as exc:
         conn.close()
+        if primary_code(exc) != SQLITE_ERROR:  # (a missing table is SQLITE_ERROR; a read-only folder is not)
+            raise explain_sqlite_error(db_path, exc) from None
         raise UsageError(f"{db_path} is not a warmup database (no projector_checkpoint table)") from None
     return conn
 

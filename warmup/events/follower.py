@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from warmup.events.logfile import open_log
 from warmup.events.reader import Line
 
 CHUNK = 1 << 20
@@ -324,8 +325,9 @@ class Follower:
             yield Notice("replaced", f"{self.path} was replaced; reading the new file from its start")
 
     def _open(self) -> int | None:
+        """The file at ``path``, or None while there is none; ``NotALogFile`` if a FIFO or such is there."""
         try:
-            return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            return open_log(self.path)  # never blocks on a FIFO put at the path
         except FileNotFoundError:
             return None
 

@@ -17,7 +17,16 @@ Invariants, and why they hold:
   partial line behind.
 - **Durability.** ``fsync="always"`` (the default) fsyncs after each event: an event the runner
   has reported is on disk. ``fsync="batch"`` leaves it to ``flush()``/``close()`` (and the OS).
-- The file is created with mode 0600: events can carry account ids, URLs and page errors.
+- **Never into a file nobody can read again.** Before each append, under the lock, the writer
+  checks that its file still has a name (``fstat`` link count) and that ``path`` still names it
+  (device and inode). A log deleted, moved or replaced while a run appends would otherwise take
+  every later event into an unlinked or renamed file, silently; instead the append fails with
+  ``LogWriteError`` saying so, and the run stops as on a full disk. (One ``fstat`` and one
+  ``stat`` per event: about a microsecond each, against the fsync that follows.)
+- Only a regular file (or a character device such as ``/dev/full``) is opened as the log
+  (``logfile.open_log``): a FIFO would block the writer once its pipe is full.
+- The file is created with mode 0600: events can carry account ids, URLs and page errors; its
+  folder, when warmup creates it, 0700.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ from pathlib import Path
 from typing import Literal
 
 from warmup.events.envelope import Event, encode, make_event
+from warmup.events.logfile import open_log
+from warmup.paths import make_private_dir
 
 FsyncMode = Literal["always", "batch"]
 
@@ -83,9 +94,9 @@ class EventWriter:
         self.repaired_bytes = 0  # bytes of torn tail cut so far (0 almost always)
         self.on_repair = on_repair
         self._thread_lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            make_private_dir(self.path.parent)
+            self._fd = open_log(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600, devices_ok=True)
         except OSError as exc:
             raise LogWriteError(exc.errno, f"cannot open the event log {self.path}: {exc.strerror}") from None
         with self._locked():
@@ -125,6 +136,28 @@ class EventWriter:
                 self.on_repair(self.path, size - keep)
         return size - keep
 
+    def _refuse_a_lost_file(self) -> None:
+        """Raise ``LogWriteError`` if our file was deleted, or ``path`` now names another file."""
+        own = os.fstat(self._fd)
+        if own.st_nlink == 0:
+            raise LogWriteError(
+                errno.ENOENT,
+                f"cannot append to the event log {self.path}: it was deleted while warmup was writing to it "
+                "(events written from now on would be lost)",
+            )
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        except OSError:
+            return  # (cannot look: a permission change on a folder; the file itself is still ours)
+        if st is None or (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino):
+            raise LogWriteError(
+                errno.ESTALE,
+                f"cannot append to the event log {self.path}: the file was moved or replaced while warmup was "
+                "writing to it (events written from now on would not be in the log at that path)",
+            )
+
     # -- appending ---------------------------------------------------------------------------
     def append(self, event: Event) -> None:
         """Write one event as one whole line (fsynced unless fsync='batch')."""
@@ -140,6 +173,7 @@ class EventWriter:
         if not line.endswith(b"\n") or b"\n" in line[:-1]:
             raise ValueError("an event line must be exactly one line ending in a newline")
         with self._locked():
+            self._refuse_a_lost_file()
             # Another writer may have died mid-line since we opened: check again under the lock.
             self._cut_torn_tail()
             start = os.fstat(self._fd).st_size

@@ -20,6 +20,7 @@ from types import FrameType
 import click
 
 from warmup.errors import UsageError
+from warmup.events.logfile import check_log_file
 from warmup.projector.projector import BatchResult, Projector, VersionMismatch
 from warmup.projector.replay import replay
 from warmup.projector.schema import PROJECTION_VERSION
@@ -75,6 +76,7 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
             if stop.stopped:
                 return 0
             time.sleep(FOLLOW_POLL_S)
+    check_log_file(log_path)
     if not log_path.is_file():
         raise UsageError(f"no event log at {log_path} (run `warmup run` first, or pass --log)")
     with _open(log_path, db_path, strict, quiet) as projector:

@@ -33,12 +33,21 @@ from pathlib import Path
 
 from warmup.errors import UsageError, WarmupError
 from warmup.events.envelope import EventDecoder, InvalidEvent
+from warmup.events.logfile import open_log
 from warmup.events.reader import read_block
+from warmup.paths import make_private_dir
 from warmup.projector import checkpoint as cp
 from warmup.projector.handlers import Handlers, Reject
 from warmup.projector.rows import RowCache
 from warmup.projector.schema import CHECKPOINT, PROJECTION_VERSION, create_all, create_indexes
 from warmup.projector.scope import Scope
+from warmup.sqlite_errors import (
+    LockWaitExpired,
+    explain_os_error,
+    explain_sqlite_error,
+    is_busy,
+    remove_new_database,
+)
 
 REJECTED_LINE_CHARS = 1000
 # How long to wait for another writer (a projector, a replay) before saying so; $WARMUP_LOCK_WAIT_S.
@@ -96,21 +105,21 @@ def enable_wal(conn: sqlite3.Connection) -> None:
             if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
                 return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not is_busy(exc):
                 raise
         if time.monotonic() > deadline:
-            raise sqlite3.OperationalError("database is locked")
+            raise LockWaitExpired("database is locked")
         time.sleep(0.02)
 
 
-def locked_or_broken(db_path: Path, exc: sqlite3.OperationalError) -> WarmupError:
-    """A one-line error for an SQLite failure: a lock held too long, or a file SQLite cannot use."""
-    if "locked" in str(exc) or "busy" in str(exc):
+def locked_or_broken(db_path: Path, exc: sqlite3.Error) -> WarmupError:
+    """A one-line error for an SQLite failure: a lock held too long, or what else it was (by its code)."""
+    if is_busy(exc):
         return WarmupError(
             f"the database {db_path} stayed locked by another process for {LOCK_WAIT_S:.0f} s "
             "(another `warmup project` or `warmup replay`?); try again when it is done"
         )
-    return UsageError(f"{db_path} is not a usable SQLite database: {exc}")
+    return explain_sqlite_error(db_path, exc)
 
 
 def refuse_inside_event_loop() -> None:
@@ -124,13 +133,14 @@ def refuse_inside_event_loop() -> None:
     )
 
 
-def create_private_file(path: Path) -> None:
-    """Create ``path`` with mode 0600 if it does not exist (SQLite would use the umask)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def create_private_file(path: Path) -> bool:
+    """Create ``path`` with mode 0600 (its folder 0700) if it does not exist; True if it was created."""
+    make_private_dir(path.parent)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        pass
+        return False
+    return True
 
 
 class Projector:
@@ -166,7 +176,10 @@ class Projector:
 
     # -- connection ----------------------------------------------------------------------------
     def _connect(self) -> None:
-        create_private_file(self.db_path)
+        try:
+            created = create_private_file(self.db_path)
+        except OSError as exc:
+            raise explain_os_error(self.db_path, exc) from None
         conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=LOCK_WAIT_S, check_same_thread=False)
         try:
             if self.fast:
@@ -180,12 +193,11 @@ class Projector:
                 conn.execute("PRAGMA synchronous=NORMAL")
             self._inode = os.stat(self.db_path).st_ino
             self._ensure_schema(conn)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             conn.close()
+            if created and not is_busy(exc):  # (busy: another process uses the new file already)
+                remove_new_database(self.db_path)  # a failed start leaves nothing behind
             raise locked_or_broken(self.db_path, exc) from None
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise UsageError(f"{self.db_path} is not a usable SQLite database: {exc}") from None
         except BaseException:
             conn.close()
             raise
@@ -213,7 +225,8 @@ class Projector:
                 cp.write(conn, cp.Checkpoint(log_path=str(self.log_path), scope=scope))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # (SQLite has already rolled back after SQLITE_FULL, for one)
+                conn.execute("ROLLBACK")
             raise
 
     def create_indexes(self) -> None:
@@ -266,7 +279,7 @@ class Projector:
         """Apply every complete line after the checkpoint, batch by batch, then return the totals."""
         total = BatchResult()
         try:
-            fd = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = open_log(self.log_path)  # (a FIFO swapped in is refused, never blocks)
         except FileNotFoundError:
             raise UsageError(f"no event log at {self.log_path} (run `warmup run` first, or pass --log)") from None
         try:

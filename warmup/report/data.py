@@ -30,6 +30,7 @@ from warmup.events.envelope import (
     RunStarted,
     StepFinished,
 )
+from warmup.events.logfile import check_log_file
 from warmup.events.reader import read_block
 from warmup.status import connect_readonly
 
@@ -186,6 +187,7 @@ class LogTimings:
 
 def read_timings(log_path: Path, run_id: str) -> LogTimings:
     """Every step and attempt of ``run_id`` in the log, per account, in log order."""
+    check_log_file(log_path)
     if not log_path.is_file():
         raise UsageError(f"no log at {log_path}: the report reads step timings from it; pass --log")
     needle = orjson.dumps(run_id)  # the id as it appears in a line, quotes included

@@ -38,6 +38,7 @@ from warmup.errors import WarmupError
 from warmup.events.envelope import host_and_pid
 from warmup.events.writer import LogWriteError
 from warmup.locks import AccountLock, Holder
+from warmup.paths import make_private_dir
 from warmup.runner.actions import describe_error, describe_launch_error, inherent_ms, perform
 from warmup.runner.progress import Progress
 from warmup.runner.recorder import Recorder
@@ -404,7 +405,7 @@ class Runner:
         """Write the context's cookies and storage to ``path`` (mode 0600, atomically)."""
         try:
             state = await context.storage_state()
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(path.parent)  # 0700 whatever the umask
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
@@ -513,7 +514,7 @@ class Runner:
         relative = f"{self.rec.run_id}/{st.account.id}/{name}.png"
         path = self.artifacts_dir / relative
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(path.parent)  # 0700 whatever the umask
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 with os.fdopen(fd, "wb") as f:

@@ -8,7 +8,6 @@ Ctrl-C ends with exit 0 and a closed pipe (``| head``) ends quietly: both are ho
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +17,7 @@ import orjson
 
 from warmup.errors import UsageError, WarmupError
 from warmup.events.follower import Follower, Notice
+from warmup.events.logfile import open_log
 from warmup.events.reader import read_block
 from warmup.tail.backward import complete_end, lines_backward
 from warmup.tail.filters import Filters
@@ -128,7 +128,7 @@ class Printer:
 
 def _open_log(log_path: Path, follow: bool) -> int | None:
     try:
-        fd = os.open(log_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_log(log_path)  # refuses a FIFO, a device...: never blocks, never reads one
     except FileNotFoundError:
         if follow:
             return None
@@ -140,9 +140,6 @@ def _open_log(log_path: Path, follow: bool) -> int | None:
         raise UsageError(f"cannot read the event log {log_path}: permission denied") from None
     except OSError as exc:
         raise WarmupError(f"cannot open the event log {log_path}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UsageError(f"{log_path} is not a file: --log wants the event log (a .jsonl file)")
     return fd
 
 
