@@ -164,6 +164,65 @@ def test_strict_stops_at_the_first_bad_line_with_exit_1(tmp_path: Path) -> None:
     assert rows(db, "SELECT COUNT(*) AS n FROM rejected_events") == [{"n": 1}]
 
 
+def crafted_lines() -> dict[str, bytes]:
+    """Lines that once crashed every reader, each a valid event apart from one thing."""
+    good = line("step_finished", ts(3), run_id="r1", account_id="alice", index=0, action="goto", ok=True,
+                duration_ms=1.0, error=None)
+
+    def extra(value: bytes) -> bytes:
+        return good[:-2] + b',"extra":' + value + b"}\n"
+
+    return {
+        "invalid UTF-8 in a field": good.replace(b'"goto"', b'"go\xff\xfeto"'),
+        "invalid UTF-8 in an unknown field": extra(b'"a\xed\xa0\x80b"'),
+        "invalid UTF-8 in a key": extra(b'{"k\xc3":1}').replace(b'"extra"', b'"ex\x80"'),
+        "1000 nested lists in an unknown field": extra(b"[" * 1000 + b"]" * 1000),
+        "990 nested objects in an unknown field": extra(b'{"a":' * 990 + b"1" + b"}" * 990),
+        "5000 nested lists": extra(b"[" * 5000 + b"]" * 5000),
+        "101 nested lists": extra(b"[" * 101 + b"]" * 101),
+    }
+
+
+@pytest.mark.parametrize("what", list(crafted_lines()))
+def test_a_crafted_line_is_rejected_by_every_reader_and_nothing_stops(tmp_path: Path, what: str) -> None:
+    from warmup.events.envelope import EventDecoder, InvalidEvent, decode, validate
+    from warmup.recover import scan_run
+
+    bad = crafted_lines()[what]
+    good = run_lines("r1", ["alice"], {})
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(good[0] + bad + b"".join(good[1:]))
+    for reader in (EventDecoder(), EventDecoder.slow, decode):
+        with pytest.raises(InvalidEvent):
+            reader(bad[:-1])
+    with pytest.raises(InvalidEvent):
+        validate({"v": 1, "id": "x", "type": "run_finished", "ts": ts(1), "run_id": "r1", "status": "FAILED",
+                  "extra": json.loads("[" * 200 + "]" * 200)})
+
+    result = warmup("project", "--log", log, "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert rows(db, 'SELECT "offset" FROM rejected_events') == [{"offset": len(good[0])}]
+    assert rows(db, "SELECT status, steps_ok FROM run_accounts") == [{"status": "COMPLETED", "steps_ok": 2}]
+    replayed = tmp_path / "replayed.db"
+    assert warmup("replay", "--log", log, "--db", replayed).returncode == 0
+    assert dump(replayed) == dump(db)
+    strict = warmup("project", "--strict", "--log", log, "--db", tmp_path / "strict.db")
+    assert strict.returncode == 1 and strict.stderr.count("\n") == 1
+    assert f"invalid line at byte {len(good[0])}" in strict.stderr and "Traceback" not in strict.stderr
+    for args in (["-n", "all"], ["-n", "all", "--json"], ["--type", "step_finished", "-n", "all"]):
+        # bytes, not text: --json prints the log's lines exactly, invalid UTF-8 included
+        tail = subprocess.run([sys.executable, "-m", "cli", "tail", "--log", str(log), *args],
+                              cwd=REPO, capture_output=True, timeout=60)
+        assert tail.returncode == 0 and b"Traceback" not in tail.stderr, tail.stderr
+    assert "run_finished" in warmup("tail", "--log", log, "-n", "1").stdout
+    report = warmup("report", "r1", "--log", log, "--db", db, "-o", tmp_path / "r.html")
+    assert report.returncode == 0, report.stderr
+    assert "1 line(s) of it not readable, skipped" in (tmp_path / "r.html").read_text()
+    state = scan_run(log, "r1")
+    assert state.finished is not None and state.accounts["alice"].status == "COMPLETED"
+    assert warmup("recover", "--log", log).returncode == 0
+
+
 # -- torn lines, checkpoints, purity --------------------------------------------------------------
 def test_a_torn_last_line_is_neither_applied_nor_lost(tmp_path: Path) -> None:
     log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"

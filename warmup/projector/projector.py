@@ -32,7 +32,7 @@ from itertools import accumulate
 from pathlib import Path
 
 from warmup.errors import UsageError, WarmupError
-from warmup.events.envelope import EventDecoder, InvalidEvent
+from warmup.events.envelope import DEEP_BYTES, EventDecoder, InvalidEvent, check_line
 from warmup.events.reader import read_block
 from warmup.projector import checkpoint as cp
 from warmup.projector.handlers import Handlers, Reject
@@ -363,6 +363,9 @@ class Projector:
                     event = fast(data)
                 except fast_failures:
                     event = slow(data)  # an older version to upcast, or a line to reject
+                else:
+                    if len(data) > DEEP_BYTES or not data.isascii():
+                        check_line(data)  # (what msgspec skipped: see EventDecoder)
                 if keep is not None and not keep(event):
                     skipped += 1
                     continue
