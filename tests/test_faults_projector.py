@@ -109,7 +109,7 @@ def crafted_values(draw: st.DrawFn) -> tuple[bytes, bool]:
     """A JSON value for an unknown field, and whether a reader must accept it: nested lists and
     objects of any depth (past ``MAX_DEPTH`` they are refused), or a string with invalid UTF-8."""
     if draw(st.booleans()):
-        depth = draw(st.one_of(st.integers(1, 130), st.integers(900, 1100), st.integers(1, 4000)))
+        depth = draw(st.one_of(st.integers(1, 280), st.integers(900, 1100), st.integers(1, 4000)))
         opens = draw(st.lists(st.sampled_from([b"[", b'{"k":']), min_size=depth, max_size=depth))
         value = b"".join(opens) + b"1" + b"".join(b"]" if o == b"[" else b"}" for o in reversed(opens))
         return value, depth + 1 <= MAX_DEPTH  # (+1: the event's own object)

@@ -36,9 +36,9 @@ SCHEMA_VERSION = 1
 # A line nested deeper than this (lists and objects) is invalid: far beyond any real event (a task
 # record nests a few levels), well under msgspec's stack-bound limit (~1000 minus the caller's
 # stack) and orjson's (1024 to read, 255 to write), so every reader can read, and write back, any
-# line it accepts. Nesting deeper needs more than 2 * MAX_DEPTH bytes of brackets, so the check
-# only looks at lines longer than that (a quarter of a percent of a real log).
-MAX_DEPTH = 100
+# line it accepts. Nesting deeper takes more than 2 * MAX_DEPTH bytes of brackets, so only lines
+# longer than that are looked at (a quarter of a percent of a real log: most lines are 200-400 bytes).
+MAX_DEPTH = 250
 DEEP_BYTES = 2 * MAX_DEPTH
 
 
@@ -160,6 +160,35 @@ Event = dict[str, Any]
 # version -> function turning an event (a dict) of that version into one of the next version.
 # Empty while SCHEMA_VERSION is 1; docs/events.md says how to add one.
 UPCASTERS: dict[int, Callable[[Event], Event]] = {}
+
+
+# How much longer than its run so far a step may say it took: a step's duration comes from a
+# monotonic clock, its ``ts`` and its run's from the wall clock, which may be stepped meanwhile.
+DURATION_SLACK_MS = 3_600_000.0
+
+
+def duration_problem(duration_ms: float, ts: str, run_started: str | None) -> str | None:
+    """Why a step's ``duration_ms`` cannot be true, or None: the rule the projector and the report share.
+
+    A step ends at its ``ts`` and began after its run's ``run_started``: so its duration is at least
+    0 and at most the time from the run's start to its end, plus ``DURATION_SLACK_MS``. The rule
+    depends on the two events only (not on the clock, not on batching). Up to the slack nothing is
+    parsed: the common case costs one comparison.
+    """
+    if 0.0 <= duration_ms <= DURATION_SLACK_MS:
+        return None
+    if not duration_ms >= 0.0:
+        return f"duration_ms {duration_ms!r} is negative"
+    if run_started is None:
+        return f"duration_ms {duration_ms:.0f} is over an hour and the run's start is unknown"
+    try:
+        span_ms = (_fromisoformat(ts) - _fromisoformat(run_started)).total_seconds() * 1000
+    except ValueError:
+        return f"duration_ms {duration_ms:.0f} is over an hour and ts is not a time"
+    if duration_ms > max(span_ms, 0.0) + DURATION_SLACK_MS:
+        return (f"duration_ms {duration_ms:.0f} is longer than its run so far "
+                f"({max(span_ms, 0.0):.0f} ms since run_started) plus an hour")
+    return None
 
 
 # -- building --------------------------------------------------------------------------------

@@ -349,6 +349,7 @@ class Projector:
         works out byte offsets only for the lines that need one (a rejected line, a strict stop).
         """
         fast, slow, fast_failures = self.decode.fast, self.decode.slow, EventDecoder.FAST_FAILURES
+        deep_bytes, isascii = DEEP_BYTES, bytes.isascii
         handlers = self.handlers.by_type
         keep = self.scope.includes if self.scope is not None else None
         start = checkpoint.offset
@@ -364,7 +365,7 @@ class Projector:
                 except fast_failures:
                     event = slow(data)  # an older version to upcast, or a line to reject
                 else:
-                    if len(data) > DEEP_BYTES or not data.isascii():
+                    if len(data) > deep_bytes or not isascii(data):
                         check_line(data)  # (what msgspec skipped: see EventDecoder)
                 if keep is not None and not keep(event):
                     skipped += 1
