@@ -256,8 +256,12 @@ def test_every_line_of_a_run_repeated_changes_nothing_in_any_increment(tmp_path:
         assert dump(db)["artifacts"] == dump(clean_db)["artifacts"]
         assert {k: v for k, v in dump(db).items() if k != "projector_checkpoint"} == {
             k: v for k, v in dump(by_replay).items() if k != "projector_checkpoint"}
-        reasons = [r["reason"] for r in rows(db, "SELECT reason FROM rejected_events")]
-        assert all("duplicate event id" in r for r in reasons), reasons
+        reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "offset"')]
+        # each line again while its run is in flight: a duplicate; once run_finished applied, the run
+        # takes no more events (its own copy included)
+        assert all("duplicate event id" in r for r in reasons[:len(lines) - 1]), reasons
+        assert all("already finished" in r for r in reasons[len(lines) - 1:]), reasons
+        assert rows(db, "SELECT COUNT(*) AS n FROM run_event_ids") == [{"n": 0}]  # (kept for runs in flight)
 
 
 def test_a_duplicate_is_caught_by_a_later_process_and_in_a_finished_run(tmp_path: Path) -> None:
@@ -271,7 +275,9 @@ def test_a_duplicate_is_caught_by_a_later_process_and_in_a_finished_run(tmp_path
     assert warmup("project", "--log", log, "--db", db).returncode == 0
     assert rows(db, "SELECT run_id, steps_ok, attempts FROM run_accounts ORDER BY run_id") == [
         {"run_id": "r1", "steps_ok": 2, "attempts": 1}, {"run_id": "r2", "steps_ok": 2, "attempts": 1}]
-    assert len(rows(db, "SELECT 1 FROM rejected_events WHERE reason LIKE '%duplicate event id%'")) == 3
+    reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "offset"')]
+    assert ["duplicate event id" in r for r in reasons] == [True, False, True]
+    assert "run 'r1' already finished (COMPLETED)" in reasons[1]  # a finished run takes no more events
     replayed = tmp_path / "replayed.db"
     replay(log, replayed)
     assert {k: v for k, v in dump(db).items() if k != "projector_checkpoint"} == {

@@ -70,10 +70,10 @@ def test_two_projectors_taking_turns_equal_one_replay(tmp_path: Path, batch_byte
     assert without_checkpoint(db) == without_checkpoint(reference)
 
 
-def planted_failure(db: Path, table: str, when: str = "1") -> None:
+def planted_failure(db: Path, table: str, when: str = "1", what: str = "INSERT") -> None:
     """A trigger that makes SQLite refuse the next row written to ``table`` (when ``when`` holds)."""
     conn = sqlite3.connect(db)
-    conn.execute(f'CREATE TRIGGER planted BEFORE INSERT ON "{table}" WHEN {when} '
+    conn.execute(f'CREATE TRIGGER planted BEFORE {what} ON "{table}" WHEN {when} '
                  "BEGIN SELECT RAISE(ABORT, 'planted failure'); END")
     conn.commit()
     conn.close()
@@ -86,14 +86,14 @@ def remove_planted(db: Path) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize(("table", "when"), [
-    ("projector_checkpoint", "1"),  # every row of the batch written, then the checkpoint refused
-    ("runs", "NEW.id = 'r2'"),  # half-way through the rows
-    ("rejected_events", "1"),
-    ("run_event_ids", "1"),
+@pytest.mark.parametrize(("table", "when", "what"), [
+    ("projector_checkpoint", "1", "INSERT"),  # every row of the batch written, then the checkpoint refused
+    ("runs", "NEW.id = 'r2'", "INSERT"),  # half-way through the rows
+    ("rejected_events", "1", "INSERT"),
+    ("run_event_ids", "1", "DELETE"),  # (the ids of a run that finished)
 ])
 def test_a_batch_that_fails_before_commit_moves_neither_rows_nor_checkpoint(tmp_path: Path, table: str,
-                                                                             when: str) -> None:
+                                                                             when: str, what: str) -> None:
     lines = growing_log()
     log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
     log.write_bytes(b"".join(lines[:10]))
@@ -101,7 +101,7 @@ def test_a_batch_that_fails_before_commit_moves_neither_rows_nor_checkpoint(tmp_
         projector.catch_up()
     before = dump(db)
     log.write_bytes(b"".join(lines))
-    planted_failure(db, table, when)
+    planted_failure(db, table, when, what)
     with Projector(log, db) as projector, pytest.raises(sqlite3.DatabaseError, match="planted failure"):
         projector.catch_up()
     assert dump(db) == before

@@ -7,11 +7,12 @@ clock or from how the log was cut into batches: the tables are a pure function o
 
 Duplicates: event ids are unique by contract, and an event whose id was already applied to its run
 is rejected ("duplicate event id"), whatever its type, before any other check: a copied line is
-applied once, however many times it appears. The ids applied to each run are kept in
-``run_event_ids`` (loaded with the run, written with it), so the check holds across batches and
-processes exactly as in one replay; in memory only the runs in flight keep theirs. An id is
+applied once, however many times it appears. A finished run takes no more events at all (the
+runner and ``recover`` write ``run_finished`` last), so only the runs in flight need their ids:
+they are kept in ``run_event_ids`` (loaded with the run, written with it, deleted when it
+finishes), and the check holds across batches and processes exactly as in one replay. An id is
 checked within its run (an event belongs to exactly one run): tracking every id ever applied
-would cost an index of all ids, more than a replay itself.
+would cost an index of all ids, about as much as a replay itself.
 
 Statuses are upper case. A run_accounts row is PENDING from ``run_started`` until its account
 starts, RUNNING through its attempts (a failed attempt that will be retried keeps it RUNNING), and
@@ -39,7 +40,7 @@ from warmup.events.envelope import (
     duration_problem,
     is_timestamp,
 )
-from warmup.projector.rows import EventIds, Row, RowCache
+from warmup.projector.rows import CLOSED, EventIds, Row, RowCache
 
 _COUNT_COLUMN = {
     "COMPLETED": "accounts_completed",
@@ -85,11 +86,15 @@ class Handlers:
 
     # -- helpers -------------------------------------------------------------------------------
     def _unseen(self, event: EventBase) -> EventIds:
-        """The ids applied to the event's (known) run; Reject if the event's id is among them."""
-        seen = self._run_ids[event.run_id]  # type: ignore[attr-defined]
+        """The ids applied to the event's (known) run; Reject if the event's id is among them,
+        or if the run has finished (a finished run takes no more events)."""
+        run_id = event.run_id  # type: ignore[attr-defined]
+        seen = self._run_ids[run_id]
         if event.id in seen:
-            raise Reject(f"{type(event).__struct_config__.tag}: duplicate event id {event.id!r} "
-                         "(an event with this id was already applied)")
+            tag = type(event).__struct_config__.tag
+            if seen is CLOSED:
+                raise Reject(f"{tag}: run {run_id!r} already finished ({self._runs[run_id]['status']})")  # type: ignore[index]
+            raise Reject(f"{tag}: duplicate event id {event.id!r} (an event with this id was already applied)")
         return seen
 
     def _run_account(self, event: AccountEvent) -> tuple[Row, Row]:
@@ -311,12 +316,12 @@ class Handlers:
         run = self.rows.run(run_id)
         if run is None:
             raise Reject(f"run_finished: unknown run {run_id!r} (no run_started before it)")
-        seen = self._unseen(event)
+        self._unseen(event)
         if said not in RUN_FINAL_STATUSES:
             raise Reject(f"run_finished: unknown status {said!r}")
         if run["status"] in RUN_FINAL_STATUSES:
             raise Reject(f"run_finished: run {run_id!r} already finished ({run['status']})")
-        seen[event.id] = None
+        self._run_ids[run_id] = CLOSED  # (its ids are no longer needed: nothing more applies to it)
         if said == "INTERRUPTED":
             status = "INTERRUPTED"
         elif run["accounts_completed"] == run["accounts_total"]:

@@ -37,6 +37,24 @@ Row = dict[str, Any]
 EventIds = dict[str, None]  # the ids applied to a run, in the order applied (a dict: an ordered set)
 
 
+class ClosedRun(dict[str, None]):
+    """The ids of a finished run: none are kept, and every id is "in" it.
+
+    A finished run takes no more events (every later event of it is rejected, see handlers), so
+    its ids are no longer needed: ``run_event_ids`` holds the runs in flight only, and the hot
+    path's ``id in seen`` test is all it takes to turn away an event of a finished run.
+    """
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __setitem__(self, key: str, value: None) -> None:
+        raise AssertionError("a finished run takes no ids")
+
+
+CLOSED = ClosedRun()
+
+
 def pack_ids(ids: EventIds) -> bytes | str:
     """The ids as stored in ``run_event_ids.ids``: 16 bytes each when all are 32 lowercase hex digits.
 
@@ -110,8 +128,12 @@ class RowCache:
             self.run_accounts[run_id] = {
                 ra["account_id"]: ra for ra in self._select(RUN_ACCOUNTS, '"run_id" = ?', (run_id,))
             }
-            stored = self.conn.execute('SELECT "ids" FROM "run_event_ids" WHERE "run_id" = ?', (run_id,)).fetchone()
-            self.run_ids[run_id] = unpack_ids(stored[0] if stored else None)
+            if row["status"] in _FINAL_RUN:
+                self.run_ids[run_id] = CLOSED
+            else:
+                stored = self.conn.execute(
+                    'SELECT "ids" FROM "run_event_ids" WHERE "run_id" = ?', (run_id,)).fetchone()
+                self.run_ids[run_id] = unpack_ids(stored[0] if stored else None)
         return row
 
     def account(self, account_id: str) -> Row | None:
@@ -174,8 +196,12 @@ class RowCache:
         runs = [row for row in self.runs.values() if row is not None]
         write(RUNS, runs)
         write(RUN_ACCOUNTS, [ra for row in runs for ra in self.run_accounts[row["id"]].values()])
-        if runs:
-            conn.executemany(RUN_EVENT_IDS.insert_sql, [(row["id"], pack_ids(self.run_ids[row["id"]])) for row in runs])
+        # the ids of the runs in flight; a run that finished no longer needs them (see ClosedRun)
+        ids = self.run_ids
+        conn.executemany(RUN_EVENT_IDS.insert_sql,
+                         [(r["id"], pack_ids(ids[r["id"]])) for r in runs if ids[r["id"]] is not CLOSED])
+        conn.executemany('DELETE FROM "run_event_ids" WHERE "run_id" = ?',
+                         [(r["id"],) for r in runs if ids[r["id"]] is CLOSED])
         write(ACCOUNTS, [self.accounts[a] for a in self.dirty_accounts])  # type: ignore[misc]
         write(TASKS, [self.tasks[t] for t in self._dirty_tasks])  # type: ignore[misc]
         write(ARTIFACTS, self.artifacts)

@@ -139,10 +139,10 @@ ARTIFACTS = Table(
     replace=False,  # a second artifact_saved for a path is rejected (handlers.artifact_saved)
 )
 
-# The ids of the events applied to each run, in the order applied: how the projector knows an id
+# The ids of the events applied to each run in flight, in the order applied: how the projector knows an id
 # it applied before, in any later batch or process (see handlers, "Duplicates"). ``ids`` is the ids'
 # 16 bytes each (a BLOB) when every id is 32 lowercase hex digits, as the writer makes them, else a
-# JSON array (TEXT). Written with the run's row while the run is in flight.
+# JSON array (TEXT). Written with the run's row while it is in flight, deleted when it finishes.
 RUN_EVENT_IDS = Table(
     "run_event_ids",
     {"run_id": str, "ids": bytes},
