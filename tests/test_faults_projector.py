@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from projection_support import REPO, dump, rows, run_lines, synthetic_log, warmup
 
-from warmup.projector.projector import Projector
+from warmup.events.envelope import MAX_DEPTH, EventDecoder, InvalidEvent, decode
+from warmup.projector.projector import Projector, StrictStop
 from warmup.projector.replay import replay
 
 pytestmark = pytest.mark.faults
@@ -100,3 +102,57 @@ def test_arbitrary_bytes_never_crash_tail(tmp_path_factory: pytest.TempPathFacto
         assert result.returncode == 0, result.stderr
         assert b"Traceback" not in result.stderr
     assert "run_finished" in warmup("tail", "--log", log, "-n", "1").stdout
+
+
+@st.composite
+def crafted_values(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """A JSON value for an unknown field, and whether a reader must accept it: nested lists and
+    objects of any depth (past ``MAX_DEPTH`` they are refused), or a string with invalid UTF-8."""
+    if draw(st.booleans()):
+        depth = draw(st.one_of(st.integers(1, 280), st.integers(900, 1100), st.integers(1, 4000)))
+        opens = draw(st.lists(st.sampled_from([b"[", b'{"k":']), min_size=depth, max_size=depth))
+        value = b"".join(opens) + b"1" + b"".join(b"]" if o == b"[" else b"}" for o in reversed(opens))
+        return value, depth + 1 <= MAX_DEPTH  # (+1: the event's own object)
+    text = draw(st.binary(min_size=1, max_size=20)).replace(b'"', b"").replace(b"\\", b"").replace(b"\n", b"")
+    try:
+        text.decode()
+        valid = all(c >= 0x20 for c in text)
+    except UnicodeDecodeError:
+        valid = False
+    return b'"' + text + b'"', valid
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(crafted_values(), min_size=1, max_size=4), where=st.lists(st.integers(1, len(VALID) - 1),
+                                                                                min_size=4, max_size=4))
+def test_invalid_utf8_and_deep_nesting_never_crash_and_take_one_decision(
+    tmp_path_factory: pytest.TempPathFactory, values: list[tuple[bytes, bool]], where: list[int]
+) -> None:
+    tmp = tmp_path_factory.mktemp("fuzz-crafted")
+    log, db = tmp / "events.jsonl", tmp / "warmup.db"
+    lines = list(VALID)
+    crafted: dict[int, bool] = {}
+    for n, ((value, ok), i) in enumerate(zip(values, where, strict=False)):
+        lines[i] = lines[i][:-2] + b',"extra_' + str(n).encode() + b'":' + value + b"}\n"
+        crafted[i] = crafted.get(i, True) and ok
+    log.write_bytes(b"".join(lines))
+    decoder = EventDecoder()
+    for i, ok in crafted.items():  # one decision for a line, whichever way it is read
+        verdicts = []
+        for read in (decoder, EventDecoder.slow, decode):
+            try:
+                read(lines[i][:-1])
+                verdicts.append(True)
+            except InvalidEvent:
+                verdicts.append(False)
+        assert verdicts == [ok] * 3, (i, verdicts)
+    with Projector(log, db) as projector:
+        result = projector.catch_up()
+    assert result.applied + result.rejected == len(lines)
+    assert [r["offset"] for r in rows(db, 'SELECT "offset" FROM rejected_events ORDER BY "offset"')] == [
+        sum(map(len, lines[:i])) for i in sorted(crafted) if not crafted[i]]
+    with pytest.raises(StrictStop) if not all(crafted.values()) else nullcontext():
+        with Projector(log, tmp / "strict.db", strict=True) as projector:
+            projector.catch_up()
+    replay(log, tmp / "replayed.db")
+    assert dump(tmp / "replayed.db") == dump(db)

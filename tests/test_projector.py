@@ -164,6 +164,177 @@ def test_strict_stops_at_the_first_bad_line_with_exit_1(tmp_path: Path) -> None:
     assert rows(db, "SELECT COUNT(*) AS n FROM rejected_events") == [{"n": 1}]
 
 
+def crafted_lines() -> dict[str, bytes]:
+    """Lines that once crashed every reader, each a valid event apart from one thing."""
+    good = line("step_finished", ts(3), run_id="r1", account_id="alice", index=0, action="goto", ok=True,
+                duration_ms=1.0, error=None)
+
+    def extra(value: bytes) -> bytes:
+        return good[:-2] + b',"extra":' + value + b"}\n"
+
+    return {
+        "invalid UTF-8 in a field": good.replace(b'"goto"', b'"go\xff\xfeto"'),
+        "invalid UTF-8 in an unknown field": extra(b'"a\xed\xa0\x80b"'),
+        "invalid UTF-8 in a key": extra(b'{"k\xc3":1}').replace(b'"extra"', b'"ex\x80"'),
+        "1000 nested lists in an unknown field": extra(b"[" * 1000 + b"]" * 1000),
+        "990 nested objects in an unknown field": extra(b'{"a":' * 990 + b"1" + b"}" * 990),
+        "5000 nested lists": extra(b"[" * 5000 + b"]" * 5000),
+        "250 nested lists (with the event, 251)": extra(b"[" * 250 + b"]" * 250),
+    }
+
+
+@pytest.mark.parametrize("what", list(crafted_lines()))
+def test_a_crafted_line_is_rejected_by_every_reader_and_nothing_stops(tmp_path: Path, what: str) -> None:
+    from warmup.events.envelope import EventDecoder, InvalidEvent, decode, validate
+    from warmup.recover import scan_run
+
+    bad = crafted_lines()[what]
+    good = run_lines("r1", ["alice"], {})
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    log.write_bytes(good[0] + bad + b"".join(good[1:]))
+    for reader in (EventDecoder(), EventDecoder.slow, decode):
+        with pytest.raises(InvalidEvent):
+            reader(bad[:-1])
+    with pytest.raises(InvalidEvent):
+        validate({"v": 1, "id": "x", "type": "run_finished", "ts": ts(1), "run_id": "r1", "status": "FAILED",
+                  "extra": json.loads("[" * 250 + "]" * 250)})
+
+    result = warmup("project", "--log", log, "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert rows(db, 'SELECT "offset" FROM rejected_events') == [{"offset": len(good[0])}]
+    assert rows(db, "SELECT status, steps_ok FROM run_accounts") == [{"status": "COMPLETED", "steps_ok": 2}]
+    replayed = tmp_path / "replayed.db"
+    assert warmup("replay", "--log", log, "--db", replayed).returncode == 0
+    assert dump(replayed) == dump(db)
+    strict = warmup("project", "--strict", "--log", log, "--db", tmp_path / "strict.db")
+    assert strict.returncode == 1 and strict.stderr.count("\n") == 1
+    assert f"invalid line at byte {len(good[0])}" in strict.stderr and "Traceback" not in strict.stderr
+    for args in (["-n", "all"], ["-n", "all", "--json"], ["--type", "step_finished", "-n", "all"]):
+        # bytes, not text: --json prints the log's lines exactly, invalid UTF-8 included
+        tail = subprocess.run([sys.executable, "-m", "cli", "tail", "--log", str(log), *args],
+                              cwd=REPO, capture_output=True, timeout=60)
+        assert tail.returncode == 0 and b"Traceback" not in tail.stderr, tail.stderr
+    assert "run_finished" in warmup("tail", "--log", log, "-n", "1").stdout
+    report = warmup("report", "r1", "--log", log, "--db", db, "-o", tmp_path / "r.html")
+    assert report.returncode == 0, report.stderr
+    assert "1 line(s) of it not readable, skipped" in (tmp_path / "r.html").read_text()
+    state = scan_run(log, "r1")
+    assert state.finished is not None and state.accounts["alice"].status == "COMPLETED"
+    assert warmup("recover", "--log", log).returncode == 0
+
+
+# -- duplicates ------------------------------------------------------------------------------------
+def test_a_repeated_step_is_applied_once(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    lines = run_lines("r1", ["alice"], {})
+    step = lines[2]
+    log.write_bytes(b"".join(lines[:3]) + step + step + b"".join(lines[3:]))
+    assert project(log, db) == (len(lines), 2)
+    assert rows(db, "SELECT steps_ok, steps_failed FROM run_accounts") == [{"steps_ok": 2, "steps_failed": 0}]
+    reasons = rows(db, "SELECT reason FROM rejected_events")
+    assert len(reasons) == 2 and all("duplicate event id" in r["reason"] for r in reasons)
+
+
+def test_every_line_of_a_run_repeated_changes_nothing_in_any_increment(tmp_path: Path) -> None:
+    log, clean_db = tmp_path / "clean.jsonl", tmp_path / "clean.db"
+    lines = run_lines("r1", ["alice", "bob"], {"bob": "FAILED"})
+    lines.insert(-2, line("artifact_saved", ts(40), run_id="r1", account_id="bob", path="r1/bob/failure-1.png",
+                          sha256="ab" * 32, bytes=10, kind="failure", attempt=1))
+    log.write_bytes(b"".join(lines))
+    project(log, clean_db)
+    # each line right after itself, then the whole run again: every type, in flight and after the run ended
+    doubled = [x for one in lines for x in (one, one)] + lines
+    dup_log = tmp_path / "events.jsonl"
+    dup_log.write_bytes(b"".join(doubled))
+    by_replay = tmp_path / "replay.db"
+    replay(dup_log, by_replay)
+    for batch_bytes in (1, 700, 1 << 20):  # one event a transaction, a few, all at once
+        db = tmp_path / f"dup-{batch_bytes}.db"
+        assert project(dup_log, db, batch_bytes=batch_bytes) == (len(lines), 2 * len(lines))
+        assert dump(db)["runs"] == dump(clean_db)["runs"]
+        assert dump(db)["run_accounts"] == dump(clean_db)["run_accounts"]
+        assert dump(db)["artifacts"] == dump(clean_db)["artifacts"]
+        assert {k: v for k, v in dump(db).items() if k != "projector_checkpoint"} == {
+            k: v for k, v in dump(by_replay).items() if k != "projector_checkpoint"}
+        reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "offset"')]
+        # each line again while its run is in flight: a duplicate; once run_finished applied, the run
+        # takes no more events (its own copy included)
+        assert all("duplicate event id" in r for r in reasons[:len(lines) - 1]), reasons
+        assert all("already finished" in r for r in reasons[len(lines) - 1:]), reasons
+        assert rows(db, "SELECT COUNT(*) AS n FROM run_event_ids") == [{"n": 0}]  # (kept for runs in flight)
+
+
+def test_a_duplicate_is_caught_by_a_later_process_and_in_a_finished_run(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    r1 = run_lines("r1", ["alice"], {})
+    r2 = run_lines("r2", ["alice"], {}, task_id="evening")
+    log.write_bytes(b"".join(r1) + b"".join(r2[:3]))  # r2 still in flight
+    project(log, db)
+    with open(log, "ab") as f:
+        f.write(r2[2] + r1[2] + r2[1] + b"".join(r2[3:]))  # a step of each run again, an account_started again
+    assert warmup("project", "--log", log, "--db", db).returncode == 0
+    assert rows(db, "SELECT run_id, steps_ok, attempts FROM run_accounts ORDER BY run_id") == [
+        {"run_id": "r1", "steps_ok": 2, "attempts": 1}, {"run_id": "r2", "steps_ok": 2, "attempts": 1}]
+    reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "offset"')]
+    assert ["duplicate event id" in r for r in reasons] == [True, False, True]
+    assert "run 'r1' already finished (COMPLETED)" in reasons[1]  # a finished run takes no more events
+    replayed = tmp_path / "replayed.db"
+    replay(log, replayed)
+    assert {k: v for k, v in dump(db).items() if k != "projector_checkpoint"} == {
+        k: v for k, v in dump(replayed).items() if k != "projector_checkpoint"}
+
+
+@pytest.mark.parametrize("ids", [
+    [], ["0" * 32], ["0123456789abcdef" * 2, "f" * 32], ["ABCDEF0123456789" * 2], ["0" * 31, "0" * 33],
+    ["00 11 22 33 44 55 66 77 88 99 aa"[:32]], ["x1", "", "é", "a\nb"], ["0" * 32, "0" * 32 + " "],
+])
+def test_stored_event_ids_read_back_exactly(ids: list[str]) -> None:
+    from warmup.projector.rows import pack_ids, unpack_ids
+
+    assert list(unpack_ids(pack_ids(dict.fromkeys(ids)))) == list(dict.fromkeys(ids))
+
+
+def test_an_artifact_row_is_never_replaced(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    lines = run_lines("r1", ["alice", "bob"], {})
+    first = line("artifact_saved", ts(40), run_id="r1", account_id="alice", path="r1/shot.png", sha256="aa" * 32,
+                 bytes=1, kind="screenshot", attempt=1)
+    second = line("artifact_saved", ts(41), run_id="r1", account_id="bob", path="r1/shot.png", sha256="bb" * 32,
+                  bytes=2, kind="screenshot", attempt=1)
+    log.write_bytes(b"".join(lines[:-1]) + first + second + lines[-1])
+    assert project(log, db) == (len(lines) + 1, 1)
+    assert rows(db, "SELECT path, account_id, sha256 FROM artifacts") == [
+        {"path": "r1/shot.png", "account_id": "alice", "sha256": "aa" * 32}]
+    (reason,) = rows(db, "SELECT reason FROM rejected_events")
+    assert "already recorded" in reason["reason"]
+    # in another batch, another process: the same answer
+    log.write_bytes(b"".join(lines[:-1]) + first)
+    db2 = tmp_path / "later.db"
+    project(log, db2)
+    with open(log, "ab") as f:
+        f.write(second + lines[-1])
+    project(log, db2)
+    assert dump(db2) == dump(db)
+
+
+@pytest.mark.parametrize(("duration_ms", "accepted"), [
+    (0.0, True), (3_600_000.0, True), (3_600_000.0 + 9_000.0, True),  # the run had 9 s before this step ended
+    (-0.5, False), (3_600_000.0 + 9_001.0, False), (1e18, False),
+])
+def test_a_step_longer_than_its_run_could_be_is_rejected(tmp_path: Path, duration_ms: float,
+                                                          accepted: bool) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    lines = run_lines("r1", ["alice"], {})  # run_started at ts(1); the step below ends at ts(10)
+    step = line("step_finished", ts(10), run_id="r1", account_id="alice", index=1, action="wait_ms", ok=True,
+                duration_ms=duration_ms, error=None)
+    log.write_bytes(b"".join(lines[:3]) + step + b"".join(lines[3:]))
+    assert project(log, db) == (len(lines) + accepted, 1 - accepted)
+    assert rows(db, "SELECT steps_ok FROM run_accounts") == [{"steps_ok": 2 + accepted}]
+    if not accepted:
+        (reason,) = rows(db, "SELECT reason FROM rejected_events")
+        assert "duration_ms" in reason["reason"]
+
+
 # -- torn lines, checkpoints, purity --------------------------------------------------------------
 def test_a_torn_last_line_is_neither_applied_nor_lost(tmp_path: Path) -> None:
     log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
@@ -189,10 +360,17 @@ def event_lines(draw: st.DrawFn) -> list[bytes]:
     out: list[bytes] = []
     for n in range(draw(st.integers(0, 40))):
         kind = draw(st.sampled_from(["run_started", "account_started", "step_finished", "artifact_saved",
-                                     "account_finished", "run_finished", "garbage", "bad_ts"]))
+                                     "account_finished", "run_finished", "garbage", "bad_ts", "again",
+                                     "long_step"]))
         run_id, account_id = draw(st.sampled_from(RUN_IDS)), draw(st.sampled_from(ACCOUNT_IDS))
         at = ts(n)
-        if kind == "garbage":
+        if kind == "again":  # a line seen before, its id included
+            out.extend([draw(st.sampled_from(out))] if out else [])
+        elif kind == "long_step":  # a duration the run may or may not have had time for
+            out.append(line("step_finished", at, run_id=run_id, account_id=account_id, index=0, action="wait",
+                            ok=True, error=None, duration_ms=draw(st.sampled_from(
+                                [-1.0, 3_600_000.0, 3_600_001.0, 3_600_000.0 + n * 1000.0, 1e18]))))
+        elif kind == "garbage":
             out.append(draw(st.binary(max_size=30)).replace(b"\n", b"") + b"\n")
         elif kind == "bad_ts":  # the decoder checks ts's length only; handlers check its shape
             ok = draw(st.booleans())
@@ -209,8 +387,8 @@ def event_lines(draw: st.DrawFn) -> list[bytes]:
             ok = draw(st.booleans())
             out.append(line(kind, at, run_id=run_id, account_id=account_id, index=draw(st.integers(0, 3)),
                             action="goto", ok=ok, duration_ms=1.0, error=None if ok else "boom"))
-        elif kind == "artifact_saved":
-            out.append(line(kind, at, run_id=run_id, account_id=account_id, path=f"{run_id}/{account_id}/{n}.png",
+        elif kind == "artifact_saved":  # (paths may repeat: the first one recorded stays)
+            out.append(line(kind, at, run_id=run_id, account_id=account_id, path=f"{run_id}/{n % 4}.png",
                             sha256="0" * 64, bytes=n, kind="screenshot"))
         elif kind == "account_finished":
             status = draw(st.sampled_from(["COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED", "WEIRD"]))

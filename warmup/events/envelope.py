@@ -33,6 +33,13 @@ import msgspec
 import orjson
 
 SCHEMA_VERSION = 1
+# A line nested deeper than this (lists and objects) is invalid: far beyond any real event (a task
+# record nests a few levels), well under msgspec's stack-bound limit (~1000 minus the caller's
+# stack) and orjson's (1024 to read, 255 to write), so every reader can read, and write back, any
+# line it accepts. Nesting deeper takes more than 2 * MAX_DEPTH bytes of brackets, so only lines
+# longer than that are looked at (a quarter of a percent of a real log: most lines are 200-400 bytes).
+MAX_DEPTH = 250
+DEEP_BYTES = 2 * MAX_DEPTH
 
 
 class InvalidEvent(ValueError):
@@ -155,6 +162,35 @@ Event = dict[str, Any]
 UPCASTERS: dict[int, Callable[[Event], Event]] = {}
 
 
+# How much longer than its run so far a step may say it took: a step's duration comes from a
+# monotonic clock, its ``ts`` and its run's from the wall clock, which may be stepped meanwhile.
+DURATION_SLACK_MS = 3_600_000.0
+
+
+def duration_problem(duration_ms: float, ts: str, run_started: str | None) -> str | None:
+    """Why a step's ``duration_ms`` cannot be true, or None: the rule the projector and the report share.
+
+    A step ends at its ``ts`` and began after its run's ``run_started``: so its duration is at least
+    0 and at most the time from the run's start to its end, plus ``DURATION_SLACK_MS``. The rule
+    depends on the two events only (not on the clock, not on batching). Up to the slack nothing is
+    parsed: the common case costs one comparison.
+    """
+    if 0.0 <= duration_ms <= DURATION_SLACK_MS:
+        return None
+    if not duration_ms >= 0.0:
+        return f"duration_ms {duration_ms!r} is negative"
+    if run_started is None:
+        return f"duration_ms {duration_ms:.0f} is over an hour and the run's start is unknown"
+    try:
+        span_ms = (_fromisoformat(ts) - _fromisoformat(run_started)).total_seconds() * 1000
+    except ValueError:
+        return f"duration_ms {duration_ms:.0f} is over an hour and ts is not a time"
+    if duration_ms > max(span_ms, 0.0) + DURATION_SLACK_MS:
+        return (f"duration_ms {duration_ms:.0f} is longer than its run so far "
+                f"({max(span_ms, 0.0):.0f} ms since run_started) plus an hour")
+    return None
+
+
 # -- building --------------------------------------------------------------------------------
 def utc_now() -> str:
     """The current instant in the log's format: ``2026-11-29T07:00:00.123456Z``."""
@@ -214,6 +250,8 @@ def _reason(exc: msgspec.ValidationError) -> str:
 def to_struct(obj: Any) -> AnyEvent:
     """Validate a parsed event (upcasting an old version) and return it as its Struct."""
     obj = _upcast(obj)
+    if nesting_depth(obj) > MAX_DEPTH:
+        raise InvalidEvent(f"not valid JSON: nested deeper than {MAX_DEPTH} levels")
     try:
         return msgspec.convert(obj, AnyEvent, strict=True)  # type: ignore[arg-type]
     except msgspec.ValidationError as exc:
@@ -227,11 +265,65 @@ def validate(obj: Any) -> Event:
     return obj
 
 
-def _parse_json(line: bytes) -> Any:
+def _utf8_problem(line: bytes) -> str | None:
     try:
-        return orjson.loads(line)
+        line.decode()
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8: byte {exc.start} of the line ({exc.reason})"
+    return None
+
+
+def nesting_depth(obj: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply ``obj`` nests lists and dicts (a scalar is 0); level by level, without recursion,
+    and no further than ``limit + 1``."""
+    depth = 0
+    level = [obj]
+    while depth <= limit:
+        containers = [x for x in level if isinstance(x, (dict, list))]
+        if not containers:
+            return depth
+        depth += 1
+        level = [v for x in containers for v in (x.values() if isinstance(x, dict) else x)]
+    return depth
+
+
+def _parse_json(line: bytes) -> Any:
+    """Parse one line; raise InvalidEvent for anything that is not JSON within ``MAX_DEPTH`` levels.
+
+    orjson refuses invalid UTF-8 (anywhere in the line) and nesting beyond 1024 levels; the depth
+    check brings that down to ``MAX_DEPTH``, the same bound every reader applies (see ``check_line``).
+    """
+    try:
+        obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        raise InvalidEvent(f"not valid JSON: {exc}") from None
+        problem = _utf8_problem(line)
+        raise InvalidEvent(problem or f"not valid JSON: {exc}") from None
+    except RecursionError:  # (not raised by orjson today; a reader must never crash on a line)
+        raise InvalidEvent(f"not valid JSON: nested deeper than {MAX_DEPTH} levels") from None
+    if len(line) > DEEP_BYTES and nesting_depth(obj) > MAX_DEPTH:
+        raise InvalidEvent(f"not valid JSON: nested deeper than {MAX_DEPTH} levels")
+    return obj
+
+
+def check_line(line: bytes) -> None:
+    """Raise InvalidEvent if a line the fast decoder accepted is not a valid line all the same.
+
+    msgspec skips an unknown field without looking into it: its bytes may be invalid UTF-8, and it
+    may nest as deeply as the Python stack allows (past that, msgspec raises RecursionError at a
+    depth that depends on the caller's stack). Both are refused here, whatever the field, so that
+    every reader (projector, report, recover, tail through ``validate``) takes the same decision
+    for the same line, at any stack depth. Call it only when ``needs_check(line)``: a line of ASCII
+    no longer than ``DEEP_BYTES`` can be neither.
+    """
+    problem = _utf8_problem(line) if not line.isascii() else None
+    if problem is not None:
+        raise InvalidEvent(problem)
+    if len(line) > DEEP_BYTES and line.count(b"[") + line.count(b"{") > MAX_DEPTH:
+        _parse_json(line)  # (counts the real depth, brackets inside strings aside)
+
+
+def needs_check(line: bytes) -> bool:
+    return len(line) > DEEP_BYTES or not line.isascii()
 
 
 def decode(line: bytes) -> Event:
@@ -244,20 +336,30 @@ class EventDecoder:
 
     A line of the current version is parsed and validated by msgspec in one C call. Anything else
     (an older version, or an invalid line) takes the slow path, which upcasts or says what is wrong.
+
+    Invariant: every failure of a line, whatever it is, ends as ``InvalidEvent``, never as another
+    exception: msgspec's ``RecursionError`` (deep nesting) and ``UnicodeDecodeError`` (which some
+    msgspec versions raise for invalid UTF-8) are among ``FAST_FAILURES``, and the slow path then
+    decides with fixed bounds (``MAX_DEPTH``, strict UTF-8), so the decision never depends on the
+    caller's stack. A line the fast path accepts is checked by ``check_line`` when ``needs_check``
+    says it could hide invalid UTF-8 or deep nesting in a field msgspec skipped.
     """
 
     def __init__(self) -> None:
-        # Callers in a hot loop may call ``fast`` themselves and fall back to ``slow`` on
-        # ``FAST_FAILURES``, which is all ``__call__`` does.
+        # Callers in a hot loop may call ``fast`` themselves, then ``check_line`` when
+        # ``needs_check``, and fall back to ``slow`` on ``FAST_FAILURES``: all ``__call__`` does.
         self.fast: Callable[[bytes], AnyEvent] = msgspec.json.Decoder(AnyEvent).decode
 
-    FAST_FAILURES = (msgspec.ValidationError, msgspec.DecodeError)
+    FAST_FAILURES = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 
     def __call__(self, line: bytes) -> AnyEvent:
         try:
-            return self.fast(line)  # (the current version only: ``v`` is a Literal)
+            event = self.fast(line)  # (the current version only: ``v`` is a Literal)
         except self.FAST_FAILURES:
             return self.slow(line)
+        if needs_check(line):
+            check_line(line)
+        return event
 
     @staticmethod
     def slow(line: bytes) -> AnyEvent:

@@ -5,6 +5,15 @@ changes rows, so a rejected event leaves no trace but its ``rejected_events`` ro
 written comes from the event itself (times are the events' ``ts``), never from the projector's
 clock or from how the log was cut into batches: the tables are a pure function of the log.
 
+Duplicates: event ids are unique by contract, and an event whose id was already applied to its run
+is rejected ("duplicate event id"), whatever its type, before any other check: a copied line is
+applied once, however many times it appears. A finished run takes no more events at all (the
+runner and ``recover`` write ``run_finished`` last), so only the runs in flight need their ids:
+they are kept in ``run_event_ids`` (loaded with the run, written with it, deleted when it
+finishes), and the check holds across batches and processes exactly as in one replay. An id is
+checked within its run (an event belongs to exactly one run): tracking every id ever applied
+would cost an index of all ids, about as much as a replay itself.
+
 Statuses are upper case. A run_accounts row is PENDING from ``run_started`` until its account
 starts, RUNNING through its attempts (a failed attempt that will be retried keeps it RUNNING), and
 then final: COMPLETED, FAILED, CANCELLED or INTERRUPTED. A run is COMPLETED only when every one of
@@ -18,6 +27,7 @@ from typing import Any
 
 from warmup.events.envelope import (
     ACCOUNT_FINAL_STATUSES,
+    DURATION_SLACK_MS,
     RUN_FINAL_STATUSES,
     AccountEvent,
     AccountFinished,
@@ -27,9 +37,10 @@ from warmup.events.envelope import (
     RunFinished,
     RunStarted,
     StepFinished,
+    duration_problem,
     is_timestamp,
 )
-from warmup.projector.rows import Row, RowCache
+from warmup.projector.rows import CLOSED, EventIds, Row, RowCache
 
 _COUNT_COLUMN = {
     "COMPLETED": "accounts_completed",
@@ -62,6 +73,7 @@ class Handlers:
         self._run_accounts = rows.run_accounts
         self._accounts = rows.accounts
         self._dirty_accounts = rows.dirty_accounts
+        self._run_ids = rows.run_ids
         # Keyed by the event's class: ``by_type[type(event)](event)`` is the projector's dispatch.
         self.by_type: dict[type, Callable[[Any], None]] = {
             RunStarted: self.run_started,
@@ -73,13 +85,29 @@ class Handlers:
         }
 
     # -- helpers -------------------------------------------------------------------------------
+    def _unseen(self, event: EventBase) -> EventIds:
+        """The ids applied to the event's (known) run; Reject if the event's id is among them,
+        or if the run has finished (a finished run takes no more events)."""
+        run_id = event.run_id  # type: ignore[attr-defined]
+        seen = self._run_ids[run_id]
+        if event.id in seen:
+            tag = type(event).__struct_config__.tag
+            if seen is CLOSED:
+                raise Reject(f"{tag}: run {run_id!r} already finished ({self._runs[run_id]['status']})")  # type: ignore[index]
+            raise Reject(f"{tag}: duplicate event id {event.id!r} (an event with this id was already applied)")
+        return seen
+
     def _run_account(self, event: AccountEvent) -> tuple[Row, Row]:
-        """The run and run_accounts rows an account event applies to, marked as changing."""
+        """The run and run_accounts rows an account event applies to, marked as changing.
+
+        Rejects an event of an unknown run, of an account not in the run, or already applied.
+        """
         run_id, account_id = event.run_id, event.account_id
         run = self._runs.get(run_id) or self.rows.run(run_id)  # the dict first: this is the hot path
-        # (a run in memory has its run_accounts in memory: RowCache.run loads them together)
+        # (a run in memory has its run_accounts and ids in memory: RowCache.run loads them together)
         if run is None:
             raise Reject(f"{type(event).__struct_config__.tag}: unknown run {run_id!r} (no run_started before it)")
+        self._unseen(event)
         ra = self._run_accounts[run_id].get(account_id)
         if ra is None:
             raise Reject(f"{type(event).__struct_config__.tag}: account {account_id!r} is not part of run {run_id!r}")
@@ -116,7 +144,8 @@ class Handlers:
         if len(set(accounts)) != len(accounts):
             raise Reject("run_started: 'accounts' lists an account twice")
         if self.rows.run(run_id) is not None:
-            raise Reject(f"run_started: run {run_id!r} was already started (duplicate event)")
+            self._unseen(event)  # (the same line again says so)
+            raise Reject(f"run_started: run {run_id!r} was already started (by another event)")
 
         run = {
             "id": run_id,
@@ -154,6 +183,7 @@ class Handlers:
             for position, account_id in enumerate(accounts)
         }
         self.rows.put_run(run, run_accounts)
+        self._run_ids[run_id][event.id] = None
         for account_id in accounts:
             account = self._account_row(account_id, ts)
             account["runs_count"] += 1
@@ -177,6 +207,7 @@ class Handlers:
         if ra["status"] in ACCOUNT_FINAL_STATUSES:
             raise Reject(f"account_started: account {ra['account_id']!r} already finished ({ra['status']})")
         ts, attempt = event.ts, event.attempt
+        self._run_ids[run["id"]][event.id] = None
         ra["status"] = "RUNNING"
         if attempt > ra["attempts"]:
             ra["attempts"] = attempt
@@ -189,18 +220,39 @@ class Handlers:
         account["last_status"] = "RUNNING"
         account["updated_at"] = ts
 
-    def step_finished(self, event: StepFinished, _final: frozenset[str] = ACCOUNT_FINAL_STATUSES) -> None:
+    def _check_duration(self, event: StepFinished) -> None:
+        """Reject a step whose duration cannot be true (``envelope.duration_problem``).
+
+        The report draws every step's duration on a time line: a year-long or negative one would
+        stretch it beyond use, so the tables never hold one.
+        """
+        _check_ts(event)
+        run = self._runs.get(event.run_id) or self.rows.run(event.run_id)
+        problem = duration_problem(event.duration_ms, event.ts, run["started_at"] if run else None)
+        if problem is not None:
+            raise Reject(f"step_finished: {problem}")
+
+    def step_finished(self, event: StepFinished, _final: frozenset[str] = ACCOUNT_FINAL_STATUSES,
+                      _slack_ms: float = DURATION_SLACK_MS) -> None:
         # Three events in four are steps: the common case (its run in memory, the step ok) is short.
-        accounts = self._run_accounts.get(event.run_id)
+        run_id = event.run_id
+        accounts = self._run_accounts.get(run_id)
         ra = accounts.get(event.account_id) if accounts is not None else None
         if ra is None:
             _, ra = self._run_account(event)  # loads the run, or says why the event cannot apply
+        seen, event_id = self._run_ids[run_id], event.id
+        if event_id in seen:
+            self._unseen(event)  # (raises, saying why)
         if ra["status"] in _final:
             raise Reject(f"step_finished: account {ra['account_id']!r} already finished ({ra['status']})")
+        if not 0.0 <= event.duration_ms <= _slack_ms:  # (one comparison for the common case)
+            self._check_duration(event)
         if event.ok:
+            seen[event_id] = None
             ra["steps_ok"] += 1  # (an ok step stores no time: its ts is checked for length only)
             return
         _check_ts(event)
+        seen[event_id] = None
         ra["steps_failed"] += 1
         ra["log"] += (
             f"{event.ts[11:23]} step {event.index + 1} {event.action} failed "
@@ -210,7 +262,10 @@ class Handlers:
     def artifact_saved(self, event: ArtifactSaved) -> None:
         _check_ts(event)
         run, ra = self._run_account(event)
-        self.rows.artifacts.append(
+        if self.rows.artifact_known(event.path):
+            raise Reject(f"artifact_saved: path {event.path!r} is already recorded (an artifact row is never replaced)")
+        self._run_ids[run["id"]][event.id] = None
+        self.rows.add_artifact(
             {
                 "path": event.path,
                 "run_id": run["id"],
@@ -232,6 +287,7 @@ class Handlers:
             raise Reject(f"account_finished: unknown status {status!r}")
         if ra["status"] in ACCOUNT_FINAL_STATUSES:
             raise Reject(f"account_finished: account {ra['account_id']!r} already finished ({ra['status']})")
+        self._run_ids[run["id"]][event.id] = None
         if attempt > ra["attempts"]:
             ra["attempts"] = attempt
         ra["error"] = error
@@ -260,10 +316,12 @@ class Handlers:
         run = self.rows.run(run_id)
         if run is None:
             raise Reject(f"run_finished: unknown run {run_id!r} (no run_started before it)")
+        self._unseen(event)
         if said not in RUN_FINAL_STATUSES:
             raise Reject(f"run_finished: unknown status {said!r}")
         if run["status"] in RUN_FINAL_STATUSES:
             raise Reject(f"run_finished: run {run_id!r} already finished ({run['status']})")
+        self._run_ids[run_id] = CLOSED  # (its ids are no longer needed: nothing more applies to it)
         if said == "INTERRUPTED":
             status = "INTERRUPTED"
         elif run["accounts_completed"] == run["accounts_total"]:

@@ -32,7 +32,7 @@ from itertools import accumulate
 from pathlib import Path
 
 from warmup.errors import UsageError, WarmupError
-from warmup.events.envelope import EventDecoder, InvalidEvent
+from warmup.events.envelope import DEEP_BYTES, EventDecoder, InvalidEvent, check_line
 from warmup.events.logfile import open_log
 from warmup.events.reader import read_block
 from warmup.paths import make_private_dir
@@ -362,6 +362,7 @@ class Projector:
         works out byte offsets only for the lines that need one (a rejected line, a strict stop).
         """
         fast, slow, fast_failures = self.decode.fast, self.decode.slow, EventDecoder.FAST_FAILURES
+        deep_bytes, isascii = DEEP_BYTES, bytes.isascii
         handlers = self.handlers.by_type
         keep = self.scope.includes if self.scope is not None else None
         start = checkpoint.offset
@@ -376,6 +377,9 @@ class Projector:
                     event = fast(data)
                 except fast_failures:
                     event = slow(data)  # an older version to upcast, or a line to reject
+                else:
+                    if len(data) > deep_bytes or not isascii(data):
+                        check_line(data)  # (what msgspec skipped: see EventDecoder)
                 if keep is not None and not keep(event):
                     skipped += 1
                     continue

@@ -20,9 +20,66 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from warmup.projector.schema import ACCOUNTS, ARTIFACTS, REJECTED_EVENTS, RUN_ACCOUNTS, RUNS, TASKS, Table
+import orjson
+
+from warmup.projector.schema import (
+    ACCOUNTS,
+    ARTIFACTS,
+    REJECTED_EVENTS,
+    RUN_ACCOUNTS,
+    RUN_EVENT_IDS,
+    RUNS,
+    TASKS,
+    Table,
+)
 
 Row = dict[str, Any]
+EventIds = dict[str, None]  # the ids applied to a run, in the order applied (a dict: an ordered set)
+
+
+class ClosedRun(dict[str, None]):
+    """The ids of a finished run: none are kept, and every id is "in" it.
+
+    A finished run takes no more events (every later event of it is rejected, see handlers), so
+    its ids are no longer needed: ``run_event_ids`` holds the runs in flight only, and the hot
+    path's ``id in seen`` test is all it takes to turn away an event of a finished run.
+    """
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __setitem__(self, key: str, value: None) -> None:
+        raise AssertionError("a finished run takes no ids")
+
+
+CLOSED = ClosedRun()
+
+
+def pack_ids(ids: EventIds) -> bytes | str:
+    """The ids as stored in ``run_event_ids.ids``: 16 bytes each when all are 32 lowercase hex digits.
+
+    Exact both ways: ``unpack_ids(pack_ids(x)) == list(x)`` for any strings (anything else is JSON).
+    """
+    if not ids:
+        return b""
+    joined = "".join(ids)
+    if set(map(len, ids)) == {32} and joined == joined.lower():
+        try:
+            packed = bytes.fromhex(joined)
+        except ValueError:
+            packed = b""
+        if len(packed) == 16 * len(ids):  # (fromhex skips whitespace: then fewer bytes)
+            return packed
+    return orjson.dumps(list(ids)).decode()
+
+
+def unpack_ids(stored: bytes | str | None) -> EventIds:
+    if not stored:
+        return {}
+    if isinstance(stored, bytes):
+        text = stored.hex()
+        return dict.fromkeys(text[i:i + 32] for i in range(0, len(text), 32))
+    return dict.fromkeys(orjson.loads(stored))
 
 _FINAL_RUN = frozenset({"COMPLETED", "FAILED", "INTERRUPTED"})
 _MAX_CACHED_KEYS = 200_000  # accounts + tasks kept across batches before the cache starts afresh
@@ -34,18 +91,20 @@ class RowCache:
         # Cleared in place, never rebound: Handlers keep direct references to these containers.
         self.runs: dict[str, Row | None] = {}
         self.run_accounts: dict[str, dict[str, Row]] = {}
+        self.run_ids: dict[str, EventIds] = {}  # per run in memory: the ids applied to it
         self.accounts: dict[str, Row | None] = {}
         self.tasks: dict[str, Row | None] = {}
         self.dirty_accounts: set[str] = set()
         self._dirty_tasks: set[str] = set()
         self.artifacts: list[Row] = []
+        self._artifact_paths: set[str] = set()  # of ``artifacts``, not yet written
         self.rejected: list[Row] = []
 
     def clear(self) -> None:
         """Forget everything (the database is the truth again)."""
         for container in (
-            self.runs, self.run_accounts, self.accounts, self.tasks,
-            self.dirty_accounts, self._dirty_tasks, self.artifacts, self.rejected,
+            self.runs, self.run_accounts, self.run_ids, self.accounts, self.tasks,
+            self.dirty_accounts, self._dirty_tasks, self.artifacts, self._artifact_paths, self.rejected,
         ):
             container.clear()
 
@@ -69,6 +128,12 @@ class RowCache:
             self.run_accounts[run_id] = {
                 ra["account_id"]: ra for ra in self._select(RUN_ACCOUNTS, '"run_id" = ?', (run_id,))
             }
+            if row["status"] in _FINAL_RUN:
+                self.run_ids[run_id] = CLOSED
+            else:
+                stored = self.conn.execute(
+                    'SELECT "ids" FROM "run_event_ids" WHERE "run_id" = ?', (run_id,)).fetchone()
+                self.run_ids[run_id] = unpack_ids(stored[0] if stored else None)
         return row
 
     def account(self, account_id: str) -> Row | None:
@@ -89,10 +154,21 @@ class RowCache:
         row = self.tasks[task_id] = found[0] if found else None
         return row
 
+    def artifact_known(self, path: str) -> bool:
+        """True if an artifact row for ``path`` exists, written or about to be (artifacts are rare)."""
+        if path in self._artifact_paths:
+            return True
+        return self.conn.execute('SELECT 1 FROM "artifacts" WHERE "path" = ?', (path,)).fetchone() is not None
+
     # -- changing ------------------------------------------------------------------------------
+    def add_artifact(self, row: Row) -> None:
+        self.artifacts.append(row)
+        self._artifact_paths.add(row["path"])
+
     def put_run(self, row: Row, accounts: dict[str, Row]) -> None:
         self.runs[row["id"]] = row
         self.run_accounts[row["id"]] = accounts
+        self.run_ids[row["id"]] = {}
 
     def put_account(self, row: Row) -> None:
         self.accounts[row["id"]] = row
@@ -120,6 +196,12 @@ class RowCache:
         runs = [row for row in self.runs.values() if row is not None]
         write(RUNS, runs)
         write(RUN_ACCOUNTS, [ra for row in runs for ra in self.run_accounts[row["id"]].values()])
+        # the ids of the runs in flight; a run that finished no longer needs them (see ClosedRun)
+        ids = self.run_ids
+        conn.executemany(RUN_EVENT_IDS.insert_sql,
+                         [(r["id"], pack_ids(ids[r["id"]])) for r in runs if ids[r["id"]] is not CLOSED])
+        conn.executemany('DELETE FROM "run_event_ids" WHERE "run_id" = ?',
+                         [(r["id"],) for r in runs if ids[r["id"]] is CLOSED])
         write(ACCOUNTS, [self.accounts[a] for a in self.dirty_accounts])  # type: ignore[misc]
         write(TASKS, [self.tasks[t] for t in self._dirty_tasks])  # type: ignore[misc]
         write(ARTIFACTS, self.artifacts)
@@ -130,11 +212,13 @@ class RowCache:
         self.dirty_accounts.clear()
         self._dirty_tasks.clear()
         self.artifacts.clear()
+        self._artifact_paths.clear()
         self.rejected.clear()
         finished = [r for r, row in self.runs.items() if row is None or row["status"] in _FINAL_RUN]
         for run_id in finished:
             del self.runs[run_id]
             self.run_accounts.pop(run_id, None)
+            self.run_ids.pop(run_id, None)
         if len(self.accounts) + len(self.tasks) > _MAX_CACHED_KEYS:
             self.accounts.clear()
             self.tasks.clear()

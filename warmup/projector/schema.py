@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlite_utils
 
-PROJECTION_VERSION = 2  # 2: projector_checkpoint.scope (partial replays)
+PROJECTION_VERSION = 3  # 2: projector_checkpoint.scope (partial replays); 3: run_event_ids, artifacts never replaced
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class Table:
     name: str
     columns: dict[str, type]
     pk: tuple[str, ...]
+    # Rows of a table that may be rewritten (a run's row as it changes) are upserted; rows that
+    # are written once (artifacts) are plain INSERTs, so a row can never silently replace another.
+    replace: bool = True
     values: Callable[[dict[str, Any]], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -43,7 +46,8 @@ class Table:
     def insert_sql(self) -> str:
         cols = ", ".join(f'"{c}"' for c in self.columns)
         marks = ", ".join("?" for _ in self.columns)
-        return f'INSERT OR REPLACE INTO "{self.name}" ({cols}) VALUES ({marks})'
+        verb = "INSERT OR REPLACE" if self.replace else "INSERT"
+        return f'{verb} INTO "{self.name}" ({cols}) VALUES ({marks})'
 
 
 TASKS = Table(
@@ -132,6 +136,17 @@ ARTIFACTS = Table(
         "ts": str,
     },
     ("path",),
+    replace=False,  # a second artifact_saved for a path is rejected (handlers.artifact_saved)
+)
+
+# The ids of the events applied to each run in flight, in the order applied: how the projector knows an id
+# it applied before, in any later batch or process (see handlers, "Duplicates"). ``ids`` is the ids'
+# 16 bytes each (a BLOB) when every id is 32 lowercase hex digits, as the writer makes them, else a
+# JSON array (TEXT). Written with the run's row while it is in flight, deleted when it finishes.
+RUN_EVENT_IDS = Table(
+    "run_event_ids",
+    {"run_id": str, "ids": bytes},
+    ("run_id",),
 )
 
 REJECTED_EVENTS = Table(
@@ -158,7 +173,7 @@ CHECKPOINT = Table(
     ("id",),
 )
 
-TABLES = (TASKS, ACCOUNTS, RUNS, RUN_ACCOUNTS, ARTIFACTS, REJECTED_EVENTS, CHECKPOINT)
+TABLES = (TASKS, ACCOUNTS, RUNS, RUN_ACCOUNTS, RUN_EVENT_IDS, ARTIFACTS, REJECTED_EVENTS, CHECKPOINT)
 
 INDEXES = (
     'CREATE INDEX IF NOT EXISTS "runs_by_task" ON "runs" ("task_id", "started_at")',

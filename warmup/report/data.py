@@ -5,7 +5,9 @@ gives what the tables do not keep: every step's outcome and duration, and each a
 end. A step's end is its ``step_finished.ts``; its start is that end minus ``duration_ms``.
 
 Reading the log is a scan of the whole file, so lines that do not contain the run id's bytes are
-skipped before they are decoded; lines that do not decode are counted and skipped.
+skipped before they are decoded; lines that do not decode are counted and skipped, and so are steps
+whose duration cannot be true (``envelope.duration_problem``, the projector's rule: negative, or
+longer than the run so far plus an hour), so no event value can stretch the timeline without bound.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from warmup.events.envelope import (
     RunFinished,
     RunStarted,
     StepFinished,
+    duration_problem,
 )
 from warmup.events.logfile import check_log_file
 from warmup.events.reader import read_block
@@ -180,6 +183,7 @@ class LogTimings:
     first: float | None = None
     last: float | None = None
     run_started: float | None = None
+    run_started_ts: str | None = None  # (as logged: the reference of the duration rule)
     run_finished: float | None = None
     events: int = 0
     skipped: int = 0
@@ -221,6 +225,8 @@ def read_timings(log_path: Path, run_id: str) -> LogTimings:
 
 def _fold(out: LogTimings, current: dict[str, int], event: Any) -> None:
     ts = parse_ts(event.ts)
+    if isinstance(event, StepFinished) and duration_problem(event.duration_ms, event.ts, out.run_started_ts):
+        raise ValueError("a duration that cannot be true")  # (counted as skipped)
     out.events += 1
     out.first = ts if out.first is None else min(out.first, ts)
     out.last = ts if out.last is None else max(out.last, ts)
@@ -242,7 +248,7 @@ def _fold(out: LogTimings, current: dict[str, int], event: Any) -> None:
             attempts.append(match)
         match.end, match.status, match.retrying, match.error = ts, event.status, event.retrying, event.error
     elif isinstance(event, RunStarted):
-        out.run_started = ts
+        out.run_started, out.run_started_ts = ts, event.ts
     elif isinstance(event, RunFinished):
         out.run_finished = ts
 

@@ -5,6 +5,10 @@ goes through ``esc`` (``html.escape`` with quotes), in element text and in attri
 so a page's error text can never become markup. A Content-Security-Policy meta tag backs this up:
 no script may run and nothing may be fetched but ``data:`` images, even if a text slipped through.
 
+Everything computed from event values is bounded: the timeline has at most ``MAX_TICKS`` grid
+lines whatever its span (a ts in year 0001 next to one in 2026 is two thousand years), and a time
+that ``datetime`` cannot show is printed as seconds from the epoch instead of raising.
+
 The timeline is plain HTML/CSS: one flex row per account, bars absolutely positioned inside its
 track by percentages of the run's span, so the browser lays out 500 lanes of bars in one pass.
 Details of a bar are in its ``title`` (a tooltip); failed lanes link to their failure below.
@@ -13,6 +17,7 @@ Details of a bar are in its ``title`` (a tooltip); failed lanes link to their fa
 from __future__ import annotations
 
 import html
+import math
 from datetime import UTC, datetime
 
 from warmup.report.data import Failure, Lane, RunReport, Shot, Step
@@ -36,7 +41,11 @@ def fmt_ts(ts: str | None) -> str:
 
 
 def fmt_epoch(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23] + " UTC"
+    """Epoch seconds as ``2026-11-29 07:00:00.123 UTC``; outside years 1-9999, as seconds from the epoch."""
+    try:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23] + " UTC"
+    except (ValueError, OverflowError, OSError):
+        return f"{t:.3f} s from 1970-01-01 UTC"
 
 
 def _offset_label(seconds: float) -> str:
@@ -154,8 +163,15 @@ def _summary(report: RunReport) -> str:
     return f"<h2>Summary</h2><table class='summary'>{body}</table>"
 
 
+MAX_TICKS = 12
+
+
 def _tick_step(span_s: float) -> float:
-    return next((s for s in TICK_STEPS_S if span_s / s <= 10), TICK_STEPS_S[-1])
+    """A grid step giving at most ~10 lines over ``span_s``: a round one, or whole days beyond 10 days."""
+    step = next((s for s in TICK_STEPS_S if span_s / s <= 10), None)
+    if step is None:
+        step = float(math.ceil(span_s / 10 / 86400) * 86400)
+    return step
 
 
 def _pct(x: float) -> str:
@@ -165,11 +181,11 @@ def _pct(x: float) -> str:
 def _timeline(report: RunReport, failures: list[Failure]) -> str:
     t0, span = report.t0, report.t1 - report.t0
     tick = _tick_step(span)
-    ticks = []
-    k = 0
-    while k * tick <= span + 1e-9:
-        ticks.append(f"<span style='left:{_pct(k * tick / span * 100)}'>{esc(_offset_label(k * tick))}</span>")
-        k += 1
+    ticks = [
+        f"<span style='left:{_pct(k * tick / span * 100)}'>{esc(_offset_label(k * tick))}</span>"
+        for k in range(MAX_TICKS)
+        if k * tick <= span + 1e-9
+    ]
     failure_of: dict[str, int] = {}  # account -> its final failure (else its first one), for the lane's link
     for i, f in enumerate(failures):
         if f.final or f.account_id not in failure_of:
