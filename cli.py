@@ -275,11 +275,13 @@ def run(
 @cli.command()
 @log_option
 @click.option("--force", is_flag=True, help="Also close dead-looking runs started on another host.")
-def recover(log_path: Path, force: bool) -> None:
+@click.pass_context
+def recover(ctx: click.Context, log_path: Path, force: bool) -> None:
     """Close runs whose runner died (killed, crashed, out of disk): append what the log is missing.
 
     Accounts that were running end INTERRUPTED, those never started CANCELLED, the run INTERRUPTED.
     Safe to run at any time and at once with anything else; `warmup run` does it on its own.
+    No log at the default path: nothing to recover (exit 0); a --log/WARMUP_LOG that is not there: exit 2.
 
     \b
     Example:
@@ -287,7 +289,8 @@ def recover(log_path: Path, force: bool) -> None:
     """
     from warmup.recover_command import run_recover
 
-    sys.exit(run_recover(log_path, force=force))
+    explicit = ctx.get_parameter_source("log_path") is not click.core.ParameterSource.DEFAULT
+    sys.exit(run_recover(log_path, force=force, explicit=explicit))
 
 
 # --- end of run ------------------------------------------------------------------------------
