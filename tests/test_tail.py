@@ -412,7 +412,7 @@ def test_following_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
         (["-n", "ten"], "-n 'ten' is not a count"),
         (["--since", "last tuesday"], "--since 'last tuesday' is not a time"),
         (["--type", "step_finishd"], "--type 'step_finishd' is not an event type"),
-        (["--log", "/nonexistent/events.jsonl"], "there is no event log at /nonexistent/events.jsonl"),
+        (["--log", "/nonexistent/events.jsonl"], "no event log at /nonexistent/events.jsonl: start one with"),
         (["--log", "/dev/null"], "/dev/null is not a file"),
     ],
 )

@@ -19,7 +19,7 @@ from types import FrameType
 
 import click
 
-from warmup.errors import UsageError
+from warmup.errors import UsageError, no_log
 from warmup.projector.projector import BatchResult, Projector, VersionMismatch
 from warmup.projector.replay import replay
 from warmup.projector.schema import PROJECTION_VERSION
@@ -76,7 +76,7 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
                 return 0
             time.sleep(FOLLOW_POLL_S)
     if not log_path.is_file():
-        raise UsageError(f"no event log at {log_path} (run `warmup run` first, or pass --log)")
+        raise UsageError(no_log(log_path))
     with _open(log_path, db_path, strict, quiet) as projector:
         total = projector.catch_up()
         if not follow:

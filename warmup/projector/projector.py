@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 
-from warmup.errors import UsageError, WarmupError
+from warmup.errors import UsageError, WarmupError, no_log
 from warmup.events.envelope import EventDecoder, InvalidEvent
 from warmup.events.reader import read_block
 from warmup.projector import checkpoint as cp
@@ -268,7 +268,7 @@ class Projector:
         try:
             fd = os.open(self.log_path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise UsageError(f"no event log at {self.log_path} (run `warmup run` first, or pass --log)") from None
+            raise UsageError(no_log(self.log_path)) from None
         try:
             while True:
                 batch = self._one_batch(fd)

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from warmup.errors import UsageError
+from warmup.errors import UsageError, no_log
 from warmup.projector.projector import (
     LOCK_WAIT_S,
     BatchResult,
@@ -93,7 +93,7 @@ def replay(
     scope = Scope.from_options(until, run_ids)
     log_path, db_path = Path(log_path), Path(db_path)
     if not log_path.is_file():
-        raise UsageError(f"no event log at {log_path} (pass --log, or set WARMUP_LOG)")
+        raise UsageError(no_log(log_path))
     refuse_foreign_database(db_path)
     tmp = db_path.with_name(f"{db_path.name}.replay-{os.getpid()}")
     for leftover in (tmp, Path(f"{tmp}-journal")):
