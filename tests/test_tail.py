@@ -446,3 +446,15 @@ def test_lines_backward_is_the_forward_lines_reversed(lines: list[bytes], torn: 
         assert all(data[x.start : x.end] == x.data + b"\n" for x in got)
     finally:
         os.close(fd)
+
+
+def test_a_failed_optional_step_is_its_own_colour_and_word_never_the_red_failed(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(step("r1", "alice", 1, ok=False, error="no banner", optional=True)
+                    + step("r1", "alice", 2, ok=False, error="no #go"))
+    plain = tail("--log", log, "-n", "all").stdout.decode().splitlines()
+    assert plain[0].endswith("r1 alice step_finished step 2 click failed (optional) 12ms error: no banner")
+    assert plain[1].endswith("r1 alice step_finished step 3 click FAILED 12ms error: no #go")
+    coloured = run_in_pty(["--log", str(log), "-n", "all"], {"TERM": "xterm"}).decode().splitlines()
+    assert "\x1b[38;5;208mfailed (optional)\x1b[0m" in coloured[0] and "\x1b[38;5;208merror: no banner" in coloured[0]
+    assert "\x1b[31;1m" not in coloured[0] and "\x1b[31;1mFAILED\x1b[0m" in coloured[1]
