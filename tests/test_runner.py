@@ -296,14 +296,12 @@ wait_ms = 30000
             time.sleep(0.05)
         else:
             pytest.fail("the run never got going")
-        sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
-    assert time.monotonic() - sent < 15  # it did not sit out the 30 s wait
+    assert proc.returncode == 130, err  # and u1 INTERRUPTED during its wait (below): it did not sit out the 30 s
     assert "Traceback" not in err
     raw = work.log.read_bytes()
     assert raw.endswith(b"\n")
@@ -431,7 +429,10 @@ def test_a_second_sigint_stops_at_once_without_waiting_for_the_grace_period(site
             assert time.monotonic() < deadline, "the run never got going"
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
+        assert proc.stderr is not None
+        for said in proc.stderr:  # until the runner took the first one (two pending SIGINTs would merge into one)
+            if "again to stop now" in said:
+                break
         assert proc.poll() is None  # the first one only starts the 60 s grace period
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)  # far less than the grace period

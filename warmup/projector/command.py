@@ -82,8 +82,8 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
         if not follow:
             _say(quiet, _summary(total, log_path, db_path))
             return 0
+        size = _size(log_path)  # before saying "following"; None if it is gone already (waited for below)
         _say(quiet, f"{_summary(total, log_path, db_path)}; following (Ctrl-C to stop)")
-        size: int | None = os.stat(log_path).st_size
         while not stop.stopped:
             time.sleep(FOLLOW_POLL_S)
             now = _size(log_path)
