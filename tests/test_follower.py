@@ -38,7 +38,7 @@ class Collector:
         except BaseException as exc:  # surfaced by take()
             self.items.put(exc)
 
-    def take(self, timeout: float = 5.0) -> Line | Notice:
+    def take(self, timeout: float = 20.0) -> Line | Notice:  # a bound on a hang, not a moment
         item = self.items.get(timeout=timeout)
         if isinstance(item, BaseException):
             raise item

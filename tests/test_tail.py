@@ -74,10 +74,10 @@ class LiveTail:
                 self.err_all.append(line)
             q.put(line)
 
-    def line(self, timeout: float = 5.0) -> bytes:
+    def line(self, timeout: float = 60.0) -> bytes:  # a bound on a hang: the line decides
         return self.out.get(timeout=timeout)
 
-    def notice(self, timeout: float = 5.0) -> str:
+    def notice(self, timeout: float = 60.0) -> str:
         return self.err.get(timeout=timeout).decode()
 
     def quiet_for(self, seconds: float) -> bool:
