@@ -98,11 +98,10 @@ class ProjectorChild:
         """``what`` happened, the child's own last words, and the command that fills the tables now."""
         said = self._said()
         log, db = os.fspath(self.log_path), os.fspath(self.db_path)
-        if SCOPED_REFUSAL in said:
-            hint = (f"{db} holds a partial replay, which `warmup project` does not extend: "
-                    f"run `warmup replay --log {log} --db {db}` to rebuild its full tables")
-        else:
-            hint = f"run `warmup project --log {log} --db {db}` to fill the tables"
+        if SCOPED_REFUSAL in said:  # its own message names `warmup replay` without --db: say it whole here
+            return (f"{what}: {db} holds a partial replay (`warmup replay --until/--run`), which `warmup project` "
+                    f"does not extend; run `warmup replay --log {log} --db {db}` to rebuild its full tables")
+        hint = f"run `warmup project --log {log} --db {db}` to fill the tables"
         lines = [escape(line.removeprefix("warmup: ")) for line in said.splitlines() if line.strip()]
         return f"{what}: {lines[-1]}; {hint}" if lines else f"{what}; {hint}"
 
