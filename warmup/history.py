@@ -31,6 +31,7 @@ from warmup.status import connect_readonly, make_console, print_json, print_scop
 from warmup.times import format_duration_ms, parse_log_ts, seconds_between
 
 RUN_STATUSES = ("RUNNING", "COMPLETED", "FAILED", "INTERRUPTED")
+OPTIONAL_STYLE = "dark_orange"  # an optional step that failed: not a failure of its account
 RUN_COLUMNS = (
     "id, task_id, task_name, status, started_at, completed_at, accounts_total, accounts_completed, "
     "accounts_failed, accounts_cancelled, accounts_interrupted, steps, concurrency, host, pid, resumed_from, reason"
@@ -219,17 +220,16 @@ def _optional(t: dict[str, Any]) -> str:
     return f"[{OPTIONAL_STYLE}]{n}[/]" if n else "0"
 
 
-OPTIONAL_STYLE = "dark_orange"  # an optional step that failed: not a failure of its account
-
 
 def _attempts_cell(a: dict[str, Any]) -> str:
+    """The attempt count, or with several attempts a line each: ``#1 FAILED, retried`` / ``#2 COMPLETED``."""
     tried = a["attempts_detail"] or []
     if len(tried) <= 1:
         return str(a["attempts"])
     lines = []
     for t in tried:
-        outcome = "retried" if t["retried"] else (t["status"] or "RUNNING")
-        lines.append(f"#{t['attempt']} {status_markup(outcome) if outcome != 'retried' else 'FAILED, retried'}")
+        label = status_markup(t["status"] or "RUNNING") + (", retried" if t["retried"] else "")
+        lines.append(f"#{t['attempt']} {label}")
     return "\n".join(lines)
 
 
