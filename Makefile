@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser test faults lint demo bench clean
+.PHONY: setup browser test test-fast faults lint demo bench clean
 
 setup: $(STAMP)
 
@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml
 browser: $(STAMP)
 	PY=$(PY) bash scripts/ensure-browser.sh
 
+# Everything, as CI runs it (.ci/run). About 7 minutes on 2 cores: see README, "Development".
 test: browser
 	$(PY) -m pytest -q
+
+# Everything but the fault-injection suite (SIGKILLs, a full disk, fuzzing, the 60 s soak) and the
+# tests marked slow: the quick loop while editing. CI still runs `make test`.
+test-fast: browser
+	$(PY) -m pytest -q -m "not faults and not slow"
 
 faults: browser
 	$(PY) -m pytest -q -m faults

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from warmup.completion import complete_run_id, complete_task_file
 from warmup.errors import WarmupError
 from warmup.paths import DEFAULT_ARTIFACTS, DEFAULT_DB, DEFAULT_LOG
 
@@ -60,8 +61,14 @@ def cli() -> None:
     warmup replay             rebuild the tables from the log (--until TS: as they stood then)
     warmup status             recent runs and accounts
     warmup runs / show ID     past runs, one run in detail
-    warmup report ID -o F     one self-contained HTML page of a run
+    warmup report ID          one self-contained HTML page of a run (report-ID.html)
     warmup tail -f            follow the log live
+
+    \b
+    A run ID may be a unique prefix, or `last`.
+    Not on PATH? `source .venv/bin/activate` (or call .venv/bin/warmup).
+    Tab completion (bash; zsh/fish: see README):
+      eval "$(_WARMUP_COMPLETE=bash_source warmup)"
     """
 
 
@@ -88,23 +95,40 @@ def project(log_path: Path, db_path: Path, follow: bool, strict: bool, quiet: bo
 @log_option
 @db_option
 @click.option("--until", help="Only events with ts up to and including this instant (ISO-8601, UTC).")
-@click.option("--run", "run_ids", multiple=True, help="Only the events of this run (repeatable).")
+@click.option(
+    "--run", "run_ids", multiple=True, shell_complete=complete_run_id,
+    help="Only the events of this run (repeatable; a unique prefix or `last` will do).",
+)
+@click.option("--force", is_flag=True, help="Let --until/--run replace a --db that holds the full tables.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def replay(log_path: Path, db_path: Path, until: str | None, run_ids: tuple[str, ...], quiet: bool) -> None:
+@click.pass_context
+def replay(
+    ctx: click.Context, log_path: Path, db_path: Path, until: str | None, run_ids: tuple[str, ...], force: bool,
+    quiet: bool,
+) -> None:
     """Rebuild every table from the log into a new file, then swap it in atomically.
 
-    With --until or --run the new database shows the past (or some runs) only; `warmup project`
-    will not extend such a database: replay without them to get the full tables back.
+    With --until or --run the new database shows the past (or some runs) only, and `warmup project`
+    will not extend it. Without --db such a replay goes to a file of its own beside the default
+    database (warmup-data/warmup-until-TIME.db, warmup-run-ID.db), never over the live one; a --db
+    that holds the full tables is replaced only with --force.
 
     \b
     Examples:
-      warmup replay --log warmup-data/events.jsonl --db warmup-data/warmup.db
-      warmup replay --until 2026-11-29T06:00:00Z --db last-night.db
-      warmup replay --run 20261129T070000-1a2b3c --db one-run.db
+      warmup replay                                   # the full tables, rebuilt
+      warmup replay --until 2026-11-29T06:00:00Z      # -> warmup-data/warmup-until-20261129T060000Z.db
+      warmup replay --run last --db one-run.db
     """
     from warmup.projector.command import run_replay
+    from warmup.replay_target import choose_replay_target
 
-    sys.exit(run_replay(log_path, db_path, quiet=quiet, until=until, run_ids=run_ids))
+    explicit_db = ctx.get_parameter_source("db_path") is not click.core.ParameterSource.DEFAULT
+    target = choose_replay_target(log_path, db_path, until=until, run_ids=run_ids, explicit_db=explicit_db,
+                                  force=force)
+    code = run_replay(log_path, target.db_path, quiet=quiet, until=until, run_ids=target.run_ids)
+    if target.note and not quiet:
+        click.echo(target.note)
+    sys.exit(code)
 
 
 @cli.command()
@@ -131,34 +155,52 @@ def runs(
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @db_option
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="WARMUP_LOG",
+    help="The event log, for optional failures and attempts. Env: WARMUP_LOG. Default: the database's own.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def show(run_id: str, db_path: Path, as_json: bool) -> None:
+def show(run_id: str, db_path: Path, log_path: Path | None, as_json: bool) -> None:
     """One run: its task, status, times, and a row per account with its artifacts.
 
+    RUN_ID: a run id, a unique prefix of one, or `last`. Optional steps that failed are counted
+    apart ("optional failed"), and an account tried more than once shows each attempt (#1, #2...).
+
     \b
-    Example:
+    Examples:
       warmup show 20261129T070000-1a2b3c
+      warmup show 20261129T07
+      warmup show last
     """
     from warmup.history import run_show
 
-    sys.exit(run_show(db_path, run_id, as_json=as_json))
+    sys.exit(run_show(db_path, run_id, as_json=as_json, log_path=log_path))
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", shell_complete=complete_run_id)
 @log_option
 @db_option
 @artifacts_option("Where the run's screenshots are.")
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The HTML file to write."
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The HTML file to write.  [default: report-RUN_ID.html in the current folder]",
 )
-def report(run_id: str, log_path: Path, db_path: Path, artifacts: Path, output: Path) -> None:
+def report(run_id: str, log_path: Path, db_path: Path, artifacts: Path, output: Path | None) -> None:
     """Write one self-contained HTML report of a run: summary, timeline, slowest steps, failures.
 
+    RUN_ID: a run id, a unique prefix of one, or `last`.
+
     \b
-    Example:
+    Examples:
+      warmup report last                                   # writes report-<run id>.html here
       warmup report 20261129T070000-1a2b3c -o report.html
     """
     from warmup.report.command import run_report
@@ -185,7 +227,9 @@ def status(db_path: Path, as_json: bool, limit: int) -> None:
 
 # --- run: the runner's command. It must import nothing that opens a database. ---------------
 @cli.command()
-@click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.argument(
+    "task_file", type=click.Path(dir_okay=False, path_type=Path), required=False, shell_complete=complete_task_file
+)
 @log_option
 @db_option
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Accounts at once (default: the task's).")
@@ -214,9 +258,14 @@ def status(db_path: Path, as_json: bool, limit: int) -> None:
 @click.option(
     "--resume",
     metavar="RUN_ID",
-    help="Run again, as a new run, the accounts of RUN_ID that did not complete, with its recorded task.",
+    shell_complete=complete_run_id,
+    help="Run again, as a new run, the accounts of RUN_ID (an id, a unique prefix or `last`) that did not "
+    "complete, with its recorded task.",
 )
-@click.option("--retry-failed", metavar="RUN_ID", help="Like --resume, for the FAILED accounts of RUN_ID only.")
+@click.option(
+    "--retry-failed", metavar="RUN_ID", shell_complete=complete_run_id,
+    help="Like --resume, for the FAILED accounts of RUN_ID only.",
+)
 @click.option(
     "--account-wait",
     "account_wait_s",
@@ -275,11 +324,13 @@ def run(
 @cli.command()
 @log_option
 @click.option("--force", is_flag=True, help="Also close dead-looking runs started on another host.")
-def recover(log_path: Path, force: bool) -> None:
+@click.pass_context
+def recover(ctx: click.Context, log_path: Path, force: bool) -> None:
     """Close runs whose runner died (killed, crashed, out of disk): append what the log is missing.
 
     Accounts that were running end INTERRUPTED, those never started CANCELLED, the run INTERRUPTED.
     Safe to run at any time and at once with anything else; `warmup run` does it on its own.
+    No log at the default path: nothing to recover (exit 0); a --log/WARMUP_LOG that is not there: exit 2.
 
     \b
     Example:
@@ -287,7 +338,8 @@ def recover(log_path: Path, force: bool) -> None:
     """
     from warmup.recover_command import run_recover
 
-    sys.exit(run_recover(log_path, force=force))
+    explicit = ctx.get_parameter_source("log_path") is not click.core.ParameterSource.DEFAULT
+    sys.exit(run_recover(log_path, force=force, explicit=explicit))
 
 
 # --- end of run ------------------------------------------------------------------------------
@@ -297,7 +349,7 @@ def recover(log_path: Path, force: bool) -> None:
 @log_option
 @click.option("-n", "lines", default="10", show_default=True, help="The last N matching events, or 'all'.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they are appended.")
-@click.option("--run", "run_id", help="Only events of this run.")
+@click.option("--run", "run_id", shell_complete=complete_run_id, help="Only events of this run.")
 @click.option("--account", "account_id", help="Only events of this account.")
 @click.option("--type", "types", multiple=True, help="Only events of this type (repeatable).")
 @click.option("--since", help="Only events at or after this time (ISO-8601, UTC).")

@@ -33,7 +33,11 @@ echo "demo: warmup run exited with $code (1 is expected: dave's account fails on
 echo
 "$PY" -m cli status
 echo
-RUN_ID=$("$PY" -m cli runs --limit 1 --json | "$PY" -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')
-"$PY" -m cli report "$RUN_ID" -o warmup-data/report.html
-echo "demo: the log is warmup-data/events.jsonl ('warmup tail -n all'), screenshots are under warmup-data/artifacts/,"
+"$PY" -m cli report last -o warmup-data/report.html
+# `make demo` installs warmup into .venv, which is not on your PATH: the hints name .venv/bin/warmup
+# (or `source .venv/bin/activate` once, then plain `warmup`).
+WARMUP=.venv/bin/warmup
+echo "demo: the log is warmup-data/events.jsonl ('$WARMUP tail -n all'), screenshots are under warmup-data/artifacts/,"
 echo "      and a report of the run is warmup-data/report.html (open it in a browser)"
+echo "demo: try '$WARMUP show last', '$WARMUP runs', '$WARMUP tail -n all' (or run"
+echo "      'source .venv/bin/activate' once and leave out the .venv/bin/; tab completion: see README)"

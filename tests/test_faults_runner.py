@@ -69,8 +69,19 @@ def assert_log_whole_and_projections_agree(work: Workdir, tmp: Path) -> list[dic
     return events
 
 
-# kill when the log has this many lines (0: by time, before the first event), 10 moments in all
+# Kill when the log holds this many lines, 10 moments in all: never by the clock, so a loaded machine
+# only makes a moment come later, not land somewhere else. 0: as soon as the log file exists (the
+# runner creates it before its first event), which may be before or after run_started.
 KILL_AT = [0, 1, 2, 4, 7, 10, 13, 16, 20, 23]
+
+
+def wait_for_lines(proc: subprocess.Popen[str], log: Path, at: int) -> None:
+    """Return once ``log`` exists and holds ``at`` complete lines; fail if the run ends first."""
+    deadline = time.monotonic() + 120  # a bound on a hang, not a moment: the condition decides
+    while not log.exists() or line_count(log) < at:
+        assert proc.poll() is None, f"moment {at}: the run ended before the log got there"
+        assert time.monotonic() < deadline, f"moment {at}: the log never got there"
+        time.sleep(0.005)
 
 
 def test_sigkill_the_runner_at_10_moments_then_recover(site: str, tmp_path: Path) -> None:
@@ -98,12 +109,7 @@ goto = "{site}/slow?ms=250"
 """)
         proc = start_run(work, task)  # with its projector child: it must not outlive the runner
         try:
-            deadline = time.monotonic() + 30
-            if at == 0:
-                time.sleep(0.3)
-            while line_count(work.log) < at:
-                assert time.monotonic() < deadline and proc.poll() is None, f"moment {at}: the run did not get there"
-                time.sleep(0.01)
+            wait_for_lines(proc, work.log, at)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         finally:
@@ -113,7 +119,7 @@ goto = "{site}/slow?ms=250"
         if at == 10:  # as if it had died in the middle of writing a line
             with open(work.log, "ab") as f:
                 f.write(b'{"v":1,"id":"half","type":"step_finished","run_')
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a bound on a hang: the child exits once it has drained the log
         while processes_mentioning(str(work.log)):  # the projector child drains and exits on its own
             assert time.monotonic() < deadline, f"moment {at}: processes outlived the runner"
             time.sleep(0.1)

@@ -135,3 +135,71 @@ def test_the_runner_progress_lines_escape_page_text() -> None:
     progress.account_done("alice", "FAILED", HOSTILE)
     progress.note(HOSTILE)
     assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue() and "\\x1b[41mBAD" in out.getvalue()
+
+
+def _cells(table_text: str, first: str) -> list[list[str]]:
+    """The cells of the table rows from the row whose first cell is ``first`` to the next account's."""
+    out: list[list[str]] = []
+    for row in table_text.splitlines():
+        if not row.startswith("│"):
+            continue
+        cells = [c.strip() for c in row.strip("│").split("│")]
+        if cells[0] == first or (out and cells[0] == ""):
+            out.append(cells)
+        elif out:
+            break
+    return out
+
+
+def test_show_counts_optional_failures_apart_and_labels_each_attempt(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+
+    def step(n: int, account: str, index: int, ok: bool, attempt: int, optional: bool = False) -> bytes:
+        return line("step_finished", f"2026-11-29T07:00:{n:02d}.000000Z", run_id="r1", account_id=account,
+                    index=index, action="click", ok=ok, duration_ms=5.0, attempt=attempt, optional=optional,
+                    error=None if ok else f"step {index + 1} failed")
+
+    lines = [
+        line("run_started", "2026-11-29T07:00:00.000000Z", run_id="r1", task_id="t", task_name="T",
+             accounts=["alice", "bob"], steps=3, concurrency=2, host="h", pid=1),
+        line("account_started", "2026-11-29T07:00:01.000000Z", run_id="r1", account_id="alice", attempt=1),
+        step(2, "alice", 0, True, 1), step(3, "alice", 1, False, 1, optional=True), step(4, "alice", 2, False, 1),
+        line("artifact_saved", "2026-11-29T07:00:05.000000Z", run_id="r1", account_id="alice",
+             path="r1/alice/failure-1.png", sha256="0" * 64, bytes=10, kind="failure", attempt=1),
+        line("account_finished", "2026-11-29T07:00:06.000000Z", run_id="r1", account_id="alice", status="FAILED",
+             error="step 3 failed", attempt=1, retrying=True),
+        line("account_started", "2026-11-29T07:00:07.000000Z", run_id="r1", account_id="alice", attempt=2),
+        step(8, "alice", 0, True, 2), step(9, "alice", 1, False, 2, optional=True), step(10, "alice", 2, True, 2),
+        line("account_finished", "2026-11-29T07:00:11.000000Z", run_id="r1", account_id="alice", status="COMPLETED",
+             error=None, attempt=2),
+        line("account_started", "2026-11-29T07:00:12.000000Z", run_id="r1", account_id="bob", attempt=1),
+        step(13, "bob", 0, True, 1), step(14, "bob", 1, False, 1, optional=True), step(15, "bob", 2, True, 1),
+        line("account_finished", "2026-11-29T07:00:16.000000Z", run_id="r1", account_id="bob", status="COMPLETED",
+             error=None, attempt=1),
+        line("run_finished", "2026-11-29T07:00:17.000000Z", run_id="r1", status="COMPLETED"),
+    ]
+    log.write_bytes(b"".join(lines))
+    assert warmup("project", "--log", log, "--db", db).returncode == 0
+    data = json.loads(warmup("show", "r1", "--db", db, "--json").stdout)  # the log: the one the db was built from
+    alice, bob = data["accounts"]
+    assert (bob["status"], bob["steps_ok"], bob["steps_failed_optional"]) == ("COMPLETED", 2, 1)
+    assert alice["steps_failed_optional"] == 2
+    assert [(a["attempt"], a["steps_ok"], a["steps_failed"], a["steps_failed_optional"], a["status"], a["retried"])
+            for a in alice["attempts_detail"]] == [(1, 1, 1, 1, "FAILED", True), (2, 2, 0, 1, "COMPLETED", False)]
+
+    text = warmup("show", "r1", "--db", db).stdout
+    header = next(r for r in text.splitlines() if r.startswith("┃"))
+    assert [c.strip() for c in header.strip("┃").split("┃")][5:8] == ["ok", "failed", "optional"]
+    (bob_row,) = _cells(text, "bob")
+    assert bob_row[1] == "COMPLETED" and bob_row[5:8] == ["2", "0", "1"]  # no "failed 1" on a COMPLETED account
+    alice_rows = _cells(text, "alice")
+    assert [r[2] for r in alice_rows] == ["#1 FAILED, retried", "#2 COMPLETED"]
+    assert [r[5:8] for r in alice_rows] == [["#1: 1", "#1: 1", "#1: 1"], ["#2: 2", "#2: 0", "#2: 1"]]
+    assert alice_rows[0][9] == "#1 r1/alice/failure-1.png"
+    assert "optional: optional steps that failed; their accounts went on" in text
+    # without the log, the tables' counts are all there is: said, not guessed
+    log.rename(tmp_path / "moved.jsonl")
+    bare = warmup("show", "r1", "--db", db)
+    assert _cells(bare.stdout, "bob")[0][5:8] == ["2", "1", "?"] and "pass --log" in bare.stdout
+    moved = json.loads(warmup("show", "r1", "--db", db, "--log", tmp_path / "moved.jsonl", "--json").stdout)
+    assert moved["accounts"][1]["steps_failed_optional"] == 1

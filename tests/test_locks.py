@@ -118,12 +118,14 @@ def test_a_log_that_is_not_a_regular_file_gets_no_lock_folder(tmp_path: Path) ->
 
 @pytest.mark.browser
 def test_two_runs_never_drive_one_account_at_once(site: str, work: Workdir) -> None:
-    long = work.task(f'[[accounts]]\nid = "shared"\n[[steps]]\ngoto = "{site}/feed"\n[[steps]]\nwait_ms = 5000\n',
+    # The first run holds "shared" until the test stops it (no clock decides who gets there first).
+    long = work.task(f'[[accounts]]\nid = "shared"\n[[steps]]\ngoto = "{site}/feed"\n[[steps]]\nwait_ms = 300000\n',
                      "long.toml")
     short = work.task(f'[[accounts]]\nid = "shared"\n[[accounts]]\nid = "own"\n[[steps]]\ngoto = "{site}/feed"\n',
                       "short.toml")
     first = subprocess.Popen([sys.executable, "-m", "cli", *work.run_args(long, "--no-project")], cwd=REPO,
-                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             env=cli_env(WARMUP_GRACE_S="0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    patient = None
     try:
         deadline = time.monotonic() + 30
         while not any(e["type"] == "account_started" for e in work.events()):
@@ -133,19 +135,28 @@ def test_two_runs_never_drive_one_account_at_once(site: str, work: Workdir) -> N
         impatient = subprocess.Popen(
             [sys.executable, "-m", "cli", *work.run_args(short, "--no-project", "--account-wait", "0.3")],
             cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, impatient_err = impatient.communicate(timeout=120)
+        assert first.poll() is None, "the first run still holds the account"
         patient = subprocess.Popen(
-            [sys.executable, "-m", "cli", *work.run_args(short, "--no-project", "--account-wait", "30")],
+            [sys.executable, "-m", "cli", *work.run_args(short, "--no-project", "--account-wait", "600")],
             cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _, impatient_err = impatient.communicate(timeout=60)
-        _, patient_err = patient.communicate(timeout=60)
-        first.communicate(timeout=60)
+        assert patient.stderr is not None
+        said = []
+        for line in patient.stderr:  # until it says it waits for the first run: then let the first one go
+            said.append(line)
+            if "waiting up to 600 s" in line:
+                break
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+        _, rest = patient.communicate(timeout=120)
+        patient_err = "".join(said) + rest
     finally:
-        for proc in (first,):
-            if proc.poll() is None:
+        for proc in (first, patient):
+            if proc is not None and proc.poll() is None:
                 proc.kill()
-    assert first.returncode == 0
+    assert first.returncode == 130  # stopped by the test, its account INTERRUPTED
     assert impatient.returncode == 1 and patient.returncode == 0, patient_err
-    assert f"waiting up to 30 s: it is being driven by run {first_id} on host" in patient_err
+    assert f"waiting up to 600 s: it is being driven by run {first_id} on host" in patient_err
     events = work.events()
     finals = [e for e in events if e["type"] == "account_finished"]
     cancelled = [e for e in finals if e["status"] == "CANCELLED"]

@@ -587,17 +587,29 @@ def test_follow_waits_for_a_removed_log_and_refuses_another_in_its_place(tmp_pat
     log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
     log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
     proc = start_follower(log, db)
+    said: list[str] = []
     try:
-        time.sleep(1.0)
+        said.append(until_said(proc, "following"))  # it has the log open: no clock decides when
         log.unlink()  # rotated away
-        time.sleep(0.5)
+        said.append(until_said(proc, "is gone; waiting"))
         assert proc.poll() is None, "the follower must wait for the log, not die"
         log.write_bytes(b"".join(run_lines("r9", ["zed", "yan"], {})))  # another log in its place
-        assert proc.wait(timeout=20) == 1
+        assert proc.wait(timeout=60) == 1
     finally:
         proc.kill()
-    err = proc.stderr.read()
+    err = "".join(said) + proc.stderr.read()
     assert "is gone; waiting" in err and "warmup replay" in err and "Traceback" not in err
+
+
+def until_said(proc: subprocess.Popen[str], text: str) -> str:
+    """Read ``proc``'s stderr up to the line containing ``text``; return what was read."""
+    assert proc.stderr is not None
+    read = []
+    for said in proc.stderr:
+        read.append(said)
+        if text in said:
+            return "".join(read)
+    raise AssertionError(f"the process ended without saying {text!r}: {''.join(read)}")
 
 
 def test_replay_never_overwrites_a_foreign_database_or_a_non_database(tmp_path: Path) -> None:
@@ -622,15 +634,16 @@ def test_a_follower_stops_when_a_scoped_replay_lands_under_it(tmp_path: Path) ->
     log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
     log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
     proc = start_follower(log, db)
+    said = ""
     try:
-        time.sleep(1.0)
-        assert warmup("replay", "--log", log, "--db", db, "--until", "2000-01-01").returncode == 0
+        said = until_said(proc, "following")  # it has the database open: the replay lands under it
+        assert warmup("replay", "--log", log, "--db", db, "--until", "2000-01-01", "--force").returncode == 0
         with open(log, "ab") as f:
             f.write(b"".join(run_lines("r2", ["bob"], {})))
         assert proc.wait(timeout=20) == 1
     finally:
         proc.kill()
-    assert "cannot be extended" in proc.stderr.read()
+    assert "cannot be extended" in said + proc.stderr.read()
     assert rows(db, "SELECT COUNT(*) AS n FROM runs") == [{"n": 0}]  # the picture of 2000 stays one
 
 

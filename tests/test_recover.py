@@ -142,3 +142,24 @@ def test_recover_on_a_missing_log_is_one_line_exit_2(tmp_path: Path) -> None:
     result = warmup("recover", "--log", tmp_path / "nope.jsonl")
     assert result.returncode == 2 and result.stderr.startswith("warmup: no event log at ")
     assert result.stderr.count("\n") == 1
+
+
+def test_no_log_at_the_default_path_is_nothing_to_recover_and_a_missing_explicit_log_is_refused(
+    tmp_path: Path,
+) -> None:
+    from conftest import cli_env
+
+    env = cli_env(PYTHONPATH=str(REPO))
+    result = warmup("recover", cwd=tmp_path, env=env)  # a fresh folder: nothing was ever run here
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "nothing to recover: no event log at warmup-data/events.jsonl yet\n"
+    assert result.stderr == ""
+    assert not (tmp_path / "warmup-data").exists()  # nothing created
+    missing = tmp_path / "typo.jsonl"
+    for explicit in (["--log", str(missing)], []):
+        extra = {} if explicit else {"WARMUP_LOG": str(missing)}
+        result = warmup("recover", *explicit, cwd=tmp_path, env={**env, **extra})
+        assert result.returncode == 2, result.stdout
+        assert result.stderr == (f"warmup: no event log at {missing}: start one with `warmup run TASK.toml`, "
+                                 "or point at yours with --log PATH (or WARMUP_LOG)\n")
+        assert not missing.exists()

@@ -189,9 +189,9 @@ def test_unknown_run_and_missing_log_are_one_line_exit_2(real_run: tuple[Workdir
     out = tmp_path / "r.html"
     result = warmup("report", "no-such-run", "--log", str(work.log), "--db", str(work.db), "-o", str(out))
     assert result.returncode == 2
-    assert result.stderr.strip() == f"warmup: no run no-such-run in {work.db}; see `warmup runs`"
+    assert result.stderr.startswith(f"warmup: no run 'no-such-run' in {work.log}: see `warmup runs`")
     missing = warmup("report", run_id, "--log", str(tmp_path / "nope.jsonl"), "--db", str(work.db), "-o", str(out))
-    assert missing.returncode == 2 and "no log at" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and "no event log at" in missing.stderr and "Traceback" not in missing.stderr
     nodir = warmup("report", run_id, "--log", str(work.log), "--db", str(work.db), "-o", str(tmp_path / "x" / "r.html"))
     assert nodir.returncode == 2 and "no folder" in nodir.stderr and "Traceback" not in nodir.stderr
     assert not out.exists()

@@ -119,7 +119,7 @@ def test_refusals_are_one_line_exit_2(site: str, work: Workdir) -> None:
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
         return result.stderr
 
-    assert "--resume nope: no such run in" in refused("--resume", "nope")
+    assert f"--resume nope: no run 'nope' in {work.log}: see `warmup runs`" in refused("--resume", "nope")
     task = work.task('[[accounts]]\nid = "a"\n[[steps]]\nwait_ms = 1\n')
     assert "give no TASK_FILE" in refused(str(task), "--resume", "old-4")
     assert "missing TASK_FILE" in refused()

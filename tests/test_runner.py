@@ -218,16 +218,18 @@ def started_record(events: list[dict]) -> dict:
 
 
 def test_retries_timeouts_optional_steps_and_http_errors(site: str, work: Workdir) -> None:
+    # The account timeout is far above what an attempt takes on a loaded single core (1.5 s was not),
+    # and far below the slow page's 60 s: which side of it each account lands on is never a race.
     task = work.task(f"""
 concurrency = 3
 retries = 1
-account_timeout_s = 1.5
+account_timeout_s = 8
 [[accounts]]
 id = "flaky"
 vars = {{ url = "{site}/flaky?key=${{account.id}}-{time.time_ns()}", ms = "0" }}
 [[accounts]]
 id = "slowpoke"
-vars = {{ url = "{site}/feed", ms = "4000" }}
+vars = {{ url = "{site}/feed", ms = "60000" }}
 [[accounts]]
 id = "broken"
 vars = {{ url = "{site}/broken", ms = "0" }}
@@ -261,7 +263,7 @@ goto = "{site}/slow?ms=${{account.ms}}"
     # slowpoke: cut off by the account timeout, twice
     slow = final(events, "slowpoke")
     assert slow["status"] == "FAILED" and slow["attempt"] == 2
-    assert "account timeout: 1.5 s reached during step 3 (goto)" in slow["error"]
+    assert "account timeout: 8 s reached during step 3 (goto)" in slow["error"]
     cut = [e for e in grouped["slowpoke"] if e["type"] == "step_finished" and e["index"] == 2]
     assert len(cut) == 2 and not cut[0]["ok"] and "account timeout" in cut[0]["error"]
     # broken: HTTP 500 both times
@@ -296,14 +298,12 @@ wait_ms = 30000
             time.sleep(0.05)
         else:
             pytest.fail("the run never got going")
-        sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
-    assert time.monotonic() - sent < 15  # it did not sit out the 30 s wait
+    assert proc.returncode == 130, err  # and u1 INTERRUPTED during its wait (below): it did not sit out the 30 s
     assert "Traceback" not in err
     raw = work.log.read_bytes()
     assert raw.endswith(b"\n")
@@ -431,7 +431,10 @@ def test_a_second_sigint_stops_at_once_without_waiting_for_the_grace_period(site
             assert time.monotonic() < deadline, "the run never got going"
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
+        assert proc.stderr is not None
+        for said in proc.stderr:  # until the runner took the first one (two pending SIGINTs would merge into one)
+            if "again to stop now" in said:
+                break
         assert proc.poll() is None  # the first one only starts the 60 s grace period
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)  # far less than the grace period

@@ -74,10 +74,10 @@ class LiveTail:
                 self.err_all.append(line)
             q.put(line)
 
-    def line(self, timeout: float = 5.0) -> bytes:
+    def line(self, timeout: float = 60.0) -> bytes:  # a bound on a hang: the line decides
         return self.out.get(timeout=timeout)
 
-    def notice(self, timeout: float = 5.0) -> str:
+    def notice(self, timeout: float = 60.0) -> str:
         return self.err.get(timeout=timeout).decode()
 
     def quiet_for(self, seconds: float) -> bool:
@@ -412,7 +412,7 @@ def test_following_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
         (["-n", "ten"], "-n 'ten' is not a count"),
         (["--since", "last tuesday"], "--since 'last tuesday' is not a time"),
         (["--type", "step_finishd"], "--type 'step_finishd' is not an event type"),
-        (["--log", "/nonexistent/events.jsonl"], "there is no event log at /nonexistent/events.jsonl"),
+        (["--log", "/nonexistent/events.jsonl"], "no event log at /nonexistent/events.jsonl: start one with"),
         (["--log", "/dev/null"], "/dev/null is not a file"),
     ],
 )
@@ -446,3 +446,15 @@ def test_lines_backward_is_the_forward_lines_reversed(lines: list[bytes], torn: 
         assert all(data[x.start : x.end] == x.data + b"\n" for x in got)
     finally:
         os.close(fd)
+
+
+def test_a_failed_optional_step_is_its_own_colour_and_word_never_the_red_failed(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(step("r1", "alice", 1, ok=False, error="no banner", optional=True)
+                    + step("r1", "alice", 2, ok=False, error="no #go"))
+    plain = tail("--log", log, "-n", "all").stdout.decode().splitlines()
+    assert plain[0].endswith("r1 alice step_finished step 2 click failed (optional) 12ms error: no banner")
+    assert plain[1].endswith("r1 alice step_finished step 3 click FAILED 12ms error: no #go")
+    coloured = run_in_pty(["--log", str(log), "-n", "all"], {"TERM": "xterm"}).decode().splitlines()
+    assert "\x1b[38;5;208mfailed (optional)\x1b[0m" in coloured[0] and "\x1b[38;5;208merror: no banner" in coloured[0]
+    assert "\x1b[31;1m" not in coloured[0] and "\x1b[31;1mFAILED\x1b[0m" in coloured[1]

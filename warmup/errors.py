@@ -23,3 +23,16 @@ class UsageError(WarmupError):
     """Bad input: a task file, a log path, an argument. Exit 2."""
 
     exit_code = 2
+
+
+def no_log(log_path: object) -> str:
+    """The one wording for "the event log is not there", whichever command finds it missing."""
+    return (
+        f"no event log at {log_path}: start one with `warmup run TASK.toml`, "
+        "or point at yours with --log PATH (or WARMUP_LOG)"
+    )
+
+
+def no_run(run_id: str, where: object) -> str:
+    """The one wording for "no run with that id (or prefix)"; ``where`` is the log or database searched."""
+    return f"no run {run_id!r} in {where}: see `warmup runs` or `warmup tail --type run_started`"

@@ -2,22 +2,36 @@
 
 Read-only, like ``warmup status``. Durations are computed from the events' times in the tables,
 never from the clock, so a run still going shows no duration rather than a guess.
+
+``show`` takes a whole run id, a unique prefix or ``last`` among the database's runs (one resolver
+for every command: ``warmup.run_ids``). What the tables do not tell apart it reads from the run's
+lines in the log the database was built from (or ``--log``): which failed steps were optional (an
+optional failure does not fail its account, so it is counted apart and never as "failed") and what
+each attempt did, for an account tried more than once. Without that log it shows the tables' counts.
+A scoped database (``warmup replay --until/--run``) says so above its tables, as ``runs`` and
+``status`` do.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
 from warmup.errors import UsageError
+from warmup.events.envelope import AccountFinished, AccountStarted, EventDecoder, InvalidEvent, StepFinished
+from warmup.events.reader import read_lines
+from warmup.run_ids import resolve_run_id
 from warmup.safe_text import for_rich
-from warmup.status import connect_readonly, make_console, print_json, status_markup, when
+from warmup.status import connect_readonly, make_console, print_json, print_scope, read_scope, status_markup, when
 from warmup.times import format_duration_ms, parse_log_ts, seconds_between
 
 RUN_STATUSES = ("RUNNING", "COMPLETED", "FAILED", "INTERRUPTED")
+OPTIONAL_STYLE = "dark_orange"  # an optional step that failed: not a failure of its account
 RUN_COLUMNS = (
     "id, task_id, task_name, status, started_at, completed_at, accounts_total, accounts_completed, "
     "accounts_failed, accounts_cancelled, accounts_interrupted, steps, concurrency, host, pid, resumed_from, reason"
@@ -60,24 +74,78 @@ def list_runs(
         conn.close()
 
 
-def _find_run(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
-    row = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-    if row is None:  # a unique prefix will do, as with git
-        like = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        found = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (like,)).fetchall()
-        if len(found) == 1:
-            row = found[0]
-        elif found:
-            raise UsageError(f"{run_id!r} matches several runs; give more of the run id (see `warmup runs`)")
-    if row is None:
-        raise UsageError(f"no run {run_id!r} in the database (see `warmup runs`)")
+def _find_run(conn: sqlite3.Connection, run_id: str, db_path: Path) -> dict[str, Any]:
+    """The run ``run_id`` names (whole id, unique prefix or ``last``) among the database's runs."""
+    known = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY started_at, id")]
+    found = resolve_run_id(run_id, known, db_path)
+    row = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (found,)).fetchone()
     return _with_duration(dict(row))
 
 
-def show_run(db_path: Path, run_id: str) -> dict[str, Any]:
+@dataclass
+class AttemptSteps:
+    """What one attempt of an account did, from the log."""
+
+    attempt: int
+    steps_ok: int = 0
+    steps_failed: int = 0  # steps that failed the attempt (not optional)
+    steps_failed_optional: int = 0  # optional steps that failed: the attempt went on
+    status: str | None = None  # its account_finished status (FAILED with retrying: it was tried again)
+    retried: bool = False
+
+
+def attempts_from_log(log_path: Path, run_id: str) -> dict[str, list[AttemptSteps]] | None:
+    """Each account's attempts in ``run_id`` as the log tells them; None when the log holds no such run.
+
+    Only the lines that contain the run id are decoded; a line that does not decode is skipped.
+    """
+    if not log_path.is_file():
+        return None
+    needle = run_id.encode()
+    decode = EventDecoder()
+    found = False
+    out: dict[str, dict[int, AttemptSteps]] = {}
+    current: dict[str, int] = {}
+    for item in read_lines(log_path):
+        if needle not in item.data:
+            continue
+        try:
+            event = decode(item.data)
+        except (InvalidEvent, ValueError, RecursionError):
+            continue
+        if getattr(event, "run_id", None) != run_id:
+            continue
+        found = True
+        if isinstance(event, AccountStarted):
+            current[event.account_id] = event.attempt
+            out.setdefault(event.account_id, {}).setdefault(event.attempt, AttemptSteps(event.attempt))
+        elif isinstance(event, StepFinished):
+            number = event.attempt or current.get(event.account_id, 1)
+            steps = out.setdefault(event.account_id, {}).setdefault(number, AttemptSteps(number))
+            if event.ok:
+                steps.steps_ok += 1
+            elif event.optional:
+                steps.steps_failed_optional += 1
+            else:
+                steps.steps_failed += 1
+        elif isinstance(event, AccountFinished) and event.attempt > 0:
+            steps = out.setdefault(event.account_id, {}).setdefault(event.attempt, AttemptSteps(event.attempt))
+            steps.status, steps.retried = event.status, event.retrying
+    if not found:
+        return None
+    return {account: [by[n] for n in sorted(by)] for account, by in out.items()}
+
+
+def show_run(db_path: Path, run_id: str, log_path: Path | None = None) -> dict[str, Any]:
+    """The run, its task and accounts; ``log_path`` (default: the log the database was built from) adds
+    each account's optional failures and attempts (``steps_failed_optional``, ``attempts_detail``)."""
     conn = connect_readonly(db_path)
     try:
-        run = _find_run(conn, run_id)
+        run = _find_run(conn, run_id, db_path)
+        scope = read_scope(conn)
+        if log_path is None:
+            recorded = conn.execute("SELECT log_path FROM projector_checkpoint").fetchone()
+            log_path = Path(recorded[0]) if recorded and recorded[0] else None
         task = conn.execute("SELECT id, name, runs_count FROM tasks WHERE id = ?", (run["task_id"],)).fetchone()
         artifacts: dict[str, list[dict[str, Any]]] = {}
         for a in conn.execute(
@@ -98,7 +166,13 @@ def show_run(db_path: Path, run_id: str) -> dict[str, Any]:
             accounts.append(ra)
     finally:
         conn.close()
-    return {"run": run, "task": dict(task) if task else None, "accounts": accounts}
+    detail = attempts_from_log(log_path, run["id"]) if log_path is not None else None
+    for ra in accounts:
+        tried = detail.get(ra["account_id"], []) if detail is not None else None
+        ra["steps_failed_optional"] = None if tried is None else sum(a.steps_failed_optional for a in tried)
+        ra["attempts_detail"] = None if tried is None else [asdict(a) for a in tried]
+    return {"run": run, "task": dict(task) if task else None, "accounts": accounts, "scope": scope,
+            "log": str(log_path) if detail is not None else None}
 
 
 def run_runs(
@@ -108,6 +182,8 @@ def run_runs(
     if as_json:
         print_json(runs)
         return 0
+    console = make_console()
+    print_scope(console, db_path)
     table = Table(title=f"Runs ({len(runs)} shown, newest first)", title_justify="left")
     for col in ("run", "task", "status", "started (UTC)", "duration", "total", "ok", "failed", "other"):
         table.add_column(col, justify="right" if col in ("duration", "total", "ok", "failed", "other") else "left",
@@ -117,17 +193,61 @@ def run_runs(
         table.add_row(for_rich(r["id"]), for_rich(r["task_id"]), status_markup(r["status"]), when(r["started_at"]),
                       _duration(r["duration_s"]), str(r["accounts_total"]), str(r["accounts_completed"]),
                       str(r["accounts_failed"]), str(other))
-    make_console().print(table)
+    console.print(table)
     return 0
 
 
-def run_show(db_path: Path, run_id: str, *, as_json: bool) -> int:
-    data = show_run(db_path, run_id)
+def _steps_cells(a: dict[str, Any]) -> tuple[str, str, str]:
+    """The steps ok / failed / optional-failed cells; with several attempts, a line per attempt."""
+    tried = a["attempts_detail"]
+    if tried is None:  # no log: the tables' counts, optional failures included in "failed"
+        return str(a["steps_ok"]), str(a["steps_failed"]), "?"
+    if len(tried) <= 1:
+        one = tried[0] if tried else asdict(AttemptSteps(1))
+        return str(one["steps_ok"]), _failed(one), _optional(one)
+    return ("\n".join(f"#{t['attempt']}: {t['steps_ok']}" for t in tried),
+            "\n".join(f"#{t['attempt']}: {_failed(t)}" for t in tried),
+            "\n".join(f"#{t['attempt']}: {_optional(t)}" for t in tried))
+
+
+def _failed(t: dict[str, Any]) -> str:
+    n = t["steps_failed"]
+    return f"[red]{n}[/]" if n else "0"
+
+
+def _optional(t: dict[str, Any]) -> str:
+    n = t["steps_failed_optional"]
+    return f"[{OPTIONAL_STYLE}]{n}[/]" if n else "0"
+
+
+
+def _attempts_cell(a: dict[str, Any]) -> str:
+    """The attempt count, or with several attempts a line each: ``#1 FAILED, retried`` / ``#2 COMPLETED``."""
+    tried = a["attempts_detail"] or []
+    if len(tried) <= 1:
+        return str(a["attempts"])
+    lines = []
+    for t in tried:
+        label = status_markup(t["status"] or "RUNNING") + (", retried" if t["retried"] else "")
+        lines.append(f"#{t['attempt']} {label}")
+    return "\n".join(lines)
+
+
+def _artifact_cell(a: dict[str, Any]) -> str:
+    several = (a["attempts"] or 0) > 1
+    return "\n".join(
+        (f"#{x['attempt']} " if several and x.get("attempt") else "") + for_rich(x["path"]) for x in a["artifacts"]
+    )
+
+
+def run_show(db_path: Path, run_id: str, *, as_json: bool, log_path: Path | None = None) -> int:
+    data = show_run(db_path, run_id, log_path)
     if as_json:
         print_json(data)
         return 0
     run = data["run"]
     console = make_console()
+    print_scope(console, db_path, data["scope"])
     console.print(
         f"[bold]{for_rich(run['id'])}[/]  task [bold]{for_rich(run['task_id'])}[/] "
         f"({for_rich(run['task_name'])})  {status_markup(run['status'])}"
@@ -142,12 +262,23 @@ def run_show(db_path: Path, run_id: str, *, as_json: bool) -> int:
     if run["reason"]:
         console.print(f"reason: {for_rich(run['reason'])}")
     table = Table(title_justify="left")
-    for col in ("account", "status", "attempts", "started (UTC)", "duration", "steps ok", "failed", "error",
-                "artifacts"):
+    for col in ("account", "status", "attempts", "started (UTC)", "duration", "ok", "failed", "optional",
+                "error", "artifacts"):
         table.add_column(col, overflow="fold")
     for a in data["accounts"]:
-        table.add_row(for_rich(a["account_id"]), status_markup(a["status"]), str(a["attempts"]), when(a["started_at"]),
-                      _duration(a["duration_s"]), str(a["steps_ok"]), str(a["steps_failed"]),
-                      for_rich((a["error"] or "")[:200]), "\n".join(for_rich(x["path"]) for x in a["artifacts"]))
+        ok, failed, optional = _steps_cells(a)
+        table.add_row(for_rich(a["account_id"]), status_markup(a["status"]), _attempts_cell(a),
+                      when(a["started_at"]), _duration(a["duration_s"]), ok, failed, optional,
+                      for_rich((a["error"] or "")[:200]), _artifact_cell(a))
     console.print(table)
+    _note_sources(console, data)
     return 0
+
+
+def _note_sources(console: Console, data: dict[str, Any]) -> None:
+    if data["log"] is None:
+        console.print("[dim]optional: '?': the run's log was not found, so 'failed' counts the failed optional "
+                      "steps too; pass --log to tell them apart[/]")
+    elif any((a["steps_failed_optional"] or 0) for a in data["accounts"]):
+        console.print(f"[dim]optional: optional steps that failed; their accounts went on "
+                      f"(from {for_rich(data['log'])})[/]")

@@ -1,6 +1,11 @@
 """``warmup recover``: close the dead runs of a log, one line each on stdout; exit 0.
 
 Reads and appends to the log only (like the runner, it never opens the database).
+
+No log at the default path (``warmup-data/events.jsonl``, nothing run here yet, or a run killed
+before its first event) means nothing to recover: one line saying so, exit 0. A log named on
+purpose (``--log`` or ``WARMUP_LOG``) that is not there is more likely a typo: the one "no event
+log" message, exit 2. Either way nothing is created.
 """
 
 from __future__ import annotations
@@ -8,14 +13,18 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from warmup.errors import UsageError, WarmupError
+from warmup.errors import UsageError, WarmupError, no_log
 from warmup.events.writer import LogWriteError
 from warmup.recover import Recovered, Skipped, recover_dead_runs
 
 
-def run_recover(log_path: Path, *, force: bool) -> int:
+def run_recover(log_path: Path, *, force: bool, explicit: bool = True) -> int:
+    """Close the dead runs of ``log_path``; ``explicit``: the path was given, not the default."""
     if not log_path.exists():
-        raise UsageError(f"no event log at {log_path} (give --log or set WARMUP_LOG)")
+        if explicit:
+            raise UsageError(no_log(log_path))
+        print(f"nothing to recover: no event log at {log_path} yet", flush=True)
+        return 0
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
     def say(result: Recovered | Skipped) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from warmup.errors import UsageError
+from warmup.errors import UsageError, no_log, no_run
 from warmup.recover import RunState, lock_is_held, scan_run
 from warmup.tasks import Task, task_from_record
 
@@ -37,10 +37,13 @@ class ResumePlan:
 
 
 def plan_resume(log_path: Path, run_id: str, *, failed_only: bool) -> ResumePlan:
-    """What a resume of ``run_id`` would run. Call after dead runs were recovered."""
+    """What a resume of ``run_id`` would run. Call after dead runs were recovered.
+
+    ``run_id`` is a whole id: the caller resolves a prefix or ``last`` first (``warmup.run_ids``).
+    """
     option = "--retry-failed" if failed_only else "--resume"
     if not log_path.exists():
-        raise UsageError(f"{option} {run_id}: no event log at {log_path}")
+        raise UsageError(f"{option} {run_id}: {no_log(log_path)}")
     holder = lock_is_held(log_path, run_id)
     if holder is not None:
         raise UsageError(
@@ -48,7 +51,7 @@ def plan_resume(log_path: Path, run_id: str, *, failed_only: bool) -> ResumePlan
         )
     state = scan_run(log_path, run_id)
     if state.started is None:
-        raise UsageError(f"{option} {run_id}: no such run in {log_path} (see 'warmup runs' or 'warmup tail')")
+        raise UsageError(f"{option} {run_id}: {no_run(run_id, log_path)}")
     if state.resumed_by:
         later = state.resumed_by[-1]
         raise UsageError(

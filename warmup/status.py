@@ -5,6 +5,10 @@ hold text from web pages. ``history`` shares these helpers.
 
 Read-only: it opens the database with ``mode=ro`` and never writes, so it is safe beside a running
 projector. Tables are drawn with rich (colour only on a terminal); ``--json`` prints the same data.
+
+A scoped database (built by ``warmup replay --until/--run``: its checkpoint has a ``scope``) shows
+part of the log only; ``status``, ``runs`` and ``show`` say so in a first line (``print_scope``),
+and ``--json`` carries it as ``scope``, so nobody takes a picture of the past for the present.
 """
 
 from __future__ import annotations
@@ -65,9 +69,54 @@ def load_status(db_path: Path, limit: int = 10) -> dict[str, Any]:
         checkpoint = dict(conn.execute(
             'SELECT "offset", events_applied, events_rejected, last_event_ts FROM projector_checkpoint'
         ).fetchone())
+        scope = read_scope(conn)
     finally:
         conn.close()
-    return {"runs": runs, "accounts": accounts, "checkpoint": checkpoint}
+    return {"runs": runs, "accounts": accounts, "checkpoint": checkpoint, "scope": scope}
+
+
+def read_scope(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """The checkpoint's scope (``{"until": ..., "runs": [...]}``) of a partial replay; None for a full one."""
+    try:
+        row = conn.execute("SELECT scope FROM projector_checkpoint").fetchone()
+    except sqlite3.OperationalError:  # an older database, before scopes: a full projection
+        return None
+    if row is None or not row[0]:
+        return None
+    try:
+        data = orjson.loads(row[0])
+    except orjson.JSONDecodeError:
+        return {"until": None, "runs": [], "unreadable": True}
+    return data if isinstance(data, dict) else {"until": None, "runs": [], "unreadable": True}
+
+
+def describe_scope(scope: dict[str, Any]) -> str:
+    parts = []
+    if scope.get("until"):
+        parts.append(f"events up to {scope['until']}")
+    if scope.get("runs"):
+        parts.append("runs " + ", ".join(str(r) for r in scope["runs"]))
+    return " and ".join(parts) or "part of the log"
+
+
+def print_scope(console: Console, db_path: Path, scope: dict[str, Any] | None | bool = False) -> None:
+    """One first line saying the database is a partial replay, and of what; nothing for a full one.
+
+    ``scope=False``: read it from ``db_path``.
+    """
+    if scope is False:
+        conn = connect_readonly(db_path)
+        try:
+            scope = read_scope(conn)
+        finally:
+            conn.close()
+    if not scope:
+        return
+    console.print(
+        f"[bold yellow]partial replay:[/] {for_rich(str(db_path))} holds {for_rich(describe_scope(scope))} only "
+        "(made by `warmup replay --until/--run`); `warmup project` will not extend it",
+        soft_wrap=True,
+    )
 
 
 def status_markup(text: str | None) -> str:
@@ -82,7 +131,9 @@ def when(ts: str | None) -> str:
 
 
 
-def render(data: dict[str, Any], console: Console) -> None:
+def render(data: dict[str, Any], console: Console, db_path: Path | None = None) -> None:
+    if data.get("scope") and db_path is not None:
+        print_scope(console, db_path, data["scope"])
     runs = Table(title="Recent runs", title_justify="left")
     for col in ("run", "task", "status", "started (UTC)", "finished", "total", "ok", "failed", "other"):
         runs.add_column(col, justify="right" if col in ("total", "ok", "failed", "other") else "left")
@@ -126,5 +177,5 @@ def run_status(db_path: Path, *, as_json: bool, limit: int) -> int:
     if as_json:
         print_json(data)
         return 0
-    render(data, make_console())
+    render(data, make_console(), db_path)
     return 0

@@ -19,7 +19,7 @@ from types import FrameType
 
 import click
 
-from warmup.errors import UsageError
+from warmup.errors import UsageError, no_log
 from warmup.events.logfile import check_log_file
 from warmup.projector.projector import BatchResult, Projector, VersionMismatch
 from warmup.projector.replay import replay
@@ -78,14 +78,14 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
             time.sleep(FOLLOW_POLL_S)
     check_log_file(log_path)
     if not log_path.is_file():
-        raise UsageError(f"no event log at {log_path} (run `warmup run` first, or pass --log)")
+        raise UsageError(no_log(log_path))
     with _open(log_path, db_path, strict, quiet) as projector:
         total = projector.catch_up()
         if not follow:
             _say(quiet, _summary(total, log_path, db_path))
             return 0
+        size = _size(log_path)  # before saying "following"; None if it is gone already (waited for below)
         _say(quiet, f"{_summary(total, log_path, db_path)}; following (Ctrl-C to stop)")
-        size: int | None = os.stat(log_path).st_size
         while not stop.stopped:
             time.sleep(FOLLOW_POLL_S)
             now = _size(log_path)

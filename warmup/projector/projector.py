@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 
-from warmup.errors import UsageError, WarmupError
+from warmup.errors import UsageError, WarmupError, no_log
 from warmup.events.envelope import DEEP_BYTES, EventDecoder, InvalidEvent, check_line
 from warmup.events.logfile import open_log
 from warmup.events.reader import read_block
@@ -281,7 +281,7 @@ class Projector:
         try:
             fd = open_log(self.log_path)  # (a FIFO swapped in is refused, never blocks)
         except FileNotFoundError:
-            raise UsageError(f"no event log at {self.log_path} (run `warmup run` first, or pass --log)") from None
+            raise UsageError(no_log(self.log_path)) from None
         try:
             while True:
                 batch = self._one_batch(fd)

@@ -22,7 +22,7 @@ import stat
 import time
 from pathlib import Path
 
-from warmup.errors import UsageError
+from warmup.errors import UsageError, no_log
 from warmup.events.logfile import check_log_file
 from warmup.locks import try_flock
 from warmup.projector.projector import (
@@ -132,7 +132,7 @@ def replay(
     log_path, db_path = Path(log_path), Path(db_path)
     check_log_file(log_path)
     if not log_path.is_file():
-        raise UsageError(f"no event log at {log_path} (pass --log, or set WARMUP_LOG)")
+        raise UsageError(no_log(log_path))
     refuse_foreign_database(db_path)
     reason = why_not_writable(db_path)
     if reason is not None:

@@ -1,4 +1,8 @@
-"""``warmup report RUN_ID -o report.html``: gather the run, render it, write the file whole.
+"""``warmup report RUN_ID [-o report.html]``: gather the run, render it, write the file whole.
+
+RUN_ID may be a whole id, a unique prefix or ``last``, resolved among the log's runs
+(``warmup.run_ids``, as every command that takes a run id). Without ``-o`` the report goes to
+``report-<run id>.html`` in the current folder.
 
 The file is written next to its destination and renamed into place, so a reader (or a browser
 reloading it) never sees half a report. It is private to its owner (mode 0600), like the log and
@@ -14,6 +18,12 @@ from pathlib import Path
 from warmup.errors import UsageError, WarmupError
 from warmup.report.data import gather
 from warmup.report.render import render
+from warmup.run_ids import resolve_from_log
+
+
+def default_output(run_id: str) -> Path:
+    """Where a report goes without ``-o``: ``report-<run id>.html`` in the current folder."""
+    return Path(f"report-{run_id}.html")
 
 
 def write_whole(output: Path, text: str) -> int:
@@ -44,7 +54,10 @@ def refuse_to_overwrite_inputs(output: Path, **inputs: Path) -> None:
             raise UsageError(f"-o {output} is the {option} itself; write the report to another file")
 
 
-def run_report(run_id: str, *, log_path: Path, db_path: Path, artifacts: Path, output: Path) -> int:
+def run_report(run_id: str, *, log_path: Path, db_path: Path, artifacts: Path, output: Path | None) -> int:
+    run_id = resolve_from_log(Path(log_path), run_id)
+    if output is None:
+        output = default_output(run_id)
     refuse_to_overwrite_inputs(Path(output), log=Path(log_path), database=Path(db_path))
     report = gather(run_id, db_path=Path(db_path), log_path=Path(log_path), artifacts_dir=Path(artifacts))
     size = write_whole(Path(output), render(report, log_name=str(log_path)))

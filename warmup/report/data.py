@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from warmup.errors import UsageError
+from warmup.errors import UsageError, no_log
 from warmup.events.envelope import (
     AccountFinished,
     AccountStarted,
@@ -163,7 +163,7 @@ def load_rows(db_path: Path, run_id: str) -> tuple[dict[str, Any], list[dict[str
     try:
         row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
-            raise UsageError(f"no run {run_id} in {db_path}; see `warmup runs`")
+            raise UsageError(f"run {run_id} is in the log but not in {db_path} yet: run `warmup project`")
         accounts = [dict(r) for r in conn.execute(
             "SELECT * FROM run_accounts WHERE run_id = ? ORDER BY position, account_id", (run_id,)
         )]
@@ -193,7 +193,7 @@ def read_timings(log_path: Path, run_id: str) -> LogTimings:
     """Every step and attempt of ``run_id`` in the log, per account, in log order."""
     check_log_file(log_path)
     if not log_path.is_file():
-        raise UsageError(f"no log at {log_path}: the report reads step timings from it; pass --log")
+        raise UsageError(no_log(log_path))
     needle = orjson.dumps(run_id)  # the id as it appears in a line, quotes included
     decode = EventDecoder()
     out = LogTimings()

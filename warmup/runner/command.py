@@ -9,7 +9,8 @@ lock is taken (before ``run_started``: see ``warmup.locks``), the projector chil
 the next ``warmup run`` or ``warmup recover`` closes the run from the log.
 
 ``--resume RUN_ID`` / ``--retry-failed RUN_ID`` take the task from that run's record instead of a
-file (``warmup.resume``) and run only the accounts that did not complete.
+file (``warmup.resume``) and run only the accounts that did not complete. RUN_ID may be a unique
+prefix or ``last``, resolved from the log (``warmup.run_ids``) before anything is appended.
 
 SIGXFSZ is ignored: a file-size limit (RLIMIT_FSIZE) then fails a write with EFBIG, which the
 writer turns into a clean ``LogWriteError``, instead of killing the runner mid-line.
@@ -36,6 +37,7 @@ from warmup.events.writer import EventWriter, LogWriteError
 from warmup.locks import RunLock
 from warmup.recover import recover_dead_runs
 from warmup.resume import plan_resume
+from warmup.run_ids import resolve_from_log
 from warmup.runner.engine import COMPLETED, DEFAULT_ACCOUNT_WAIT_S, INTERRUPTED, Runner
 from warmup.runner.progress import make_progress
 from warmup.runner.projector_child import ProjectorChild
@@ -98,6 +100,12 @@ def run_command(
         raise UsageError("missing TASK_FILE (or --resume RUN_ID / --retry-failed RUN_ID)")
     if account_wait_s < 0:
         raise UsageError(f"--account-wait must be 0 or more seconds, not {account_wait_s:g}")
+    if resume_id is not None:  # a prefix or `last` names one run of the log; before anything is appended
+        option = "--resume" if resume else "--retry-failed"
+        try:
+            resume_id = resolve_from_log(log_path, resume_id)
+        except UsageError as exc:
+            raise UsageError(f"{option} {resume_id}: {exc}") from None
     task = load_task(task_file) if task_file is not None else None
     executable = find_browser(browser_path, headless=not headed)
     grace_s = grace_seconds()

@@ -339,7 +339,8 @@ class Runner:
         self.counts[status] += 1
         detail = error or ""
         if status == COMPLETED:
-            detail = f"{st.steps_ok}/{len(self.task.steps)} steps, {time.monotonic() - st.started:.1f} s"
+            optional = f" ({st.steps_failed} optional failed)" if st.steps_failed else ""  # COMPLETED: all optional
+            detail = f"{st.steps_ok}/{len(self.task.steps)} steps{optional}, {time.monotonic() - st.started:.1f} s"
         self.progress.account_done(st.account.id, status, self.rec.scrub(detail))
 
     async def _attempt(self, browser: Browser, st: AccountRun) -> tuple[str, str | None]:

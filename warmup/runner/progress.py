@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from warmup.safe_text import escape
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 class Progress(Protocol):
@@ -50,43 +54,61 @@ class LineProgress:
             pass
 
 
-class BarProgress:
-    """A live bar on a terminal: done / failed / total and elapsed, finished accounts printed above."""
+def summary(counts: dict[str, int], total: int) -> str:
+    """``3 done, 1 failed, 2 interrupted / 6``: each final status as what it is.
 
-    def __init__(self) -> None:
+    CANCELLED (never started: the run was stopped, or another run held the account) and INTERRUPTED
+    (cut off by Ctrl-C/SIGTERM) are not failures of the account; they are counted under their own
+    word, shown once there is one. "done" and "failed" are always shown.
+    """
+    parts = [f"{counts.get('COMPLETED', 0)} done", f"{counts.get('FAILED', 0)} failed"]
+    parts += [f"{counts[s]} {s.lower()}" for s in ("CANCELLED", "INTERRUPTED") if counts.get(s)]
+    parts += [f"{n} {s.lower()}" for s, n in counts.items()
+              if n and s not in ("COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED")]
+    return f"{', '.join(parts)} / {total}"
+
+
+class BarProgress:
+    """A live bar on a terminal: done / failed / cancelled / interrupted / total and elapsed, finished accounts
+    printed above."""
+
+    COLOURS = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "magenta", "INTERRUPTED": "magenta"}
+
+    def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            TextColumn("{task.fields[done]} done, {task.fields[failed]} failed / {task.total:.0f}"),
+            TextColumn("{task.fields[summary]}", markup=False),
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
         )
-        self.task_id = None
-        self.done = 0
-        self.failed = 0
+        self.task_id: TaskID | None = None
+        self.total = 0
+        self.counts: dict[str, int] = {}
         self.started = time.monotonic()
 
+    def summary(self) -> str:
+        return summary(self.counts, self.total)
+
     def start(self, run_id: str, total: int) -> None:
+        self.total = total
         self.bar.start()
-        self.task_id = self.bar.add_task(run_id, total=total, done=0, failed=0)
+        self.task_id = self.bar.add_task(run_id, total=total, summary=self.summary())
 
     def account_done(self, account_id: str, status: str, detail: str) -> None:
-        if status == "COMPLETED":
-            self.done += 1
-        else:
-            self.failed += 1
+        self.counts[status] = self.counts.get(status, 0) + 1
         from rich.text import Text
 
-        colour = {"COMPLETED": "green", "FAILED": "red"}.get(status, "yellow")
+        colour = self.COLOURS.get(status, "yellow")
         line = Text.assemble(escape(f"{account_id}: "), (status, colour), escape(f" ({detail})") if detail else "")
         self.bar.console.print(line, highlight=False, soft_wrap=True)
         if self.task_id is not None:
-            self.bar.update(self.task_id, advance=1, done=self.done, failed=self.failed)
+            self.bar.update(self.task_id, advance=1, summary=self.summary())
 
     def note(self, message: str) -> None:
         self.bar.console.print(escape(message), markup=False, highlight=False)

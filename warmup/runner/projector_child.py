@@ -9,6 +9,11 @@ If the runner dies without stopping it (SIGKILL, OOM), the child must not follow
 on Linux it asks the kernel for SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``), so it
 drains what is in the log and exits 0 like after a normal stop. (If the runner died before the
 ``prctl``, the child sees a new parent pid and stops itself the same way.)
+
+The child's stderr goes to an unnamed temporary file, not the terminal: it would print into the
+progress bar. When the child fails, ``stop`` passes on its last lines and a hint naming the command
+that works: ``warmup project`` refuses a database built by a partial replay (``--until``/``--run``),
+so for that one the hint is ``warmup replay`` (without a scope) on the same log and database.
 """
 
 from __future__ import annotations
@@ -19,10 +24,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import IO
+
+from warmup.safe_text import escape
 
 STOP_TIMEOUT_S = 120.0
 PR_SET_PDEATHSIG = 1
+SCOPED_REFUSAL = "cannot be extended"  # how `warmup project` refuses a partial replay (projector._check_still_ours)
+STDERR_KEPT = 2000  # characters of the child's stderr passed on when it fails
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -41,6 +52,7 @@ class ProjectorChild:
         self.log_path = log_path
         self.db_path = db_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr: IO[bytes] | None = None
 
     def start(self) -> None:
         # -P: never import a cli.py that happens to be in the user's working directory.
@@ -49,8 +61,10 @@ class ProjectorChild:
             "--log", os.fspath(self.log_path), "--db", os.fspath(self.db_path),
         ]  # fmt: skip
         parent = os.getpid()
+        self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=lambda: _die_with_parent(parent)
+            cmd, stdin=subprocess.DEVNULL, stderr=self.stderr, start_new_session=True,
+            preexec_fn=lambda: _die_with_parent(parent),
         )
 
     def exited_early(self) -> int | None:
@@ -64,21 +78,41 @@ class ProjectorChild:
             return None
         early = proc.poll()
         if early is not None:
-            return f"the projector stopped early (exit {early}); run 'warmup project' to fill the tables"
+            return self._failed(f"the projector stopped early (exit {early})")
         proc.send_signal(signal.SIGTERM)
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            return f"the projector did not stop within {timeout_s:g} s and was killed; run 'warmup project'"
+            return self._failed(f"the projector did not stop within {timeout_s:g} s and was killed")
         except KeyboardInterrupt:
             # It already has its SIGTERM: it finishes applying the log and exits on its own
             # (it runs in its own session, so it does not die with us; its checkpoint is safe).
             raise
         if code != 0:
-            return f"the projector exited with {code}; run 'warmup project' to fill the tables"
+            return self._failed(f"the projector exited with {code}")
         return None
+
+    def _failed(self, what: str) -> str:
+        """``what`` happened, the child's own last words, and the command that fills the tables now."""
+        said = self._said()
+        log, db = os.fspath(self.log_path), os.fspath(self.db_path)
+        if SCOPED_REFUSAL in said:  # its own message names `warmup replay` without --db: say it whole here
+            return (f"{what}: {db} holds a partial replay (`warmup replay --until/--run`), which `warmup project` "
+                    f"does not extend; run `warmup replay --log {log} --db {db}` to rebuild its full tables")
+        hint = f"run `warmup project --log {log} --db {db}` to fill the tables"
+        lines = [escape(line.removeprefix("warmup: ")) for line in said.splitlines() if line.strip()]
+        return f"{what}: {lines[-1]}; {hint}" if lines else f"{what}; {hint}"
+
+    def _said(self) -> str:
+        if self.stderr is None:
+            return ""
+        try:
+            self.stderr.seek(0)
+            return self.stderr.read()[-STDERR_KEPT:].decode("utf-8", errors="replace")
+        except OSError:
+            return ""
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

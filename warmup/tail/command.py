@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from warmup.errors import UsageError, WarmupError
+from warmup.errors import UsageError, WarmupError, no_log
 from warmup.events.follower import Follower, Notice
 from warmup.events.logfile import open_log
 from warmup.events.reader import read_block
@@ -132,10 +132,7 @@ def _open_log(log_path: Path, follow: bool) -> int | None:
     except FileNotFoundError:
         if follow:
             return None
-        raise UsageError(
-            f"there is no event log at {log_path}: start a run with `warmup run`, pass --log PATH, "
-            "or add -f to wait for it"
-        ) from None
+        raise UsageError(f"{no_log(log_path)}; or add -f to wait for it") from None
     except PermissionError:
         raise UsageError(f"cannot read the event log {log_path}: permission denied") from None
     except OSError as exc:

@@ -4,6 +4,9 @@ Everything shown that came from the log is passed through ``escape()`` first: ti
 messages come from web pages, and an escape sequence in them (ANSI colours, OSC window titles or
 hyperlinks, cursor movement, bidi overrides) must never reach the user's terminal. The only escape
 sequences in the output are the colours this module adds itself, and only when asked to.
+
+A failed step is bold red ``FAILED``; a failed *optional* step (its account went on) is orange
+``failed (optional)``, its error orange too, so a glance at a tail tells the two apart.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from warmup.safe_text import escape
 
 MAX_TEXT = 300  # an error message longer than this is cut, with a note; --json shows it whole
 MAX_RAW = 200  # how much of an invalid line is shown
+OPTIONAL_FAILED = "failed (optional)"  # an optional step that failed: orange, never the bold red FAILED
 
 def _clip(text: str, limit: int) -> str:
     if len(text) <= limit:
@@ -28,7 +32,8 @@ def _clip(text: str, limit: int) -> str:
 class Style:
     """ANSI colours, or nothing. ``Style(False)`` returns text unchanged."""
 
-    CODES = {"dim": "2", "bold": "1", "red": "31", "green": "32", "yellow": "33", "cyan": "36", "magenta": "35"}
+    CODES = {"dim": "2", "bold": "1", "red": "31", "green": "32", "yellow": "33", "cyan": "36", "magenta": "35",
+             "orange": "38;5;208"}
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -108,6 +113,7 @@ class Formatter:
         t = e["type"]
         parts: list[str] = []
         error = None
+        error_style = "red"
         if t == "run_started":
             parts += [f"task={escape(e['task_id'])}", f"accounts={len(e['accounts'])}"]
             parts.append(f"concurrency={e['concurrency']}")
@@ -116,7 +122,12 @@ class Formatter:
         elif t == "account_started":
             parts.append(f"attempt={e['attempt']}")
         elif t == "step_finished":
-            ok = s("ok", "green") if e["ok"] else s("FAILED", "red", "bold")
+            if e["ok"]:
+                ok = s("ok", "green")
+            elif e.get("optional"):  # recorded, and the account went on: not a failure of the account
+                ok, error_style = s(OPTIONAL_FAILED, "orange"), "orange"
+            else:
+                ok = s("FAILED", "red", "bold")
             # numbered from 1, like the runner's messages and the report (the log's index is from 0)
             parts += [f"step {e['index'] + 1}", escape(e["action"]), ok, _duration(float(e["duration_ms"]))]
             for key in ("url", "title"):
@@ -136,5 +147,5 @@ class Formatter:
         if parts:
             line += " " + " ".join(parts)
         if error is not None:
-            line += " " + s("error: " + _clip(escape(error), MAX_TEXT), "red")
+            line += " " + s("error: " + _clip(escape(error), MAX_TEXT), error_style)
         return line
