@@ -57,6 +57,17 @@ def test_runs_in_log_reads_run_started_lines_only_in_log_order(two_runs: tuple[P
         runs_in_log(tmp_path / "nope.jsonl")
 
 
+@pytest.mark.parametrize("read_bytes", [7, 64, 1000])
+def test_runs_in_log_finds_lines_cut_by_its_reads(two_runs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+                                                   read_bytes: int) -> None:
+    """The log is read a block at a time: a run_started line cut by a block's end is still found, once."""
+    import warmup.run_ids
+
+    log, _ = two_runs
+    monkeypatch.setattr(warmup.run_ids, "READ_BYTES", read_bytes)
+    assert runs_in_log(log) == [FIRST, SECOND]
+
+
 def test_show_report_replay_and_resume_take_a_prefix_and_last(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
     log, db = two_runs
     shown = json.loads(warmup("show", "20261129T07", "--db", db, "--json").stdout)

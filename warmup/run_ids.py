@@ -8,65 +8,61 @@
 - a prefix names the one run whose id starts with it; several matches are refused with a few of them.
 
 The runs known are read from the event log (``runs_in_log``), never from the database: ``warmup run``
-must not import sqlite3, and the log is the record. Reading it is cheap: the file is mapped and searched
+must not import sqlite3, and the log is the record. Reading it is cheap: the file is read 4 MB at a time and searched
 for the bytes ``"run_started"`` in C, and only the lines holding them are decoded (one per run), so a
 100 MB log is scanned in a fraction of a second. This module imports nothing that opens a database.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
 
 from warmup.errors import UsageError, no_log, no_run
+from warmup.events.logfile import open_log
 
 LAST = "last"
 NEEDLE = b'"run_started"'
 SHOWN_WHEN_AMBIGUOUS = 3
+READ_BYTES = 4 << 20
 
 
 def runs_in_log(log_path: Path) -> list[str]:
     """The run ids of the log's ``run_started`` events, in log order (oldest first), each once.
 
     Raises ``UsageError`` (the one "no event log" message) when there is no log; a path that is not
-    a regular file (a FIFO, a folder) is refused without blocking on it.
+    a regular file (a FIFO, a folder) is refused by ``open_log`` without blocking on it. The file is
+    read, not mapped: a writer cutting a torn tail under a mapping would kill this process (SIGBUS).
     """
     try:
-        fd = os.open(log_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = open_log(log_path)
     except FileNotFoundError:
         raise UsageError(no_log(log_path)) from None
-    except IsADirectoryError:
-        raise UsageError(f"{log_path} is a folder: --log wants the event log (a .jsonl file)") from None
     except OSError as exc:
         raise UsageError(f"cannot read the event log {log_path}: {exc.strerror}") from None
+    seen: dict[str, None] = {}
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{log_path} is not a regular file: --log wants the event log (a .jsonl file)")
-        if info.st_size == 0:
-            return []
-        with mmap.mmap(fd, info.st_size, prot=mmap.PROT_READ) as data:
-            return _scan(data)
+        offset, carry = 0, b""
+        while block := os.pread(fd, READ_BYTES, offset):
+            offset += len(block)
+            data = carry + block
+            cut = data.rfind(b"\n") + 1  # complete lines only; the rest waits for the next block
+            _scan(data, cut, seen)
+            carry = data[cut:]
     finally:
         os.close(fd)
+    return list(seen)  # (a torn last line, its writer maybe still writing it, is left out)
 
 
-def _scan(data: mmap.mmap) -> list[str]:
-    seen: dict[str, None] = {}
+def _scan(data: bytes, end_of_lines: int, seen: dict[str, None]) -> None:
+    """Add to ``seen`` the run ids of the ``run_started`` lines among ``data[:end_of_lines]``."""
     pos = 0
-    while True:
-        hit = data.find(NEEDLE, pos)
-        if hit < 0:
-            break
+    while (hit := data.find(NEEDLE, pos, end_of_lines)) >= 0:
         start = data.rfind(b"\n", 0, hit) + 1
-        end = data.find(b"\n", hit)
-        if end < 0:  # a torn last line: its writer may still be writing it
-            break
+        end = data.find(b"\n", hit, end_of_lines)
         pos = end + 1
         try:
             event = orjson.loads(data[start:end])
@@ -76,7 +72,6 @@ def _scan(data: mmap.mmap) -> list[str]:
             run_id = event.get("run_id")
             if isinstance(run_id, str) and run_id:
                 seen.setdefault(run_id, None)
-    return list(seen)
 
 
 def resolve_run_id(text: str, known: Sequence[str], where: object) -> str:
