@@ -46,8 +46,11 @@ def without_checkpoint(db: Path) -> dict[str, list[tuple[object, ...]]]:
     return {k: v for k, v in dump(db).items() if k != "projector_checkpoint"}
 
 
+@pytest.mark.parametrize("per_chunk", [2, IDS_PER_CHUNK])  # (2: each reload after the other's commit reads chunks)
 @pytest.mark.parametrize("batch_bytes", [1, 900, 1 << 20])
-def test_two_projectors_taking_turns_equal_one_replay(tmp_path: Path, batch_bytes: int) -> None:
+def test_two_projectors_taking_turns_equal_one_replay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      batch_bytes: int, per_chunk: int) -> None:
+    monkeypatch.setattr(rows_module, "IDS_PER_CHUNK", per_chunk)
     lines = growing_log()
     full_log, reference = tmp_path / "full.jsonl", tmp_path / "reference.db"
     full_log.write_bytes(b"".join(lines))
