@@ -9,8 +9,10 @@ Duplicates: event ids are unique by contract, and an event whose id was already 
 is rejected ("duplicate event id"), whatever its type, before any other check: a copied line is
 applied once, however many times it appears. A finished run takes no more events at all (the
 runner and ``recover`` write ``run_finished`` last), so only the runs in flight need their ids:
-they are kept in ``run_event_ids`` (loaded with the run, written with it, deleted when it
-finishes), and the check holds across batches and processes exactly as in one replay. An id is
+they are kept in ``run_event_ids`` (loaded with the run; appended to with it: a batch writes only
+the ids it applied, in fixed chunks, see ``rows.IDS_PER_CHUNK``; deleted when it finishes), and the
+check holds across batches and processes exactly as in one replay. The handlers only add an id to
+the run's dict (``seen[event_id] = None``); ``RowCache.flush`` finds the new ones by count. An id is
 checked within its run (an event belongs to exactly one run): tracking every id ever applied
 would cost an index of all ids, about as much as a replay itself.
 

@@ -5,9 +5,14 @@ Why a cache: one SQL statement per event runs at ~174k events/s here and sqlite-
 in memory and each touched row is written once per batch with one ``executemany`` per table.
 
 Runs in memory are written at every flush (they are the ones in flight); accounts and tasks are
-written when marked dirty. Loading is by run: the first event of a run not in memory loads the run's row and all its
-``run_accounts`` rows in two queries. Accounts and tasks load one by one on first touch (a miss is
-remembered, so a new account costs one query per projector process, not one per event).
+written when marked dirty. A run's event ids are append-only: a flush writes only the chunks of
+``run_event_ids`` that the ids applied since the last commit fall in (see ``IDS_PER_CHUNK``), so
+a batch costs what its events cost, not what the runs in flight have grown to.
+
+Loading is by run: the first event of a run not in memory loads the run's row, all its
+``run_accounts`` rows and its ids (its ``run_event_ids`` chunks, in order) in three queries.
+Accounts and tasks load one by one on first touch (a miss is remembered, so a new account costs
+one query per projector process, not one per event).
 
 The cache is only valid while this process is the database's sole writer. The projector checks that
 inside each write transaction (the checkpoint is the one it committed last) and calls ``clear()``
@@ -18,6 +23,8 @@ bounded by the runs in flight, not by the length of the log.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -55,7 +62,7 @@ class ClosedRun(dict[str, None]):
 CLOSED = ClosedRun()
 
 
-def pack_ids(ids: EventIds) -> bytes | str:
+def pack_ids(ids: Collection[str]) -> bytes | str:
     """The ids as stored in ``run_event_ids.ids``: 16 bytes each when all are 32 lowercase hex digits.
 
     Exact both ways: ``unpack_ids(pack_ids(x)) == list(x)`` for any strings (anything else is JSON).
@@ -81,6 +88,28 @@ def unpack_ids(stored: bytes | str | None) -> EventIds:
         return dict.fromkeys(text[i:i + 32] for i in range(0, len(text), 32))
     return dict.fromkeys(orjson.loads(stored))
 
+
+# A run's ids are stored in chunks of this many, in the order applied: chunk k holds ids
+# k*IDS_PER_CHUNK .. (k+1)*IDS_PER_CHUNK-1 of the run. The cut depends on the ids alone, never on
+# how the log was cut into batches, so the table stays a pure function of the log (increments ==
+# one replay), and a flush rewrites at most one chunk it wrote before (the last, partly filled one):
+# at most IDS_PER_CHUNK * 16 bytes (4 KiB) a run in flight, whatever the run's length.
+IDS_PER_CHUNK = 256
+
+
+def new_chunks(ids: EventIds, stored: int) -> list[tuple[int, list[str]]]:
+    """The chunks (number, ids) to write so that ids ``stored`` .. ``len(ids)-1`` are stored.
+
+    Takes the ids from the end of the dict (``reversed``), so it costs the ids written, not the
+    ids the run holds: the last chunk written before is rewritten whole, the rest are new.
+    """
+    total = len(ids)
+    first = stored // IDS_PER_CHUNK
+    wanted = total - first * IDS_PER_CHUNK
+    tail = list(islice(reversed(ids), wanted))
+    tail.reverse()
+    return [(first + k, tail[i:i + IDS_PER_CHUNK]) for k, i in enumerate(range(0, wanted, IDS_PER_CHUNK))]
+
 _FINAL_RUN = frozenset({"COMPLETED", "FAILED", "INTERRUPTED"})
 _MAX_CACHED_KEYS = 200_000  # accounts + tasks kept across batches before the cache starts afresh
 
@@ -92,6 +121,11 @@ class RowCache:
         self.runs: dict[str, Row | None] = {}
         self.run_accounts: dict[str, dict[str, Row]] = {}
         self.run_ids: dict[str, EventIds] = {}  # per run in memory: the ids applied to it
+        # Per run in memory: how many of its ids (the first n of ``run_ids[run]``) the database holds
+        # as of the last commit. Only ``after_commit`` advances it (from ``_ids_flushed``), so a batch
+        # that rolls back leaves it true; ``clear()`` (after any error) forgets it with the ids.
+        self.ids_stored: dict[str, int] = {}
+        self._ids_flushed: dict[str, int] = {}  # what the current transaction's flush wrote, until commit
         self.accounts: dict[str, Row | None] = {}
         self.tasks: dict[str, Row | None] = {}
         self.dirty_accounts: set[str] = set()
@@ -103,7 +137,7 @@ class RowCache:
     def clear(self) -> None:
         """Forget everything (the database is the truth again)."""
         for container in (
-            self.runs, self.run_accounts, self.run_ids, self.accounts, self.tasks,
+            self.runs, self.run_accounts, self.run_ids, self.ids_stored, self._ids_flushed, self.accounts, self.tasks,
             self.dirty_accounts, self._dirty_tasks, self.artifacts, self._artifact_paths, self.rejected,
         ):
             container.clear()
@@ -131,9 +165,12 @@ class RowCache:
             if row["status"] in _FINAL_RUN:
                 self.run_ids[run_id] = CLOSED
             else:
-                stored = self.conn.execute(
-                    'SELECT "ids" FROM "run_event_ids" WHERE "run_id" = ?', (run_id,)).fetchone()
-                self.run_ids[run_id] = unpack_ids(stored[0] if stored else None)
+                ids: EventIds = {}
+                for (chunk,) in self.conn.execute(
+                        'SELECT "ids" FROM "run_event_ids" WHERE "run_id" = ? ORDER BY "chunk"', (run_id,)):
+                    ids.update(unpack_ids(chunk))
+                self.run_ids[run_id] = ids
+                self.ids_stored[run_id] = len(ids)
         return row
 
     def account(self, account_id: str) -> Row | None:
@@ -169,6 +206,7 @@ class RowCache:
         self.runs[row["id"]] = row
         self.run_accounts[row["id"]] = accounts
         self.run_ids[row["id"]] = {}
+        self.ids_stored[row["id"]] = 0
 
     def put_account(self, row: Row) -> None:
         self.accounts[row["id"]] = row
@@ -196,19 +234,36 @@ class RowCache:
         runs = [row for row in self.runs.values() if row is not None]
         write(RUNS, runs)
         write(RUN_ACCOUNTS, [ra for row in runs for ra in self.run_accounts[row["id"]].values()])
-        # the ids of the runs in flight; a run that finished no longer needs them (see ClosedRun)
-        ids = self.run_ids
-        conn.executemany(RUN_EVENT_IDS.insert_sql,
-                         [(r["id"], pack_ids(ids[r["id"]])) for r in runs if ids[r["id"]] is not CLOSED])
-        conn.executemany('DELETE FROM "run_event_ids" WHERE "run_id" = ?',
-                         [(r["id"],) for r in runs if ids[r["id"]] is CLOSED])
+        # The ids of the runs in flight, only those applied since the last commit (plus the rest of
+        # the last chunk they fall in); a run that finished no longer needs them (see ClosedRun).
+        run_ids, ids_stored, flushed = self.run_ids, self.ids_stored, self._ids_flushed
+        flushed.clear()
+        chunks: list[tuple[str, int, bytes | str]] = []
+        closed: list[tuple[str]] = []
+        for row in runs:
+            run_id = row["id"]
+            ids = run_ids[run_id]
+            if ids is CLOSED:
+                closed.append((run_id,))
+                continue
+            stored = ids_stored.get(run_id, 0)
+            if len(ids) > stored:
+                chunks.extend((run_id, k, pack_ids(part)) for k, part in new_chunks(ids, stored))
+                flushed[run_id] = len(ids)
+        conn.executemany(RUN_EVENT_IDS.insert_sql, chunks)
+        conn.executemany('DELETE FROM "run_event_ids" WHERE "run_id" = ?', closed)
         write(ACCOUNTS, [self.accounts[a] for a in self.dirty_accounts])  # type: ignore[misc]
         write(TASKS, [self.tasks[t] for t in self._dirty_tasks])  # type: ignore[misc]
         write(ARTIFACTS, self.artifacts)
         write(REJECTED_EVENTS, self.rejected)
 
     def after_commit(self) -> None:
-        """Forget what is written; evict finished runs so memory tracks the runs in flight."""
+        """Forget what is written; evict finished runs so memory tracks the runs in flight.
+
+        Only now (the transaction committed) do the stored id counts move to what the flush wrote.
+        """
+        self.ids_stored.update(self._ids_flushed)
+        self._ids_flushed.clear()
         self.dirty_accounts.clear()
         self._dirty_tasks.clear()
         self.artifacts.clear()
@@ -219,6 +274,7 @@ class RowCache:
             del self.runs[run_id]
             self.run_accounts.pop(run_id, None)
             self.run_ids.pop(run_id, None)
+            self.ids_stored.pop(run_id, None)
         if len(self.accounts) + len(self.tasks) > _MAX_CACHED_KEYS:
             self.accounts.clear()
             self.tasks.clear()

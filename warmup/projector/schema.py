@@ -19,7 +19,9 @@ from typing import Any
 
 import sqlite_utils
 
-PROJECTION_VERSION = 3  # 2: projector_checkpoint.scope (partial replays); 3: run_event_ids, artifacts never replaced
+# 2: projector_checkpoint.scope (partial replays); 3: run_event_ids, artifacts never replaced;
+# 4: run_event_ids in chunks (one row per IDS_PER_CHUNK ids: a batch writes only its new ids)
+PROJECTION_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -140,13 +142,17 @@ ARTIFACTS = Table(
 )
 
 # The ids of the events applied to each run in flight, in the order applied: how the projector knows an id
-# it applied before, in any later batch or process (see handlers, "Duplicates"). ``ids`` is the ids'
-# 16 bytes each (a BLOB) when every id is 32 lowercase hex digits, as the writer makes them, else a
-# JSON array (TEXT). Written with the run's row while it is in flight, deleted when it finishes.
+# it applied before, in any later batch or process (see handlers, "Duplicates"). A run's ids are cut
+# into chunks of ``rows.IDS_PER_CHUNK`` (chunk k holds its ids k*IDS_PER_CHUNK onwards: the cut
+# depends on the ids alone, not on the batches), one row each, read back in chunk order. ``ids`` is
+# the chunk's ids 16 bytes each (a BLOB) when every one is 32 lowercase hex digits, as the writer
+# makes them, else a JSON array (TEXT). Append-only while the run is in flight: a batch writes the
+# chunks its new ids fall in (the last one written before, partly filled, again); all of the run's
+# rows are deleted when it finishes.
 RUN_EVENT_IDS = Table(
     "run_event_ids",
-    {"run_id": str, "ids": bytes},
-    ("run_id",),
+    {"run_id": str, "chunk": int, "ids": bytes},
+    ("run_id", "chunk"),
 )
 
 REJECTED_EVENTS = Table(
