@@ -301,12 +301,13 @@ FILL_SECRET = '[[steps]]\nfill = "#p"\nvalue = "${env.PW}"\n'
             '[[accounts]]\nid = "bob"\nvars = { tag = "demo" }\n' + FILL_SECRET
             + '[[steps]]\nscreenshot = "s-${account.tag}"\n',
             {},
-            "accounts[0].vars.tag",  # the record itself holds the value: found there first
+            "the screenshot name of step 2 (screenshot) for account 'bob'",  # file names before the rest
         ),
+        ('[[accounts]]\nid = "bob"\nvars = { tag = "demo" }\n' + FILL_SECRET, {}, "accounts[0].vars.tag"),
         (ACCOUNT + FILL_SECRET + '[[steps]]\ngoto = "http://127.0.0.1/demo"\n', {}, "steps[1].goto"),
     ],
     ids=["account-id", "task-id", "name", "accounts-file", "id-in-accounts-file", "storage-state", "rendered-state",
-         "var-value", "step-literal"],
+         "var-in-a-screenshot-name", "var-value", "step-literal"],
 )
 def test_a_secret_value_inside_an_id_or_file_name_is_refused_naming_the_variable(
     tmp_path: Path, text: str, files: dict[str, str], place: str
@@ -321,6 +322,43 @@ def test_a_secret_value_inside_an_id_or_file_name_is_refused_naming_the_variable
     assert "the value of ${env.PW} appears in" in message and place in message, message
     assert "demo" not in message.replace(str(path), "").replace("demo.csv", ""), message
     assert "\n" not in message
+
+
+def test_a_key_that_holds_a_secret_value_is_not_a_place_it_appears(tmp_path: Path) -> None:
+    # "password" contains the value "word"; a key is a name the author chose, never a value
+    path = tmp_path / "t.toml"
+    path.write_text('[[accounts]]\nid = "a"\nvars = { password = "word", word = "x" }\n'
+                    '[[steps]]\nfill = "#pw"\nvalue = "${account.password}"\n')
+    task = load_task(path, env={})
+    assert task.secret_values() == ["word"]
+    assert task.record()["accounts"][0]["vars"] == {"password": REDACTED, "word": "x"}
+
+
+def test_a_short_secret_inside_a_url_warns_and_loads(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(ACCOUNT + '[[steps]]\ngoto = "https://example.com/"\n' + FILL_SECRET)
+    task = load_task(path, env={"PW": "xam"})  # inside "example"
+    warning = task.short_secret_warning({"PW": "xam"})
+    assert warning is not None and "${env.PW} is shorter than 4 characters" in warning, warning
+    assert "may appear unscrubbed in the task's definition" in warning and "xam" not in warning, warning
+
+
+def test_a_short_secret_inside_an_id_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('[[accounts]]\nid = "acom1"\n' + FILL_SECRET)
+    with pytest.raises(UsageError, match=r"the value of \$\{env.PW\} appears in accounts\[0\]\.id"):
+        load_task(path, env={"PW": "com"})
+
+
+def test_a_secret_written_literally_into_a_step_value_is_refused_naming_the_variable(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('[[accounts]]\nid = "a"\nvars = { password = "hunter2" }\n'
+                    '[[steps]]\nfill = "#password"\nvalue = "hunter2"\n')
+    with pytest.raises(UsageError) as caught:
+        load_task(path, env={})
+    message = str(caught.value).replace(str(path), "")
+    assert "the value of the variable 'password' of accounts[0] appears in steps[0].value" in message, message
+    assert "hunter2" not in message
 
 
 def test_a_literal_credential_inside_an_account_id_is_refused_without_naming_the_id(tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ credential-named literals replaced by ``***``: it goes into ``run_started`` so a
 understood and resumed later without the file, and it never holds a resolved secret.
 
 Ids, file names and the record are structural: the runner writes them unscrubbed (``***`` in an
-id would name an account that does not exist). So a task whose secret value appears in any of
-them is refused at load (``_check_secrets_not_structural``), naming the variable, never the value.
+id would name an account that does not exist). So a task whose secret value appears in an id or a
+file name, or (4 characters or more) in another string of its record, is refused at load
+(``_check_secrets_not_structural``), naming the variable, never the value.
 """
 
 from __future__ import annotations
@@ -187,7 +188,8 @@ class Task:
         return (
             f"warning: {', '.join(labels)} {'is' if len(labels) == 1 else 'are'} shorter than {SHORT_SECRET} "
             "characters: every occurrence of such a value in error texts and URLs becomes ***, "
-            "even where it is not the secret"
+            "even where it is not the secret, and it may appear unscrubbed in the task's definition "
+            "recorded in the log (a URL or a step value that happens to contain it)"
         )
 
     def secret_values(self) -> list[str]:
@@ -584,57 +586,105 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
         storage_state=storage_state,
         accounts_file=accounts_file,
     )
-    task.env_names = frozenset(_check_references(task, env, where))
+    rendered_names: list[tuple[str, str]] = []
+    task.env_names = frozenset(_check_references(task, env, where, rendered_names))
     task.literal_secrets = frozenset(
         v for a in accounts for k, v in a.vars.items() if k in _secret_literal_names(a) and v
     )
-    _check_secrets_not_structural(task, env, where)
+    _check_secrets_not_structural(task, env, where, rendered_names)
     return task
 
 
-def _check_secrets_not_structural(task: Task, env: Mapping[str, str], where: str) -> None:
+def _check_secrets_not_structural(
+    task: Task, env: Mapping[str, str], where: str, rendered_names: list[tuple[str, str]]
+) -> None:
     """No secret value occurs in what the log keeps as it is: ids, file names, the task's record.
 
     The recorder scrubs free text only (``warmup.runner.recorder``): an id or a path with ``***``
     in it would name a folder, a state file or an account that does not exist, and a resume could
-    not match it. So a task whose secret value appears inside its id, an account id, a file name
-    (the task file's own path, ``accounts_file``, a rendered ``storage_state`` or screenshot name)
-    or anywhere else in its record (written unresolved into ``run_started``) is refused, naming the
-    variable, never the value.
+    not match it. So a task is refused, naming the variable, never the value:
+
+    - whatever the secret's length, when it appears inside an id or a file name: the task's id,
+      an account id, the task file's path, ``accounts_file``, a ``storage_state`` (as written and as
+      rendered for each account) or a screenshot name (as written and as rendered: the rendered
+      ones are ``rendered_names``, from ``_check_references``);
+    - when a secret of ``SHORT_SECRET`` characters or more appears in any other string of the
+      record written unresolved into ``run_started`` (the name, step values, plain variables): it
+      was written literally into the task and would reach the log raw. A shorter one is likely to
+      occur there by chance (``"com"`` in a URL): ``Task.short_secret_warning`` says it may.
+
+    Keys are never checked: they are names the task's author chose (``password = "word"``).
+    Near-linear in the size of the task: each secret is looked up in an index of the 4-character
+    pieces of the strings (``_Haystack``), and only a place that holds it is searched to name it.
     """
     sources = task.secret_sources(env)
     if not sources:
         return
-    places: list[tuple[str, str]] = []  # (where, text)
-    _record_strings(task.record(), "", places)
-    for account in task.accounts:
-        template = account.storage_state or task.storage_state
-        if template:
-            places.append((f"the storage_state of account {account.id!r}", _render(template, account, env, where="")))
-        for step in task.steps:
-            if step.action == "screenshot":
-                name = _render(step.args[""], account, env, where="")
-                places.append((f"the screenshot name of {step.label} for account {account.id!r}", name))
-    for place, text in places:  # places outermost: ids are all checked before a label names one
-        for label, value in sources:
-            if value in text:
-                raise UsageError(
-                    f"{where}: the value of {label} appears in {place}, which the log keeps as it is "
-                    "(ids, file names and the task's definition are never scrubbed); change one of them"
-                )
+    names: list[tuple[str, str]] = []  # (where, text): ids and file names
+    others: list[tuple[str, str]] = []  # (where, text): every other string of the record
+    _record_strings(task.record(), "", names, others)
+    names += rendered_names
+    long_sources = [(label, value) for label, value in sources if len(value) >= SHORT_SECRET]
+    for places, checked in ((names, sources), (others, long_sources)):
+        haystack = _Haystack([text for _, text in places])
+        found = [(label, value) for label, value in checked if haystack.contains(value)]
+        if not found:
+            continue
+        # the first place that holds a secret is named (ids before the rest of the record)
+        place, label = next((place, label) for place, text in places for label, value in found if value in text)
+        raise UsageError(
+            f"{where}: the value of {label} appears in {place}, which the log keeps as it is "
+            "(ids, file names and the task's definition are never scrubbed); change one of them"
+        )
 
 
-def _record_strings(value: Any, path: str, out: list[tuple[str, str]]) -> None:
-    """Every string of a task record (keys included), with where it is, e.g. ``steps[2].fill``."""
+class _Haystack:
+    """Many strings, asked whether one of them contains a needle: in about the needle's length.
+
+    Every 4-character piece of every string goes into a set: a needle of 4 or more characters
+    with a piece that is not in the set occurs in none of them (the usual answer, found at once);
+    otherwise, and for a shorter needle, the strings are searched.
+    """
+
+    GRAM = 4
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.grams = {text[i : i + self.GRAM] for text in texts for i in range(len(text) - self.GRAM + 1)}
+        self._joined: str | None = None
+
+    def contains(self, needle: str) -> bool:
+        n = self.GRAM
+        if len(needle) >= n and any(needle[i : i + n] not in self.grams for i in range(0, len(needle) - n + 1)):
+            return False
+        if self._joined is None:
+            self._joined = "\0".join(self.texts)
+        if needle not in self._joined:
+            return False
+        return "\0" not in needle or any(needle in text for text in self.texts)
+
+
+def _record_strings(value: Any, path: str, names: list[tuple[str, str]], others: list[tuple[str, str]]) -> None:
+    """Every string value of a task record (never a key), with where it is, e.g. ``steps[2].fill``.
+
+    Ids and file names go to ``names``, the other strings to ``others``. A ``${...}`` reference is
+    cut out (``"${account.password}"`` names a variable, it holds no value); what it renders to is
+    checked where it matters, in rendered file names.
+    """
     if isinstance(value, str):
-        out.append((path or "the task", value))
+        (names if _NAME_PATH.fullmatch(path) else others).append((path or "the task", REFERENCE.sub("\0", value)))
     elif isinstance(value, dict):
         for key, item in value.items():
-            out.append((f"a key of {path or 'the task'}", str(key)))  # not named: it may hold the value
-            _record_strings(item, f"{path}.{key}" if path else str(key), out)
+            _record_strings(item, f"{path}.{key}" if path else str(key), names, others)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _record_strings(item, f"{path}[{i}]", out)
+            _record_strings(item, f"{path}[{i}]", names, others)
+
+
+# Where a task record holds an id or a file name (see Task.record).
+_NAME_PATH = re.compile(
+    r"id|source|folder|storage_state|accounts_file|accounts\[[0-9]+\]\.(?:id|storage_state)|steps\[[0-9]+\]\.screenshot"
+)
 
 
 def _type_name(kinds: type | tuple[type, ...]) -> str:
@@ -840,10 +890,14 @@ def _templates(step: Step) -> list[str]:
     return [step.args[k] for k in spec.templated if isinstance(step.args.get(k), str)]
 
 
-def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str]:
+def _check_references(
+    task: Task, env: Mapping[str, str], where: str, rendered_names: list[tuple[str, str]]
+) -> set[str]:
     """Render every template for every account now, so an undefined variable fails before any run.
 
     Returns the names of the environment variables the task refers to (their values are secrets).
+    Each account's rendered storage_state and screenshot names go to ``rendered_names`` as
+    (where, name), for ``_check_secrets_not_structural``.
     """
     env_names: set[str] = set()
     for account in task.accounts:
@@ -864,7 +918,10 @@ def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str
                 raise UsageError(
                     f"{where}: account {account.id!r}: storage_state cannot use ${{env.*}} (a secret in a file name)"
                 )
-            _render(template, account, env, where=f"{where}: account {account.id!r}: storage_state: ")
+            rendered_names.append((
+                f"the storage_state of account {account.id!r}",
+                _render(template, account, env, where=f"{where}: account {account.id!r}: storage_state: "),
+            ))
         shots: dict[str, Step] = {}  # rendered screenshot name (casefolded) -> its step
         for step in task.steps:
             for template in _templates(step):
@@ -885,6 +942,7 @@ def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str
                             f"is not allowed ({SAFE_ID_TEXT})"
                         )
                     _check_screenshot_name(rendered, step, account, shots, where)
+                    rendered_names.append((f"the screenshot name of {step.label} for account {account.id!r}", rendered))
                 env_names.update(ref[4:] for ref in references(template) if ref.startswith("env."))
     return env_names
 
