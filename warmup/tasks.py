@@ -26,7 +26,9 @@ file name, or (4 characters or more) in another string of its record, is refused
 
 from __future__ import annotations
 
+import bisect
 import csv
+import functools
 import html.entities
 import io
 import math
@@ -253,10 +255,21 @@ class Scrubber:
     recorded, so a secret can reach the scrubber cut or squeezed: the whitespace-collapsed form is
     a form too, and the end of a text cut just before ``…`` that is the start of a secret (3
     characters or more, in any form above) is replaced as well.
+
+    Cost. The runner scrubs every event on its event loop, and a task may have 10,000 secrets
+    (bench/tasks.py). Every form above leaves a secret's ASCII letters and digits as they are, so
+    a secret can only be in a text that holds its *anchor*: up to ``ANCHOR`` characters of its
+    longest run of letters and digits. A call looks the text's runs of letters and digits up in an
+    index of the anchors, keeps the secrets found whose every run is in the text, and tries the
+    forms of those (and of secrets with no letter or digit at all) only, longest secret first; a
+    secret's escaped-form pattern is compiled when first needed. The end of
+    a text cut before ``…`` is walked over the secrets sorted as a trie (``_cut_start``), trying
+    at each place only the characters whose forms can start with the text's character there.
     """
 
     ELLIPSIS = "…"
     MIN_CUT = 3
+    ANCHOR = 4
 
     # What a browser leaves unencoded in a URL's path, query or fragment (it encodes spaces and
     # non-ASCII characters, not this punctuation), with and without ``%`` itself.
@@ -268,39 +281,78 @@ class Scrubber:
         # A secret put raw into a URL is cut where URL syntax says (a '#' starts the fragment, which
         # is never sent; '&' separates parameters): each piece of 4 characters or more is a secret too.
         pieces = {p for s in secrets for p in re.split(r"[#?&=/\\]", s) if len(p) >= self.MIN_PIECE and p != s}
-        secrets = [*secrets, *pieces]
-        forms: set[str] = set()
-        for s in secrets:
-            if s:
-                forms.update({s, quote_plus(s), " ".join(s.split())})
-                for raw in {s, s.replace("\\", "/")}:
-                    for safe in self.URL_SAFE:
-                        encoded = quote(raw, safe=safe)
-                        forms.update({encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)})
+        self._plain = sorted({s for s in [*secrets, *pieces] if s}, key=len, reverse=True)
+        self._rank = {s: i for i, s in enumerate(self._plain)}  # the order secrets are tried in
+        self._forms_of = {s: self._forms_for(s) for s in self._plain}
+        self._forms = sorted({f for forms in self._forms_of.values() for f in forms}, key=len, reverse=True)
+        # anchor length -> anchor -> the secrets it anchors; secrets without a letter or digit
+        self._anchors: dict[int, dict[str, list[str]]] = {}
+        self._anchorless: list[str] = []
+        self._runs: dict[str, list[str]] = {}  # secret -> its runs of letters and digits, longest first
+        for s in self._plain:
+            runs = self._runs[s] = sorted(set(_ALNUM_RUN.findall(s)), key=len, reverse=True)
+            if not runs:
+                self._anchorless.append(s)
+                continue
+            anchor = runs[0][: self.ANCHOR]
+            self._anchors.setdefault(len(anchor), {}).setdefault(anchor, []).append(s)
+        self._escaped: dict[str, re.Pattern[str]] = {}  # secret -> its escaped forms, when first needed
+        self._form_starts: dict[str, list[str]] | None = None  # for cut texts: first 3 characters -> forms
+        self._sorted: list[str] | None = None  # for cut texts: secrets longer than MIN_CUT, sorted
+
+    @classmethod
+    def _forms_for(cls, s: str) -> set[str]:
+        forms = {s, quote_plus(s), " ".join(s.split())}
+        for raw in {s, s.replace("\\", "/")}:
+            for safe in cls.URL_SAFE:
+                encoded = quote(raw, safe=safe)
+                forms.update({encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)})
         forms.discard("")
-        self._forms = sorted(forms, key=len, reverse=True)
-        self._plain = sorted({s for s in secrets if s}, key=len, reverse=True)
-        # One pattern per secret: each character in any of its escaped forms (see _char_forms).
-        self._chars = {s: [_char_forms(c) for c in s] for s in self._plain}
-        self._escaped = (
-            re.compile("|".join("".join(self._chars[s]) for s in self._plain)) if self._plain else None
-        )
-        self._char_res: dict[str, list[re.Pattern[str]]] | None = None  # built when a cut text needs them
+        return forms
+
+    def _candidates(self, text: str) -> list[str]:
+        """The secrets that may be in ``text`` in some form, in the order they are tried.
+
+        Those whose anchor the text holds, and then every run of letters and digits of theirs
+        (every form keeps them), plus those without a letter or digit.
+        """
+        found = set(self._anchorless)
+        if self._anchors:
+            for run in _ALNUM_RUN.findall(text):
+                for size, index in self._anchors.items():
+                    for i in range(len(run) - size + 1):
+                        hit = index.get(run[i : i + size])
+                        if hit is not None:
+                            found.update(s for s in hit if all(r in text for r in self._runs[s]))
+        return sorted(found, key=self._rank.__getitem__)
+
+    def _escaped_pattern(self, secret: str) -> re.Pattern[str]:
+        """The secret with each character in any of its escaped forms (see _char_forms)."""
+        pattern = self._escaped.get(secret)
+        if pattern is None:
+            pattern = self._escaped[secret] = re.compile("".join(_char_forms(c) for c in secret))
+        return pattern
 
     def __call__(self, text: str) -> str:
-        # The whole secret in any form first: a piece of it replaced before would hide the rest.
-        if self._escaped is not None:
-            text = self._escaped.sub(REDACTED, text)
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, REDACTED)
+        if not self._plain:
+            return text
+        candidates = self._candidates(text)
+        if candidates:
+            # The whole secret in any form first: a piece of it replaced before would hide the rest.
+            for secret in candidates:  # longest first
+                text = self._escaped_pattern(secret).sub(REDACTED, text)
+            forms = sorted({f for s in candidates for f in self._forms_of[s]}, key=len, reverse=True)
+            for form in forms:
+                if form in text:
+                    text = text.replace(form, REDACTED)
         if "%" in text:  # the last net: an encoding none of the forms above foresaw
             decoded = unquote(text)
-            if any(secret in decoded for secret in self._plain):
-                for secret in self._plain:
+            found = [s for s in self._candidates(decoded) if s in decoded]
+            if found:
+                for secret in found:
                     decoded = decoded.replace(secret, REDACTED)
                 text = decoded
-        if self._forms and self.ELLIPSIS in text:
+        if self.ELLIPSIS in text:
             text = self.ELLIPSIS.join(self._cut_prefix(part) for part in text.split(self.ELLIPSIS)[:-1]) + (
                 self.ELLIPSIS + text.split(self.ELLIPSIS)[-1]
             )
@@ -313,49 +365,85 @@ class Scrubber:
         secret's beginning before it.
         """
         cut = len(before)
-        for form in self._forms:
-            for k in range(min(len(form) - 1, len(before)), self.MIN_CUT - 1, -1):
-                if before.endswith(form[:k]):
-                    cut = min(cut, len(before) - k)
+        if self._form_starts is None:
+            self._form_starts = {}
+            for form in self._forms:
+                if len(form) > self.MIN_CUT:
+                    self._form_starts.setdefault(form[: self.MIN_CUT], []).append(form)
+        # a form cut after k characters (3 <= k < its length): its first k are the end of before
+        longest = len(self._forms[0]) if self._forms else 0
+        for p in range(max(0, len(before) - longest), len(before) - self.MIN_CUT + 1):
+            forms = self._form_starts.get(before[p : p + self.MIN_CUT])
+            if forms is not None:
+                tail = before[p:]
+                if any(len(form) > len(tail) and form.startswith(tail) for form in forms):
+                    cut = p
                     break
-        start = self._escaped_prefix_start(before)
+        start = self._escaped_prefix_start(before, cut)
         if start is not None:
-            cut = min(cut, start)
+            cut = start
         return before if cut == len(before) else before[:cut] + REDACTED
 
-    def _escaped_prefix_start(self, before: str) -> int | None:
-        """Where ``before`` ends in the start (3 characters or more) of a secret in any escaped form.
+    def _escaped_prefix_start(self, before: str, limit: int) -> int | None:
+        """Where ``before`` ends in the start (3 characters or more) of a secret in any escaped form,
+        if that is before ``limit``.
 
-        Walks the text character form by character form from each place the secret's first
-        character could start: linear in the secret's length, whatever its size (a pattern per
-        prefix would be quadratic, and a 2 KB cookie is a secret too). A cut may also fall inside
-        an escape sequence: a trailing ``\\``, ``\\u20``, ``&#3`` or ``%2`` still counts.
+        Walks the text character form by character form (each character's pattern from
+        ``_char_forms``) from each place, over the secrets sorted as a trie: a node is the range of
+        secrets that share a prefix, and at each place only the next characters whose forms can
+        start with the text's character there are tried (a letter or digit is only itself). A cut
+        may also fall inside an escape sequence: a trailing ``\\``, ``\\u20``, ``&#3`` or ``%2``
+        still counts.
         """
-        if self._char_res is None:
-            self._char_res = {s: [re.compile(f) for f in forms] for s, forms in self._chars.items()}
-        earliest: int | None = None
-        for chars in self._char_res.values():
-            if len(chars) <= self.MIN_CUT:
+        if self._sorted is None:
+            self._sorted = sorted(s for s in self._plain if len(s) > self.MIN_CUT)
+        if not self._sorted:
+            return None
+        for p in range(limit):
+            if self._walk(before, p):
+                return p
+        return None
+
+    def _walk(self, before: str, start: int) -> bool:
+        """True when a secret longer than 3 characters starts at ``start`` and is cut at the end."""
+        secrets = self._sorted
+        assert secrets is not None
+        stack = [(start, 0, len(secrets), 0)]  # (pos, lo, hi, k): secrets[lo:hi] share k characters
+        while stack:
+            pos, lo, hi, k = stack.pop()
+            if len(secrets[lo]) == k:  # the one equal to the prefix sorts first: nothing after it
+                lo += 1
+                if lo >= hi:
+                    continue
+            if k >= self.MIN_CUT and (pos == len(before) or _PARTIAL_ESCAPE.fullmatch(before, pos)):
+                return True
+            if pos == len(before):
                 continue
-            for first in chars[0].finditer(before):
-                if earliest is not None and first.start() >= earliest:
-                    break
-                pos, k = first.end(), 1
-                while k < len(chars):
-                    if k >= self.MIN_CUT and (pos == len(before) or _PARTIAL_ESCAPE.fullmatch(before, pos)):
-                        earliest = first.start()
-                        break
-                    match = chars[k].match(before, pos)
-                    if match is None:
-                        break
-                    pos, k = match.end(), k + 1
-                if earliest == first.start():
-                    break
-        return earliest
+            t = before[pos]
+            if t in "\\&%" or t.isspace():  # any character that is not a letter or digit may start here
+                chars = []
+                i = lo
+                while i < hi:
+                    c = secrets[i][k]
+                    if not (c.isascii() and c.isalnum()):
+                        chars.append(c)
+                    i = bisect.bisect_right(secrets, c, i, hi, key=lambda s: s[k])
+                if t.isspace():
+                    chars = [c for c in chars if c == t or c.isspace()]
+            else:
+                chars = [t, " "] if t == "+" else [t, "\\"] if t == "/" else [t]
+            for c in chars:
+                first = bisect.bisect_left(secrets, c, lo, hi, key=lambda s: s[k])
+                end = bisect.bisect_right(secrets, c, first, hi, key=lambda s: s[k])
+                if first < end:
+                    match = _char_re(c).match(before, pos)
+                    if match is not None:
+                        stack.append((match.end(), first, end, k + 1))
+        return False
 
     def deep(self, value: Any) -> Any:
         """Scrub every string inside a JSON-like value."""
-        if not self._forms:
+        if not self._plain:
             return value
         if isinstance(value, str):
             return self(value)
@@ -364,6 +452,14 @@ class Scrubber:
         if isinstance(value, list | tuple):
             return [self.deep(v) for v in value]
         return value
+
+
+_ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_re(c: str) -> re.Pattern[str]:
+    return re.compile(_char_forms(c))
 
 
 # The start of an escape sequence that a cut left unfinished.
