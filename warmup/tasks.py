@@ -286,19 +286,22 @@ class Scrubber:
         self._forms_of = {s: self._forms_for(s) for s in self._plain}
         self._forms = sorted({f for forms in self._forms_of.values() for f in forms}, key=len, reverse=True)
         # anchor length -> anchor -> the secrets it anchors; secrets without a letter or digit
-        self._anchors: dict[int, dict[str, list[str]]] = {}
+        self._anchors: dict[str, list[str]] = {}
+        self._anchor_sizes: set[int] = set()
         self._anchorless: list[str] = []
-        self._runs: dict[str, list[str]] = {}  # secret -> its runs of letters and digits, longest first
+        self._runs: dict[str, list[str]] = {}  # secret -> its runs of letters and digits, in order
         for s in self._plain:
-            runs = self._runs[s] = sorted(set(_ALNUM_RUN.findall(s)), key=len, reverse=True)
+            runs = self._runs[s] = _ALNUM_RUN.findall(s)
             if not runs:
                 self._anchorless.append(s)
                 continue
-            anchor = runs[0][: self.ANCHOR]
-            self._anchors.setdefault(len(anchor), {}).setdefault(anchor, []).append(s)
+            anchor = max(runs, key=len)[: self.ANCHOR]
+            self._anchors.setdefault(anchor, []).append(s)
+            self._anchor_sizes.add(len(anchor))
         self._escaped: dict[str, re.Pattern[str]] = {}  # secret -> its escaped forms, when first needed
         self._form_starts: dict[str, list[str]] | None = None  # for cut texts: first 3 characters -> forms
         self._sorted: list[str] | None = None  # for cut texts: secrets longer than MIN_CUT, sorted
+        self._nodes: dict[tuple[int, int, int], dict[str, tuple[int, int]]] = {}  # see _children
 
     @classmethod
     def _forms_for(cls, s: str) -> set[str]:
@@ -313,17 +316,20 @@ class Scrubber:
     def _candidates(self, text: str) -> list[str]:
         """The secrets that may be in ``text`` in some form, in the order they are tried.
 
-        Those whose anchor the text holds, and then every run of letters and digits of theirs
-        (every form keeps them), plus those without a letter or digit.
+        Those whose anchor the text holds, and then all their runs of letters and digits, in
+        their order (every form keeps them so), plus those without a letter or digit.
         """
         found = set(self._anchorless)
         if self._anchors:
-            for run in _ALNUM_RUN.findall(text):
-                for size, index in self._anchors.items():
-                    for i in range(len(run) - size + 1):
-                        hit = index.get(run[i : i + size])
-                        if hit is not None:
-                            found.update(s for s in hit if all(r in text for r in self._runs[s]))
+            anchors = self._anchors
+            hits = {
+                run[i : i + size]
+                for run in _ALNUM_RUN.findall(text)
+                for size in self._anchor_sizes
+                for i in range(len(run) - size + 1)
+            }
+            for anchor in hits & anchors.keys():
+                found.update(s for s in anchors[anchor] if _in_order(self._runs[s], text))
         return sorted(found, key=self._rank.__getitem__)
 
     def _escaped_pattern(self, secret: str) -> re.Pattern[str]:
@@ -420,26 +426,36 @@ class Scrubber:
             if pos == len(before):
                 continue
             t = before[pos]
+            children = self._children(lo, hi, k)
             if t in "\\&%" or t.isspace():  # any character that is not a letter or digit may start here
-                chars = []
-                i = lo
-                while i < hi:
-                    c = secrets[i][k]
-                    if not (c.isascii() and c.isalnum()):
-                        chars.append(c)
-                    i = bisect.bisect_right(secrets, c, i, hi, key=lambda s: s[k])
+                chars = [c for c in children if not (c.isascii() and c.isalnum())]
                 if t.isspace():
-                    chars = [c for c in chars if c == t or c.isspace()]
+                    chars = [c for c in chars if c.isspace()]
             else:
                 chars = [t, " "] if t == "+" else [t, "\\"] if t == "/" else [t]
             for c in chars:
-                first = bisect.bisect_left(secrets, c, lo, hi, key=lambda s: s[k])
-                end = bisect.bisect_right(secrets, c, first, hi, key=lambda s: s[k])
-                if first < end:
+                node = children.get(c)
+                if node is not None:
                     match = _char_re(c).match(before, pos)
                     if match is not None:
-                        stack.append((match.end(), first, end, k + 1))
+                        stack.append((match.end(), *node, k + 1))
         return False
+
+    def _children(self, lo: int, hi: int, k: int) -> dict[str, tuple[int, int]]:
+        """The trie node of ``_sorted[lo:hi]`` (all longer than ``k``): next character -> its range."""
+        node = self._nodes.get((lo, hi, k))
+        if node is None:
+            secrets = self._sorted
+            assert secrets is not None
+            node, i = {}, lo
+            while i < hi:
+                c = secrets[i][k]
+                end = bisect.bisect_right(secrets, c, i, hi, key=lambda s: s[k])
+                node[c], i = (i, end), end
+            if len(self._nodes) >= 100_000:
+                self._nodes.clear()
+            self._nodes[(lo, hi, k)] = node
+        return node
 
     def deep(self, value: Any) -> Any:
         """Scrub every string inside a JSON-like value."""
@@ -455,6 +471,17 @@ class Scrubber:
 
 
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+
+
+def _in_order(parts: list[str], text: str) -> bool:
+    """True when ``text`` holds each of ``parts``, one after the other (anything between them)."""
+    pos = 0
+    for part in parts:
+        pos = text.find(part, pos)
+        if pos < 0:
+            return False
+        pos += len(part)
+    return True
 
 
 @functools.lru_cache(maxsize=4096)
