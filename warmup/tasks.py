@@ -336,6 +336,8 @@ class Scrubber:
         """The secret with each character in any of its escaped forms (see _char_forms)."""
         pattern = self._escaped.get(secret)
         if pattern is None:
+            if len(self._escaped) >= 4096:  # bounded: tens of KB each, and most secrets are never seen
+                self._escaped.clear()
             pattern = self._escaped[secret] = re.compile("".join(_char_forms(c) for c in secret))
         return pattern
 
