@@ -19,13 +19,16 @@ credential-named literals replaced by ``***``: it goes into ``run_started`` so a
 understood and resumed later without the file, and it never holds a resolved secret.
 
 Ids, file names and the record are structural: the runner writes them unscrubbed (``***`` in an
-id would name an account that does not exist). So a task whose secret value appears in any of
-them is refused at load (``_check_secrets_not_structural``), naming the variable, never the value.
+id would name an account that does not exist). So a task whose secret value appears in an id or a
+file name, or (4 characters or more) in another string of its record, is refused at load
+(``_check_secrets_not_structural``), naming the variable, never the value.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
+import functools
 import html.entities
 import io
 import math
@@ -187,7 +190,8 @@ class Task:
         return (
             f"warning: {', '.join(labels)} {'is' if len(labels) == 1 else 'are'} shorter than {SHORT_SECRET} "
             "characters: every occurrence of such a value in error texts and URLs becomes ***, "
-            "even where it is not the secret"
+            "even where it is not the secret, and it may appear unscrubbed in the task's definition "
+            "recorded in the log (a URL or a step value that happens to contain it)"
         )
 
     def secret_values(self) -> list[str]:
@@ -251,10 +255,21 @@ class Scrubber:
     recorded, so a secret can reach the scrubber cut or squeezed: the whitespace-collapsed form is
     a form too, and the end of a text cut just before ``…`` that is the start of a secret (3
     characters or more, in any form above) is replaced as well.
+
+    Cost. The runner scrubs every event on its event loop, and a task may have 10,000 secrets
+    (bench/tasks.py). Every form above leaves a secret's ASCII letters and digits as they are, so
+    a secret can only be in a text that holds its *anchor*: up to ``ANCHOR`` characters of its
+    longest run of letters and digits. A call looks the text's runs of letters and digits up in an
+    index of the anchors, keeps the secrets found whose every run is in the text, and tries the
+    forms of those (and of secrets with no letter or digit at all) only, longest secret first; a
+    secret's escaped-form pattern is compiled when first needed. The end of
+    a text cut before ``…`` is walked over the secrets sorted as a trie (``_cut_start``), trying
+    at each place only the characters whose forms can start with the text's character there.
     """
 
     ELLIPSIS = "…"
     MIN_CUT = 3
+    ANCHOR = 4
 
     # What a browser leaves unencoded in a URL's path, query or fragment (it encodes spaces and
     # non-ASCII characters, not this punctuation), with and without ``%`` itself.
@@ -266,39 +281,86 @@ class Scrubber:
         # A secret put raw into a URL is cut where URL syntax says (a '#' starts the fragment, which
         # is never sent; '&' separates parameters): each piece of 4 characters or more is a secret too.
         pieces = {p for s in secrets for p in re.split(r"[#?&=/\\]", s) if len(p) >= self.MIN_PIECE and p != s}
-        secrets = [*secrets, *pieces]
-        forms: set[str] = set()
-        for s in secrets:
-            if s:
-                forms.update({s, quote_plus(s), " ".join(s.split())})
-                for raw in {s, s.replace("\\", "/")}:
-                    for safe in self.URL_SAFE:
-                        encoded = quote(raw, safe=safe)
-                        forms.update({encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)})
+        self._plain = sorted({s for s in [*secrets, *pieces] if s}, key=len, reverse=True)
+        self._rank = {s: i for i, s in enumerate(self._plain)}  # the order secrets are tried in
+        self._forms_of = {s: self._forms_for(s) for s in self._plain}
+        self._forms = sorted({f for forms in self._forms_of.values() for f in forms}, key=len, reverse=True)
+        # anchor length -> anchor -> the secrets it anchors; secrets without a letter or digit
+        self._anchors: dict[str, list[str]] = {}
+        self._anchor_sizes: set[int] = set()
+        self._anchorless: list[str] = []
+        self._runs: dict[str, list[str]] = {}  # secret -> its runs of letters and digits, in order
+        for s in self._plain:
+            runs = self._runs[s] = _ALNUM_RUN.findall(s)
+            if not runs:
+                self._anchorless.append(s)
+                continue
+            anchor = max(runs, key=len)[: self.ANCHOR]
+            self._anchors.setdefault(anchor, []).append(s)
+            self._anchor_sizes.add(len(anchor))
+        self._escaped: dict[str, re.Pattern[str]] = {}  # secret -> its escaped forms, when first needed
+        self._form_starts: dict[str, list[str]] | None = None  # for cut texts: first 3 characters -> forms
+        self._sorted: list[str] | None = None  # for cut texts: secrets longer than MIN_CUT, sorted
+        self._nodes: dict[tuple[int, int, int], dict[str, tuple[int, int]]] = {}  # see _children
+
+    @classmethod
+    def _forms_for(cls, s: str) -> set[str]:
+        forms = {s, quote_plus(s), " ".join(s.split())}
+        for raw in {s, s.replace("\\", "/")}:
+            for safe in cls.URL_SAFE:
+                encoded = quote(raw, safe=safe)
+                forms.update({encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)})
         forms.discard("")
-        self._forms = sorted(forms, key=len, reverse=True)
-        self._plain = sorted({s for s in secrets if s}, key=len, reverse=True)
-        # One pattern per secret: each character in any of its escaped forms (see _char_forms).
-        self._chars = {s: [_char_forms(c) for c in s] for s in self._plain}
-        self._escaped = (
-            re.compile("|".join("".join(self._chars[s]) for s in self._plain)) if self._plain else None
-        )
-        self._char_res: dict[str, list[re.Pattern[str]]] | None = None  # built when a cut text needs them
+        return forms
+
+    def _candidates(self, text: str) -> list[str]:
+        """The secrets that may be in ``text`` in some form, in the order they are tried.
+
+        Those whose anchor the text holds, and then all their runs of letters and digits, in
+        their order (every form keeps them so), plus those without a letter or digit.
+        """
+        found = set(self._anchorless)
+        if self._anchors:
+            anchors = self._anchors
+            hits = {
+                run[i : i + size]
+                for run in _ALNUM_RUN.findall(text)
+                for size in self._anchor_sizes
+                for i in range(len(run) - size + 1)
+            }
+            for anchor in hits & anchors.keys():
+                found.update(s for s in anchors[anchor] if _in_order(self._runs[s], text))
+        return sorted(found, key=self._rank.__getitem__)
+
+    def _escaped_pattern(self, secret: str) -> re.Pattern[str]:
+        """The secret with each character in any of its escaped forms (see _char_forms)."""
+        pattern = self._escaped.get(secret)
+        if pattern is None:
+            if len(self._escaped) >= 4096:  # bounded: tens of KB each, and most secrets are never seen
+                self._escaped.clear()
+            pattern = self._escaped[secret] = re.compile("".join(_char_forms(c) for c in secret))
+        return pattern
 
     def __call__(self, text: str) -> str:
-        # The whole secret in any form first: a piece of it replaced before would hide the rest.
-        if self._escaped is not None:
-            text = self._escaped.sub(REDACTED, text)
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, REDACTED)
+        if not self._plain:
+            return text
+        candidates = self._candidates(text)
+        if candidates:
+            # The whole secret in any form first: a piece of it replaced before would hide the rest.
+            for secret in candidates:  # longest first
+                text = self._escaped_pattern(secret).sub(REDACTED, text)
+            forms = sorted({f for s in candidates for f in self._forms_of[s]}, key=len, reverse=True)
+            for form in forms:
+                if form in text:
+                    text = text.replace(form, REDACTED)
         if "%" in text:  # the last net: an encoding none of the forms above foresaw
             decoded = unquote(text)
-            if any(secret in decoded for secret in self._plain):
-                for secret in self._plain:
+            found = [s for s in self._candidates(decoded) if s in decoded]
+            if found:
+                for secret in found:
                     decoded = decoded.replace(secret, REDACTED)
                 text = decoded
-        if self._forms and self.ELLIPSIS in text:
+        if self.ELLIPSIS in text:
             text = self.ELLIPSIS.join(self._cut_prefix(part) for part in text.split(self.ELLIPSIS)[:-1]) + (
                 self.ELLIPSIS + text.split(self.ELLIPSIS)[-1]
             )
@@ -311,49 +373,95 @@ class Scrubber:
         secret's beginning before it.
         """
         cut = len(before)
-        for form in self._forms:
-            for k in range(min(len(form) - 1, len(before)), self.MIN_CUT - 1, -1):
-                if before.endswith(form[:k]):
-                    cut = min(cut, len(before) - k)
+        if self._form_starts is None:
+            self._form_starts = {}
+            for form in self._forms:
+                if len(form) > self.MIN_CUT:
+                    self._form_starts.setdefault(form[: self.MIN_CUT], []).append(form)
+        # a form cut after k characters (3 <= k < its length): its first k are the end of before
+        longest = len(self._forms[0]) if self._forms else 0
+        for p in range(max(0, len(before) - longest), len(before) - self.MIN_CUT + 1):
+            forms = self._form_starts.get(before[p : p + self.MIN_CUT])
+            if forms is not None:
+                tail = before[p:]
+                if any(len(form) > len(tail) and form.startswith(tail) for form in forms):
+                    cut = p
                     break
-        start = self._escaped_prefix_start(before)
+        start = self._escaped_prefix_start(before, cut)
         if start is not None:
-            cut = min(cut, start)
+            cut = start
         return before if cut == len(before) else before[:cut] + REDACTED
 
-    def _escaped_prefix_start(self, before: str) -> int | None:
-        """Where ``before`` ends in the start (3 characters or more) of a secret in any escaped form.
+    def _escaped_prefix_start(self, before: str, limit: int) -> int | None:
+        """Where ``before`` ends in the start (3 characters or more) of a secret in any escaped form,
+        if that is before ``limit``.
 
-        Walks the text character form by character form from each place the secret's first
-        character could start: linear in the secret's length, whatever its size (a pattern per
-        prefix would be quadratic, and a 2 KB cookie is a secret too). A cut may also fall inside
-        an escape sequence: a trailing ``\\``, ``\\u20``, ``&#3`` or ``%2`` still counts.
+        Walks the text character form by character form (each character's pattern from
+        ``_char_forms``) from each place, over the secrets sorted as a trie: a node is the range of
+        secrets that share a prefix, and at each place only the next characters whose forms can
+        start with the text's character there are tried (a letter or digit is only itself). A cut
+        may also fall inside an escape sequence: a trailing ``\\``, ``\\u20``, ``&#3`` or ``%2``
+        still counts.
         """
-        if self._char_res is None:
-            self._char_res = {s: [re.compile(f) for f in forms] for s, forms in self._chars.items()}
-        earliest: int | None = None
-        for chars in self._char_res.values():
-            if len(chars) <= self.MIN_CUT:
+        if self._sorted is None:
+            self._sorted = sorted(s for s in self._plain if len(s) > self.MIN_CUT)
+        if not self._sorted:
+            return None
+        for p in range(limit):
+            if self._walk(before, p):
+                return p
+        return None
+
+    def _walk(self, before: str, start: int) -> bool:
+        """True when a secret longer than 3 characters starts at ``start`` and is cut at the end."""
+        secrets = self._sorted
+        assert secrets is not None
+        stack = [(start, 0, len(secrets), 0)]  # (pos, lo, hi, k): secrets[lo:hi] share k characters
+        while stack:
+            pos, lo, hi, k = stack.pop()
+            if len(secrets[lo]) == k:  # the one equal to the prefix sorts first: nothing after it
+                lo += 1
+                if lo >= hi:
+                    continue
+            if k >= self.MIN_CUT and (pos == len(before) or _PARTIAL_ESCAPE.fullmatch(before, pos)):
+                return True
+            if pos == len(before):
                 continue
-            for first in chars[0].finditer(before):
-                if earliest is not None and first.start() >= earliest:
-                    break
-                pos, k = first.end(), 1
-                while k < len(chars):
-                    if k >= self.MIN_CUT and (pos == len(before) or _PARTIAL_ESCAPE.fullmatch(before, pos)):
-                        earliest = first.start()
-                        break
-                    match = chars[k].match(before, pos)
-                    if match is None:
-                        break
-                    pos, k = match.end(), k + 1
-                if earliest == first.start():
-                    break
-        return earliest
+            t = before[pos]
+            children = self._children(lo, hi, k)
+            if t in "\\&%" or t.isspace():  # any character that is not a letter or digit may start here
+                chars = [c for c in children if not (c.isascii() and c.isalnum())]
+                if t.isspace():
+                    chars = [c for c in chars if c.isspace()]
+            else:
+                chars = [t, " "] if t == "+" else [t, "\\"] if t == "/" else [t]
+            for c in chars:
+                node = children.get(c)
+                if node is not None:
+                    match = _char_re(c).match(before, pos)
+                    if match is not None:
+                        stack.append((match.end(), *node, k + 1))
+        return False
+
+    def _children(self, lo: int, hi: int, k: int) -> dict[str, tuple[int, int]]:
+        """The trie node of ``_sorted[lo:hi]`` (all longer than ``k``): next character -> its range."""
+        node = self._nodes.get((lo, hi, k))
+        if node is None:
+            secrets = self._sorted
+            assert secrets is not None
+            node, i = {}, lo
+            while i < hi:
+                c = secrets[i][k]
+                end = bisect.bisect_right(secrets, c, i, hi, key=lambda s: s[k])
+                node[c], i = (i, end), end
+            if len(self._nodes) >= 100_000:
+                self._nodes.clear()
+            self._nodes[(lo, hi, k)] = node
+        return node
 
     def deep(self, value: Any) -> Any:
         """Scrub every string inside a JSON-like value."""
-        if not self._forms:
+        if not self._plain:
             return value
         if isinstance(value, str):
             return self(value)
@@ -362,6 +470,25 @@ class Scrubber:
         if isinstance(value, list | tuple):
             return [self.deep(v) for v in value]
         return value
+
+
+_ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+
+
+def _in_order(parts: list[str], text: str) -> bool:
+    """True when ``text`` holds each of ``parts``, one after the other (anything between them)."""
+    pos = 0
+    for part in parts:
+        pos = text.find(part, pos)
+        if pos < 0:
+            return False
+        pos += len(part)
+    return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_re(c: str) -> re.Pattern[str]:
+    return re.compile(_char_forms(c))
 
 
 # The start of an escape sequence that a cut left unfinished.
@@ -584,57 +711,105 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
         storage_state=storage_state,
         accounts_file=accounts_file,
     )
-    task.env_names = frozenset(_check_references(task, env, where))
+    rendered_names: list[tuple[str, str]] = []
+    task.env_names = frozenset(_check_references(task, env, where, rendered_names))
     task.literal_secrets = frozenset(
         v for a in accounts for k, v in a.vars.items() if k in _secret_literal_names(a) and v
     )
-    _check_secrets_not_structural(task, env, where)
+    _check_secrets_not_structural(task, env, where, rendered_names)
     return task
 
 
-def _check_secrets_not_structural(task: Task, env: Mapping[str, str], where: str) -> None:
+def _check_secrets_not_structural(
+    task: Task, env: Mapping[str, str], where: str, rendered_names: list[tuple[str, str]]
+) -> None:
     """No secret value occurs in what the log keeps as it is: ids, file names, the task's record.
 
     The recorder scrubs free text only (``warmup.runner.recorder``): an id or a path with ``***``
     in it would name a folder, a state file or an account that does not exist, and a resume could
-    not match it. So a task whose secret value appears inside its id, an account id, a file name
-    (the task file's own path, ``accounts_file``, a rendered ``storage_state`` or screenshot name)
-    or anywhere else in its record (written unresolved into ``run_started``) is refused, naming the
-    variable, never the value.
+    not match it. So a task is refused, naming the variable, never the value:
+
+    - whatever the secret's length, when it appears inside an id or a file name: the task's id,
+      an account id, the task file's path, ``accounts_file``, a ``storage_state`` (as written and as
+      rendered for each account) or a screenshot name (as written and as rendered: the rendered
+      ones are ``rendered_names``, from ``_check_references``);
+    - when a secret of ``SHORT_SECRET`` characters or more appears in any other string of the
+      record written unresolved into ``run_started`` (the name, step values, plain variables): it
+      was written literally into the task and would reach the log raw. A shorter one is likely to
+      occur there by chance (``"com"`` in a URL): ``Task.short_secret_warning`` says it may.
+
+    Keys are never checked: they are names the task's author chose (``password = "word"``).
+    Near-linear in the size of the task: each secret is looked up in an index of the 4-character
+    pieces of the strings (``_Haystack``), and only a place that holds it is searched to name it.
     """
     sources = task.secret_sources(env)
     if not sources:
         return
-    places: list[tuple[str, str]] = []  # (where, text)
-    _record_strings(task.record(), "", places)
-    for account in task.accounts:
-        template = account.storage_state or task.storage_state
-        if template:
-            places.append((f"the storage_state of account {account.id!r}", _render(template, account, env, where="")))
-        for step in task.steps:
-            if step.action == "screenshot":
-                name = _render(step.args[""], account, env, where="")
-                places.append((f"the screenshot name of {step.label} for account {account.id!r}", name))
-    for place, text in places:  # places outermost: ids are all checked before a label names one
-        for label, value in sources:
-            if value in text:
-                raise UsageError(
-                    f"{where}: the value of {label} appears in {place}, which the log keeps as it is "
-                    "(ids, file names and the task's definition are never scrubbed); change one of them"
-                )
+    names: list[tuple[str, str]] = []  # (where, text): ids and file names
+    others: list[tuple[str, str]] = []  # (where, text): every other string of the record
+    _record_strings(task.record(), "", names, others)
+    names += rendered_names
+    long_sources = [(label, value) for label, value in sources if len(value) >= SHORT_SECRET]
+    for places, checked in ((names, sources), (others, long_sources)):
+        haystack = _Haystack([text for _, text in places])
+        found = [(label, value) for label, value in checked if haystack.contains(value)]
+        if not found:
+            continue
+        # the first place that holds a secret is named (ids before the rest of the record)
+        place, label = next((place, label) for place, text in places for label, value in found if value in text)
+        raise UsageError(
+            f"{where}: the value of {label} appears in {place}, which the log keeps as it is "
+            "(ids, file names and the task's definition are never scrubbed); change one of them"
+        )
 
 
-def _record_strings(value: Any, path: str, out: list[tuple[str, str]]) -> None:
-    """Every string of a task record (keys included), with where it is, e.g. ``steps[2].fill``."""
+class _Haystack:
+    """Many strings, asked whether one of them contains a needle: in about the needle's length.
+
+    Every 4-character piece of every string goes into a set: a needle of 4 or more characters
+    with a piece that is not in the set occurs in none of them (the usual answer, found at once);
+    otherwise, and for a shorter needle, the strings are searched.
+    """
+
+    GRAM = 4
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.grams = {text[i : i + self.GRAM] for text in texts for i in range(len(text) - self.GRAM + 1)}
+        self._joined: str | None = None
+
+    def contains(self, needle: str) -> bool:
+        n = self.GRAM
+        if len(needle) >= n and any(needle[i : i + n] not in self.grams for i in range(0, len(needle) - n + 1)):
+            return False
+        if self._joined is None:
+            self._joined = "\0".join(self.texts)
+        if needle not in self._joined:
+            return False
+        return "\0" not in needle or any(needle in text for text in self.texts)
+
+
+def _record_strings(value: Any, path: str, names: list[tuple[str, str]], others: list[tuple[str, str]]) -> None:
+    """Every string value of a task record (never a key), with where it is, e.g. ``steps[2].fill``.
+
+    Ids and file names go to ``names``, the other strings to ``others``. A ``${...}`` reference is
+    cut out (``"${account.password}"`` names a variable, it holds no value); what it renders to is
+    checked where it matters, in rendered file names.
+    """
     if isinstance(value, str):
-        out.append((path or "the task", value))
+        (names if _NAME_PATH.fullmatch(path) else others).append((path or "the task", REFERENCE.sub("\0", value)))
     elif isinstance(value, dict):
         for key, item in value.items():
-            out.append((f"a key of {path or 'the task'}", str(key)))  # not named: it may hold the value
-            _record_strings(item, f"{path}.{key}" if path else str(key), out)
+            _record_strings(item, f"{path}.{key}" if path else str(key), names, others)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _record_strings(item, f"{path}[{i}]", out)
+            _record_strings(item, f"{path}[{i}]", names, others)
+
+
+# Where a task record holds an id or a file name (see Task.record).
+_NAME_PATH = re.compile(
+    r"id|source|folder|storage_state|accounts_file|accounts\[[0-9]+\]\.(?:id|storage_state)|steps\[[0-9]+\]\.screenshot"
+)
 
 
 def _type_name(kinds: type | tuple[type, ...]) -> str:
@@ -840,10 +1015,14 @@ def _templates(step: Step) -> list[str]:
     return [step.args[k] for k in spec.templated if isinstance(step.args.get(k), str)]
 
 
-def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str]:
+def _check_references(
+    task: Task, env: Mapping[str, str], where: str, rendered_names: list[tuple[str, str]]
+) -> set[str]:
     """Render every template for every account now, so an undefined variable fails before any run.
 
     Returns the names of the environment variables the task refers to (their values are secrets).
+    Each account's rendered storage_state and screenshot names go to ``rendered_names`` as
+    (where, name), for ``_check_secrets_not_structural``.
     """
     env_names: set[str] = set()
     for account in task.accounts:
@@ -864,7 +1043,10 @@ def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str
                 raise UsageError(
                     f"{where}: account {account.id!r}: storage_state cannot use ${{env.*}} (a secret in a file name)"
                 )
-            _render(template, account, env, where=f"{where}: account {account.id!r}: storage_state: ")
+            rendered_names.append((
+                f"the storage_state of account {account.id!r}",
+                _render(template, account, env, where=f"{where}: account {account.id!r}: storage_state: "),
+            ))
         shots: dict[str, Step] = {}  # rendered screenshot name (casefolded) -> its step
         for step in task.steps:
             for template in _templates(step):
@@ -885,6 +1067,7 @@ def _check_references(task: Task, env: Mapping[str, str], where: str) -> set[str
                             f"is not allowed ({SAFE_ID_TEXT})"
                         )
                     _check_screenshot_name(rendered, step, account, shots, where)
+                    rendered_names.append((f"the screenshot name of {step.label} for account {account.id!r}", rendered))
                 env_names.update(ref[4:] for ref in references(template) if ref.startswith("env."))
     return env_names
 

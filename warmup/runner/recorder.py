@@ -7,8 +7,10 @@ Invariants:
   secret value can only reach the log as ``***``.
 - The ``STRUCTURAL`` fields (ids, paths, hashes, enumerations, the host, the task's record) are
   written as they are: ``***`` inside an id or a path would name an account, a file or a run that
-  does not exist. ``warmup.tasks`` refuses a task whose secret value appears in any of them, so
-  they hold no secret either.
+  does not exist. ``warmup.tasks`` refuses a task whose secret value appears in an id or a file
+  name, or (4 characters or more) anywhere else in its record, so they hold no secret either;
+  a secret shorter than that may occur in the record by chance (``"com"`` in a URL), and the
+  runner warns about it once.
 - After the first failed append (disk full, permissions...) the recorder is *dead*: it writes
   nothing more, so the log never gets a later event whose predecessors are missing. The runner
   sees ``dead`` and stops; the message goes to the user once.
