@@ -452,16 +452,17 @@ def test_screenshot_names_may_share_a_template_across_accounts(tmp_path: Path) -
 
 
 def test_a_task_of_thousands_of_accounts_with_passwords_loads_in_linear_time(tmp_path: Path) -> None:
-    # every secret against every id, file name and string of the record, one by one, took 36 s for 10,000
-    rows = "".join(f"acct-{i:05d},pw-{i * 7919 % 100_003:06d}-x{i}\n" for i in range(4000))
+    # every secret against every id, file name and string of the record, one by one, took 36-57 s for
+    # these 10,000 (bench/tasks.py); now about 1 s. CPU time of this process, so other load does not count.
+    rows = "".join(f"acct-{i:05d},pw-{i * 7919 % 100_003:06d}-x{i}\n" for i in range(10_000))
     (tmp_path / "a.csv").write_text("id,password\n" + rows)
     path = tmp_path / "t.toml"
     path.write_text('accounts_file = "a.csv"\nstorage_state = "s/${account.id}.json"\n'
                     '[[steps]]\ngoto = "https://example.com/login"\n'
                     '[[steps]]\nfill = "#pw"\nvalue = "${account.password}"\n'
                     '[[steps]]\nscreenshot = "feed-${account.id}"\n')
-    started = time.perf_counter()
+    started = time.process_time()
     task = load_task(path, env={})
-    elapsed = time.perf_counter() - started
-    assert len(task.secret_values()) == 4000
-    assert elapsed < 5, f"{elapsed:.1f} s for 4,000 accounts"
+    elapsed = time.process_time() - started
+    assert len(task.secret_values()) == 10_000
+    assert elapsed < 15, f"{elapsed:.1f} s of CPU for 10,000 accounts"
