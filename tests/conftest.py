@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +32,14 @@ import orjson
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The tests Ctrl-C the processes they start (`warmup run`, `tail -f`, `project -f`). A shell that
+# runs a command in the background without job control (`cmd &` in a script, as a CI runner may)
+# starts it with SIGINT ignored, and every child inherits that: Python then installs no
+# KeyboardInterrupt and those tests would wait for ever. A handler, unlike SIG_IGN, is reset to the
+# default by exec, so with this every process a test starts gets SIGINT as a user's terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _page(title: str, body: str) -> bytes:
