@@ -13,10 +13,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Workdir, cli_env
+from conftest import REPO, Workdir, cli_env, tmpfs
 from projection_support import dump, rows, warmup
 
 from warmup.events.envelope import decode
@@ -142,17 +143,10 @@ goto = "{site}/slow?ms=250"
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path):
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 128 KiB tmpfs (we are root in the test machine); skipped where mounting is not allowed."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(mount)], capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "128k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_stops_the_run_with_one_line_and_no_partial_line(site: str, tmp_path: Path,

@@ -13,12 +13,10 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Workdir, cli_env, warmup
+from conftest import REPO, Workdir, cli_env, tmpfs, warmup
 
 from warmup.events.envelope import decode
 from warmup.events.follower import Follower
@@ -229,20 +227,6 @@ def test_the_event_log_of_a_new_folder_is_private_under_umask_000(tmp_path: Path
 
 
 # -- the database's folder: read-only, full; replay's leftovers -----------------------------------
-
-
-@contextmanager
-def tmpfs(where: Path, size: str) -> Iterator[Path]:
-    """A real tmpfs of ``size`` (we are root on the test machine); skipped where mounting is not allowed."""
-    where.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
-                          capture_output=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def remount_read_only(where: Path) -> None:
