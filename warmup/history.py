@@ -23,8 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from warmup.errors import UsageError
-from warmup.events.envelope import AccountFinished, AccountStarted, EventDecoder, InvalidEvent, StepFinished
-from warmup.events.reader import read_lines
+from warmup.report.data import read_timings
 from warmup.run_ids import resolve_run_id
 from warmup.safe_text import for_rich
 from warmup.status import connect_readonly, make_console, print_json, print_scope, read_scope, status_markup, when
@@ -97,43 +96,30 @@ class AttemptSteps:
 def attempts_from_log(log_path: Path, run_id: str) -> dict[str, list[AttemptSteps]] | None:
     """Each account's attempts in ``run_id`` as the log tells them; None when the log holds no such run.
 
-    Only the lines that contain the run id are decoded; a line that does not decode is skipped.
+    Read by the report's ``read_timings`` (one reader of a run's steps and attempts for both), so a
+    line the report skips (not an event, an impossible duration) is left out here too.
     """
     if not log_path.is_file():
         return None
-    needle = run_id.encode()
-    decode = EventDecoder()
-    found = False
+    timings = read_timings(log_path, run_id)
+    if timings.events == 0:
+        return None
     out: dict[str, dict[int, AttemptSteps]] = {}
-    current: dict[str, int] = {}
-    for item in read_lines(log_path):
-        if needle not in item.data:
-            continue
-        try:
-            event = decode(item.data)
-        except (InvalidEvent, ValueError, RecursionError):
-            continue
-        if getattr(event, "run_id", None) != run_id:
-            continue
-        found = True
-        if isinstance(event, AccountStarted):
-            current[event.account_id] = event.attempt
-            out.setdefault(event.account_id, {}).setdefault(event.attempt, AttemptSteps(event.attempt))
-        elif isinstance(event, StepFinished):
-            number = event.attempt or current.get(event.account_id, 1)
-            steps = out.setdefault(event.account_id, {}).setdefault(number, AttemptSteps(number))
-            if event.ok:
+    for account, attempts in timings.attempts.items():
+        for attempt in attempts:
+            steps = out.setdefault(account, {}).setdefault(attempt.number, AttemptSteps(attempt.number))
+            if attempt.status is not None:
+                steps.status, steps.retried = attempt.status, attempt.retrying
+    for account, account_steps in timings.steps.items():
+        for step in account_steps:
+            steps = out.setdefault(account, {}).setdefault(step.attempt, AttemptSteps(step.attempt))
+            if step.ok:
                 steps.steps_ok += 1
-            elif event.optional:
+            elif step.optional:
                 steps.steps_failed_optional += 1
             else:
                 steps.steps_failed += 1
-        elif isinstance(event, AccountFinished) and event.attempt > 0:
-            steps = out.setdefault(event.account_id, {}).setdefault(event.attempt, AttemptSteps(event.attempt))
-            steps.status, steps.retried = event.status, event.retrying
-    if not found:
-        return None
-    return {account: [by[n] for n in sorted(by)] for account, by in out.items()}
+    return {account: [by[n] for n in sorted(by) if n > 0] for account, by in out.items()}
 
 
 def show_run(db_path: Path, run_id: str, log_path: Path | None = None) -> dict[str, Any]:
