@@ -42,7 +42,7 @@ from warmup.events.envelope import (
     duration_problem,
     is_timestamp,
 )
-from warmup.projector.rows import CLOSED, EventIds, Row, RowCache
+from warmup.projector.rows import CLOSED, Row, RowCache
 
 _COUNT_COLUMN = {
     "COMPLETED": "accounts_completed",
@@ -87,9 +87,9 @@ class Handlers:
         }
 
     # -- helpers -------------------------------------------------------------------------------
-    def _unseen(self, event: EventBase) -> EventIds:
-        """The ids applied to the event's (known) run; Reject if the event's id is among them,
-        or if the run has finished (a finished run takes no more events)."""
+    def _unseen(self, event: EventBase) -> None:
+        """Reject the event if its id was already applied to its (known) run, or if the run has
+        finished (a finished run takes no more events)."""
         run_id = event.run_id  # type: ignore[attr-defined]
         seen = self._run_ids[run_id]
         if event.id in seen:
@@ -97,7 +97,6 @@ class Handlers:
             if seen is CLOSED:
                 raise Reject(f"{tag}: run {run_id!r} already finished ({self._runs[run_id]['status']})")  # type: ignore[index]
             raise Reject(f"{tag}: duplicate event id {event.id!r} (an event with this id was already applied)")
-        return seen
 
     def _run_account(self, event: AccountEvent) -> tuple[Row, Row]:
         """The run and run_accounts rows an account event applies to, marked as changing.
@@ -229,8 +228,8 @@ class Handlers:
         stretch it beyond use, so the tables never hold one.
         """
         _check_ts(event)
-        run = self._runs.get(event.run_id) or self.rows.run(event.run_id)
-        problem = duration_problem(event.duration_ms, event.ts, run["started_at"] if run else None)
+        run = self._runs[event.run_id]  # (in memory: its run_accounts row was, and they load together)
+        problem = duration_problem(event.duration_ms, event.ts, run["started_at"])
         if problem is not None:
             raise Reject(f"step_finished: {problem}")
 
@@ -249,12 +248,12 @@ class Handlers:
             raise Reject(f"step_finished: account {ra['account_id']!r} already finished ({ra['status']})")
         if not 0.0 <= event.duration_ms <= _slack_ms:  # (one comparison for the common case)
             self._check_duration(event)
+        if not event.ok:
+            _check_ts(event)  # (a failed step stores its time; an ok one's is checked for length only)
+        seen[event_id] = None  # (every check passed: from here on the event applies)
         if event.ok:
-            seen[event_id] = None
-            ra["steps_ok"] += 1  # (an ok step stores no time: its ts is checked for length only)
+            ra["steps_ok"] += 1
             return
-        _check_ts(event)
-        seen[event_id] = None
         ra["steps_failed"] += 1
         ra["log"] += (
             f"{event.ts[11:23]} step {event.index + 1} {event.action} failed "
