@@ -247,21 +247,31 @@ def _reason(exc: msgspec.ValidationError) -> str:
     return text
 
 
-def to_struct(obj: Any) -> AnyEvent:
-    """Validate a parsed event (upcasting an old version) and return it as its Struct."""
-    obj = _upcast(obj)
-    if nesting_depth(obj) > MAX_DEPTH:
-        raise InvalidEvent(f"not valid JSON: nested deeper than {MAX_DEPTH} levels")
+def _convert(obj: Any) -> AnyEvent:
+    """An upcast event as its Struct, or InvalidEvent saying what is wrong (its depth already bounded)."""
     try:
         return msgspec.convert(obj, AnyEvent, strict=True)  # type: ignore[arg-type]
     except msgspec.ValidationError as exc:
         raise InvalidEvent(_reason(exc)) from None
 
 
+def _check_depth(obj: Any) -> None:
+    if nesting_depth(obj) > MAX_DEPTH:
+        raise InvalidEvent(f"not valid JSON: nested deeper than {MAX_DEPTH} levels")
+
+
+def to_struct(obj: Any) -> AnyEvent:
+    """Validate a parsed event (upcasting an old version) and return it as its Struct."""
+    obj = _upcast(obj)
+    _check_depth(obj)  # (an object parsed anywhere: the same bound as a line, ``_parse_json``)
+    return _convert(obj)
+
+
 def validate(obj: Any) -> Event:
     """Check a parsed event against the schema; return it (as a dict) at ``SCHEMA_VERSION``."""
     obj = _upcast(obj)
-    to_struct(obj)
+    _check_depth(obj)
+    _convert(obj)
     return obj
 
 
@@ -300,8 +310,8 @@ def _parse_json(line: bytes) -> Any:
         raise InvalidEvent(problem or f"not valid JSON: {exc}") from None
     except RecursionError:  # (not raised by orjson today; a reader must never crash on a line)
         raise InvalidEvent(f"not valid JSON: nested deeper than {MAX_DEPTH} levels") from None
-    if len(line) > DEEP_BYTES and nesting_depth(obj) > MAX_DEPTH:
-        raise InvalidEvent(f"not valid JSON: nested deeper than {MAX_DEPTH} levels")
+    if len(line) > DEEP_BYTES:  # (a shorter line cannot nest deeper than MAX_DEPTH)
+        _check_depth(obj)
     return obj
 
 
@@ -312,9 +322,11 @@ def check_line(line: bytes) -> None:
     may nest as deeply as the Python stack allows (past that, msgspec raises RecursionError at a
     depth that depends on the caller's stack). Both are refused here, whatever the field, so that
     every reader (projector, report, recover, tail through ``validate``) takes the same decision
-    for the same line, at any stack depth. Call it only when ``needs_check(line)``: a line of ASCII
-    no longer than ``DEEP_BYTES`` can be neither.
+    for the same line, at any stack depth. A line of ASCII no longer than ``DEEP_BYTES`` can be
+    neither, and returns at once (the projector's hot loop makes that test inline before calling).
     """
+    if len(line) <= DEEP_BYTES and line.isascii():
+        return
     problem = _utf8_problem(line) if not line.isascii() else None
     if problem is not None:
         raise InvalidEvent(problem)
@@ -322,13 +334,11 @@ def check_line(line: bytes) -> None:
         _parse_json(line)  # (counts the real depth, brackets inside strings aside)
 
 
-def needs_check(line: bytes) -> bool:
-    return len(line) > DEEP_BYTES or not line.isascii()
-
-
 def decode(line: bytes) -> Event:
     """Parse and validate one log line (without its newline) as a dict; raises InvalidEvent."""
-    return validate(_parse_json(line))
+    obj = _upcast(_parse_json(line))  # (its depth bounded there)
+    _convert(obj)
+    return obj
 
 
 class EventDecoder:
@@ -341,13 +351,13 @@ class EventDecoder:
     exception: msgspec's ``RecursionError`` (deep nesting) and ``UnicodeDecodeError`` (which some
     msgspec versions raise for invalid UTF-8) are among ``FAST_FAILURES``, and the slow path then
     decides with fixed bounds (``MAX_DEPTH``, strict UTF-8), so the decision never depends on the
-    caller's stack. A line the fast path accepts is checked by ``check_line`` when ``needs_check``
-    says it could hide invalid UTF-8 or deep nesting in a field msgspec skipped.
+    caller's stack. A line the fast path accepts is checked by ``check_line``, which looks into a
+    line that could hide invalid UTF-8 or deep nesting in a field msgspec skipped.
     """
 
     def __init__(self) -> None:
-        # Callers in a hot loop may call ``fast`` themselves, then ``check_line`` when
-        # ``needs_check``, and fall back to ``slow`` on ``FAST_FAILURES``: all ``__call__`` does.
+        # Callers in a hot loop may call ``fast`` themselves, then ``check_line``, and fall back to
+        # ``slow`` on ``FAST_FAILURES``: all ``__call__`` does.
         self.fast: Callable[[bytes], AnyEvent] = msgspec.json.Decoder(AnyEvent).decode
 
     FAST_FAILURES = (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError)
@@ -357,11 +367,10 @@ class EventDecoder:
             event = self.fast(line)  # (the current version only: ``v`` is a Literal)
         except self.FAST_FAILURES:
             return self.slow(line)
-        if needs_check(line):
-            check_line(line)
+        check_line(line)
         return event
 
     @staticmethod
     def slow(line: bytes) -> AnyEvent:
         """Upcast an older version, or raise InvalidEvent saying what is wrong with the line."""
-        return to_struct(_parse_json(line))
+        return _convert(_upcast(_parse_json(line)))  # (its depth bounded by _parse_json)
