@@ -71,7 +71,7 @@ def test_a_good_task_loads_with_defaults_accounts_file_and_variables(tmp_path: P
     assert record["accounts"][0]["vars"]["password"] == "${env.ALICE_PW}"  # unresolved reference, kept
     assert record["accounts"][1]["vars"]["api_token"] == REDACTED  # a credential-named literal, hidden
     assert record["accounts"][1]["vars"]["password"] == REDACTED
-    assert task.literal_secrets == {"tok-LITERAL", "pw-LITERAL"}
+    assert {value for _, value in task.secret_sources(env={})} == {"tok-LITERAL", "pw-LITERAL"}
     assert task.step_value(task.steps[2], "value", bob) == "pw-LITERAL"
     assert task.step_value(task.steps[2], "value", alice) == "pw-from-env"
 

@@ -149,7 +149,6 @@ class Task:
     storage_state: str | None = None  # task-wide default for accounts without their own
     accounts_file: str | None = None
     env_names: frozenset[str] = frozenset()
-    literal_secrets: frozenset[str] = frozenset()
 
     # -- variables -----------------------------------------------------------------------------
     def render(self, template: str, account: Account, *, env: Mapping[str, str] | None = None) -> str:
@@ -195,9 +194,9 @@ class Task:
         )
 
     def secret_values(self) -> list[str]:
-        """The values to hide: referenced environment variables and credential-named literals."""
-        values = {os.environ.get(name, "") for name in self.env_names} | set(self.literal_secrets)
-        return sorted((v for v in values if v), key=len, reverse=True)
+        """The values to hide: referenced environment variables and credential-named literals
+        (``secret_sources``, the one definition of what is a secret), longest first."""
+        return sorted({value for _, value in self.secret_sources()}, key=len, reverse=True)
 
     def scrubber(self) -> Scrubber:
         return Scrubber(self.secret_values())
@@ -713,9 +712,6 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
     )
     rendered_names: list[tuple[str, str]] = []
     task.env_names = frozenset(_check_references(task, env, where, rendered_names))
-    task.literal_secrets = frozenset(
-        v for a in accounts for k, v in a.vars.items() if k in _secret_literal_names(a) and v
-    )
     _check_secrets_not_structural(task, env, where, rendered_names)
     return task
 
