@@ -36,3 +36,8 @@ def no_log(log_path: object) -> str:
 def no_run(run_id: str, where: object) -> str:
     """The one wording for "no run with that id (or prefix)"; ``where`` is the log or database searched."""
     return f"no run {run_id!r} in {where}: see `warmup runs` or `warmup tail --type run_started`"
+
+
+# How `warmup project` refuses a database built by a partial replay (projector._check_still_ours);
+# the runner, which must not import the projector, looks for it in its projector child's stderr.
+SCOPED_REFUSAL = "cannot be extended"

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 
-from warmup.errors import UsageError, WarmupError, no_log
+from warmup.errors import SCOPED_REFUSAL, UsageError, WarmupError, no_log
 from warmup.events.envelope import DEEP_BYTES, EventDecoder, InvalidEvent, check_line
 from warmup.events.logfile import open_log
 from warmup.events.reader import read_block
@@ -259,7 +259,7 @@ class Projector:
         if checkpoint.scope != scope:
             what = Scope.from_json(checkpoint.scope).describe() if checkpoint.scope else "the whole log"
             raise WarmupError(
-                f"{self.db_path} was built by `warmup replay {what}`; it cannot be extended. "
+                f"{self.db_path} was built by `warmup replay {what}`; it {SCOPED_REFUSAL}. "
                 "Run `warmup replay` (without --until/--run) to rebuild the full tables."
             )
 

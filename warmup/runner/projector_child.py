@@ -28,11 +28,11 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from warmup.errors import SCOPED_REFUSAL
 from warmup.safe_text import escape
 
 STOP_TIMEOUT_S = 120.0
 PR_SET_PDEATHSIG = 1
-SCOPED_REFUSAL = "cannot be extended"  # how `warmup project` refuses a partial replay (projector._check_still_ours)
 STDERR_KEPT = 2000  # characters of the child's stderr passed on when it fails
 
 
