@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from projection_support import REPO, dump, line, rows, run_lines, start_follower, synthetic_log, ts, warmup
 
 from warmup.errors import WarmupError
+from warmup.projections.core.schema import PROJECTION_VERSION
 from warmup.projector.projector import Projector, StrictStop
 from warmup.projector.replay import replay
-from warmup.projector.schema import PROJECTION_VERSION
 
 
 def project(log: Path, db: Path, **kwargs: object) -> tuple[int, int]:
@@ -289,7 +289,7 @@ def test_a_duplicate_is_caught_by_a_later_process_and_in_a_finished_run(tmp_path
     ["00 11 22 33 44 55 66 77 88 99 aa"[:32]], ["x1", "", "é", "a\nb"], ["0" * 32, "0" * 32 + " "],
 ])
 def test_stored_event_ids_read_back_exactly(ids: list[str]) -> None:
-    from warmup.projector.rows import pack_ids, unpack_ids
+    from warmup.projections.core.rows import pack_ids, unpack_ids
 
     assert list(unpack_ids(pack_ids(dict.fromkeys(ids)))) == list(dict.fromkeys(ids))
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from projection_support import dump, line, rows, run_lines, ts
 
-from warmup.projector import rows as rows_module
+from warmup.projections.core import rows as rows_module
+from warmup.projections.core.rows import IDS_PER_CHUNK
 from warmup.projector.projector import Projector
 from warmup.projector.replay import replay
-from warmup.projector.rows import IDS_PER_CHUNK
 
 ACCOUNTS = ["alice", "bob", "carol"]
 

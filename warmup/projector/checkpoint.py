@@ -23,7 +23,7 @@ import sqlite3
 from dataclasses import astuple, dataclass
 
 from warmup.errors import WarmupError
-from warmup.projector.schema import CHECKPOINT, PROJECTION_VERSION
+from warmup.projections.core.schema import CHECKPOINT, PROJECTION_VERSION
 
 FINGERPRINT_BYTES = 4096
 

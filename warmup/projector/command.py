@@ -21,9 +21,9 @@ import click
 
 from warmup.errors import UsageError, no_log
 from warmup.events.logfile import check_log_file
+from warmup.projections.core.schema import PROJECTION_VERSION
 from warmup.projector.projector import BatchResult, Projector, VersionMismatch
 from warmup.projector.replay import replay
-from warmup.projector.schema import PROJECTION_VERSION
 
 FOLLOW_POLL_S = 0.1
 

@@ -36,10 +36,10 @@ from warmup.events.envelope import DEEP_BYTES, EventDecoder, InvalidEvent, check
 from warmup.events.logfile import open_log
 from warmup.events.reader import read_block
 from warmup.paths import make_private_dir
+from warmup.projections.core.handlers import Handlers, Reject
+from warmup.projections.core.rows import RowCache
+from warmup.projections.core.schema import CHECKPOINT, PROJECTION_VERSION, create_all, create_indexes
 from warmup.projector import checkpoint as cp
-from warmup.projector.handlers import Handlers, Reject
-from warmup.projector.rows import RowCache
-from warmup.projector.schema import CHECKPOINT, PROJECTION_VERSION, create_all, create_indexes
 from warmup.projector.scope import Scope
 from warmup.sqlite_errors import (
     LockWaitExpired,

@@ -25,6 +25,7 @@ from pathlib import Path
 from warmup.errors import UsageError, no_log
 from warmup.events.logfile import check_log_file
 from warmup.locks import try_flock
+from warmup.projections.core.schema import CHECKPOINT
 from warmup.projector.projector import (
     LOCK_WAIT_S,
     BatchResult,
@@ -33,7 +34,6 @@ from warmup.projector.projector import (
     enable_wal,
     locked_or_broken,
 )
-from warmup.projector.schema import CHECKPOINT
 from warmup.projector.scope import Scope
 from warmup.sqlite_errors import (
     MOVE_IT,

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from warmup.projector.schema import (
+from warmup.projections.core.schema import (
     ACCOUNTS,
     ARTIFACTS,
     REJECTED_EVENTS,

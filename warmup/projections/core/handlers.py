@@ -42,7 +42,7 @@ from warmup.events.envelope import (
     duration_problem,
     is_timestamp,
 )
-from warmup.projector.rows import CLOSED, Row, RowCache
+from warmup.projections.core.rows import CLOSED, Row, RowCache
 
 _COUNT_COLUMN = {
     "COMPLETED": "accounts_completed",

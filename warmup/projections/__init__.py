@@ -1,0 +1,1 @@
+"""Projections that ship with warmup: ``core`` (the tables every command reads) and ``steps`` (opt-in)."""
