@@ -294,3 +294,31 @@ def test_the_steps_projection_answers_the_slowest_step_across_runs(tmp_path: Pat
     assert slowest == [{"action": "click", "worst": 30.0}, {"action": "goto", "worst": 12.5}]
     assert warmup("replay", "--log", log, "--db", db).returncode == 0  # rebuilt with the core, not wiped
     assert len(rows(db, "SELECT * FROM steps")) == len(expected)
+
+
+def test_the_example_of_docs_projections_works_as_written(tmp_path: Path) -> None:
+    """A newcomer copies the page's example into mytables.py and runs the command it shows."""
+    page = (REPO / "docs" / "projections.md").read_text()
+    example = page.split("## A complete example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "mytables.py").write_text(example)
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    mixed_log(log)
+    done = warmup("project", "--log", log, "--db", db, "--projection", "mytables:WarmCounts", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert warm_table(db) == recompute_warm(log)
+
+
+def test_a_core_of_another_version_is_rebuilt_with_the_projections_beside_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    mixed_log(log)
+    assert warmup("project", "--log", log, "--db", db, "--projection", WARM).returncode == 0
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE warmup_checkpoints SET version = 0 WHERE name = 'core'")
+    conn.commit()
+    conn.close()
+    done = warmup("project", "--log", log, "--db", db, "--projection", WARM)
+    assert done.returncode == 0, done.stderr
+    assert "built by projection version 0" in done.stderr and "Traceback" not in done.stderr
+    assert warm_table(db) == recompute_warm(log)

@@ -254,7 +254,7 @@ class ProjectionRunner:
 
     def _set_up(self, slot: _Slot, rebuild: bool) -> None:
         projection = slot.projection
-        if isinstance(projection, SQLiteProjection) and getattr(projection, "conn", None) is None:
+        if isinstance(projection, SQLiteProjection):  # (ours now, even if another runner had it before)
             projection.conn = self._target_conn(projection)
         projection.setup()
         try:
@@ -270,7 +270,9 @@ class ProjectionRunner:
                     self.say(f"projection {projection.name!r}: rebuilding it from the log")
                     projection.reset()
         except sqlite3.Error as exc:
-            raise locked_or_broken(Path(projection.describe_target()), exc) from None
+            where = Path(projection.target) if isinstance(projection, SQLiteProjection) and projection.target \
+                else self.db_path
+            raise locked_or_broken(where, exc) from None
 
     def close(self) -> None:
         for slot in self.slots:
