@@ -238,7 +238,7 @@ def test_a_projection_with_its_own_target_added_late_and_one_ahead_of_the_core(t
     assert done.returncode == 0, done.stderr
     assert warm_table(mine) == recompute_warm(log)
     assert rows(db, "SELECT name FROM sqlite_master WHERE name = 'warm'") == []
-    assert not list(tmp_path.glob("*.validate-*"))
+    assert len(list(tmp_path.glob("warmup.db.behind-*"))) == 1  # (its validator, kept for next time)
     # the core behind it (as after a crash between the two commits): nothing is applied to it twice
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -322,3 +322,22 @@ def test_a_core_of_another_version_is_rebuilt_with_the_projections_beside_it(tmp
     assert done.returncode == 0, done.stderr
     assert "built by projection version 0" in done.stderr and "Traceback" not in done.stderr
     assert warm_table(db) == recompute_warm(log)
+
+
+def test_a_projection_left_behind_by_another_projector_catches_up_from_where_it_was(tmp_path: Path) -> None:
+    """`warmup run`'s own projector moves the core; a follower of your own catches up incrementally."""
+    full = tmp_path / "full.jsonl"
+    data = mixed_log(full, runs=8)
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    step = len(data) // 4 + 1
+    said = []
+    for k in range(4):
+        with open(log, "ab") as f:
+            f.write(b"".join(data[k * step:(k + 1) * step]))
+        assert warmup("project", "--log", log, "--db", db).returncode == 0  # the core alone moves on
+        done = warmup("project", "--log", log, "--db", db, "--projection", WARM)
+        assert done.returncode == 0, done.stderr
+        said.append(done.stderr)
+        assert warm_table(db) == recompute_warm(log)
+    assert "from the start of the log" in said[0]
+    assert not any("from the start of the log" in x for x in said[1:])  # (its validator moved on with it)

@@ -22,9 +22,9 @@ One batch::
 So every projection's rows and checkpoint commit together. Projections commit before the core: a
 crash in between leaves a projection ahead of the core, never behind, and events before a
 projection's own position are not passed to it again. A projection behind the core (new, rebuilt
-after a version change or ``--rebuild``, or stopped by an error earlier) cannot be validated by the
-core's current state: it catches up first with a scratch validator, a core projection built from
-the start of the log in a temporary file beside the database, then joins the others.
+after a version change or ``--rebuild``, stopped by an error earlier, or left behind because another
+process moved the core) cannot be validated by the core's current state: it catches up first with a
+validator of its own (``_catch_up_with_own_validator``), then joins the others.
 
 A handler that raises stops its projection only: its transaction rolls back (its checkpoint stays
 before the batch), the error is said once, naming the projection, the event and the handler's
@@ -36,6 +36,7 @@ It is synchronous on purpose and refuses to run inside an asyncio event loop.
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -61,7 +62,7 @@ REJECTED_LINE_CHARS = 1000
 DEFAULT_BATCH_BYTES = 4 << 20  # ~20,000 events a transaction
 READ_BYTES = 2 << 20  # one read of the log (a transaction may span several)
 SCRATCH_BATCH_BYTES = 16 << 20
-SCRATCH_SUFFIX = ".validate-"
+BEHIND_SUFFIX = ".behind-"  # the validator of projections behind the core: <db>.behind-<digest>
 
 __all__ = ["LOCK_WAIT_S", "BatchResult", "ProjectionRunner", "StrictStop", "VersionMismatch"]
 
@@ -346,48 +347,97 @@ class ProjectionRunner:
         return [s for s in self.slots if s.failed is None and not s.lagging]
 
     def _catch_up_lagging(self, reader: LogReader) -> None:
-        """Bring every projection behind the core up to (at least) the core, with a scratch validator."""
+        """Bring every projection behind the core up to (at least) the core, with a validator of its own.
+
+        Checked at the start of each ``catch_up`` when the core moved since this runner last
+        committed (another process projected: ``warmup run``'s projector beside a follower of your
+        own, say), and when a batch finds a projection behind it.
+        """
+        if self.slots:
+            core_now = self._peek_core()
+            if (core_now.position, core_now.events_applied) != self._committed:
+                for slot in self.slots:
+                    slot.checked = False
         unchecked = [s for s in self.slots if s.failed is None and not s.checked]
         if unchecked:
-            assert self.conn is not None
             core_cp = self._peek_core()
             for slot in unchecked:
                 slot.checked = True
-                try:
-                    with slot.projection.transaction():
-                        found = slot.projection.load_checkpoint()
-                except Exception as exc:  # noqa: BLE001  (its own target failed: it alone stops)
-                    self._stop(slot, f"cannot read its checkpoint: {exc}")
-                    continue
-                position = found.position if found is not None else self.log.START
-                if position < core_cp.position:
+                position = self._position_of(slot)
+                if position is not None and position < core_cp.position:
                     slot.lagging = True
         lagging = [s for s in self.slots if s.lagging and s.failed is None]
         if not lagging:
             return
-        names = ", ".join(repr(s.projection.name) for s in lagging)
-        self.say(f"projection {names} is behind the core tables: bringing it up to date from the start of the log")
-        tmp = self.db_path.with_name(f"{self.db_path.name}{SCRATCH_SUFFIX}{os.getpid()}")
-        for leftover in (tmp, Path(f"{tmp}-journal")):
-            leftover.unlink(missing_ok=True)
-        try:
-            scratch = ProjectionRunner(
-                self.log, tmp, [s.projection for s in lagging], fast=True, scope=self.scope,
-                batch_bytes=SCRATCH_BATCH_BYTES, say=self.say, _lent=True,
-            )
-            try:
-                scratch.catch_up()
-                stopped = {s.projection.name: s.failed for s in scratch.slots if s.failed}
-            finally:
-                for scratch_slot in scratch.slots:
-                    scratch_slot.projection = _Detached()  # type: ignore[assignment]  (ours: not to close)
-                scratch.close()
-        finally:
-            for leftover in (tmp, Path(f"{tmp}-journal")):
-                leftover.unlink(missing_ok=True)
         for slot in lagging:
             slot.lagging = False
+        self._catch_up_with_own_validator(lagging)
+
+    def _position_of(self, slot: _Slot) -> int | None:
+        """The projection's checkpoint position (START before its first batch); None if it cannot be read."""
+        try:
+            with slot.projection.transaction():
+                found = slot.projection.load_checkpoint()
+        except Exception as exc:  # noqa: BLE001  (its own target failed: it alone stops)
+            self._stop(slot, f"cannot read its checkpoint: {exc}")
+            return None
+        return found.position if found is not None else self.log.START
+
+    def validator_path(self, slots: list[_Slot]) -> Path:
+        """The validator kept for projections behind the core: named by their names, beside the database."""
+        digest = hashlib.sha256("\0".join(sorted(s.projection.name for s in slots)).encode()).hexdigest()[:12]
+        return self.db_path.with_name(f"{self.db_path.name}{BEHIND_SUFFIX}{digest}")
+
+    def _catch_up_with_own_validator(self, lagging: list[_Slot]) -> None:
+        """Run ``lagging`` with a core of their own (``validator_path``) to the end of the log.
+
+        The core's tables cannot validate an event for a projection behind them (a duplicate is
+        known by the ids of runs in flight *at that event*), so these projections get a validator
+        at their own position: a core database kept beside the main one for them, moved on each
+        time they fall behind (so it costs the events since, not the whole log), and rebuilt from
+        the start of the log when it is ahead of one of them (a rebuilt projection). Like the main
+        core, it commits after them, so a crash leaves them ahead of it, never behind.
+        """
+        names = ", ".join(repr(s.projection.name) for s in lagging)
+        path = self.validator_path(lagging)
+        positions = [self._position_of(s) for s in lagging]
+        if any(p is None for p in positions):
+            lagging = [s for s, p in zip(lagging, positions, strict=True) if p is not None]
+            positions = [p for p in positions if p is not None]
+            if not lagging:
+                return
+        lowest = min(p for p in positions if p is not None)
+        scratch: ProjectionRunner | None = None
+        for attempt in (1, 2):
+            try:
+                scratch = ProjectionRunner(self.log, path, [s.projection for s in lagging], scope=self.scope,
+                                           batch_bytes=SCRATCH_BATCH_BYTES, say=self.say, _lent=True)
+                if scratch._peek_core().position <= lowest:
+                    break
+                scratch._lend_back()
+                scratch.close()
+                scratch = None
+            except (WarmupError, VersionMismatch) as exc:  # a broken, older or foreign file: ours to rebuild
+                if attempt == 2:
+                    raise
+                self.say(f"rebuilding the validator {path} ({exc})")
+            _remove_database(path)
+        assert scratch is not None
+        if lowest == self.log.START:
+            self.say(f"projection {names} is behind the core tables: bringing it up to date from the start of the log")
+        try:
+            scratch.catch_up()
+            stopped = {s.projection.name: s.failed for s in scratch.slots if s.failed}
+        finally:
+            scratch._lend_back()
+            scratch.close()
+        for slot in lagging:
             slot.failed = stopped.get(slot.projection.name) or slot.failed
+
+    def _lend_back(self) -> None:
+        """Give lent projections back before closing: closing this runner must not close them."""
+        for slot in self.slots:
+            slot.projection = _Detached()
 
     def _peek_core(self) -> Checkpoint:
         assert self.conn is not None
@@ -624,6 +674,11 @@ class ProjectionRunner:
         checkpoint.events_applied += applied
         checkpoint.events_rejected += rejected
         return BatchResult(applied, rejected, end)
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 class _Detached(Projection):
