@@ -136,7 +136,8 @@ class LogAppender(ABC):
     """Appends whole lines; each one is durable when ``append_line`` returns. Close it when done."""
 
     @abstractmethod
-    def append_line(self, line: bytes) -> None: ...
+    def append_line(self, line: bytes) -> None:
+        """Append one line (``line`` holds no newline but may end with one, which is then its own)."""
 
     @abstractmethod
     def close(self) -> None: ...
