@@ -26,7 +26,7 @@ from conftest import REPO
 from warmup.errors import UsageError
 from warmup.events.follower import Notice
 from warmup.events.reader import Line
-from warmup.log import Batch, FileLog, Log, LogMismatch, LogReader, open_log_backend
+from warmup.log import Batch, FileLog, Log, LogMismatch, LogMissing, LogReader, open_log_backend
 
 
 class Harness:
@@ -504,9 +504,9 @@ def test_appends_from_several_processes_stay_whole_lines(harness: Harness) -> No
 def test_reading_a_missing_log_is_a_usage_error(harness: Harness) -> None:
     log = harness.missing()
     assert not log.exists()
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(LogMissing) as caught:  # a UsageError
         log.reader()
-    assert caught.value.exit_code == 2
+    assert isinstance(caught.value, UsageError) and caught.value.exit_code == 2
     assert log.name in str(caught.value)
 
 

@@ -28,7 +28,17 @@ from warmup.events.follower import DIR_MASK, FILE_MASK, IN_IGNORED, Follower, No
 from warmup.events.logfile import open_log
 from warmup.events.reader import Line, read_block
 from warmup.events.writer import EventWriter
-from warmup.log.base import Batch, Log, LogAppender, LogFollower, LogMismatch, LogReader, LogWatch, Position
+from warmup.log.base import (
+    Batch,
+    Log,
+    LogAppender,
+    LogFollower,
+    LogMismatch,
+    LogMissing,
+    LogReader,
+    LogWatch,
+    Position,
+)
 from warmup.tail.backward import complete_end, lines_backward
 
 FINGERPRINT_BYTES = 4096
@@ -40,7 +50,7 @@ def _open_for_reading(path: Path) -> int:
     try:
         return open_log(path)  # refuses a FIFO, a device...: never blocks, never reads one
     except (FileNotFoundError, NotADirectoryError):
-        raise UsageError(no_log(path)) from None
+        raise LogMissing(no_log(path)) from None
     except PermissionError:
         raise UsageError(f"cannot read the event log {path}: permission denied") from None
     except OSError as exc:
