@@ -472,6 +472,42 @@ def test_follower_from_a_reader_continues_where_it_ended(harness: Harness) -> No
         assert isinstance(item, Line) and item.data == event(2) and item.start == end
 
 
+def _next_item(items: Iterator[Line | Notice | None]) -> Line | Notice:
+    """The next line or notice, past any number of "caught up" (None) items."""
+    item = next(items)
+    while item is None:
+        item = next(items)
+    return item
+
+
+def test_follower_tells_a_replaced_log_and_reads_the_new_one_from_its_start(harness: Harness) -> None:
+    append(harness.log, event(0), event(1))
+    with harness.log.follower(harness.log.START) as follower:
+        items = iter(follower)
+        assert [line.data for line in _next_lines(items, 2)] == [event(0), event(1)]
+        assert next(items) is None
+        other = [b'{"type":"other","i":%d}' % i for i in range(3)]
+        threading.Timer(0.2, harness.replace, (other,)).start()
+        notice = _next_item(items)
+        assert isinstance(notice, Notice) and notice.kind in ("replaced", "truncated"), notice
+        got = _next_lines(items, 3)
+        assert [line.data for line in got] == other
+        assert got[0].start == harness.log.START
+
+
+def test_follower_waits_for_a_missing_log(harness: Harness) -> None:
+    assert not harness.log.exists()
+    with harness.log.follower(harness.log.START) as follower:
+        items = iter(follower)
+        notice = _next_item(items)
+        assert isinstance(notice, Notice) and notice.kind == "missing"
+        threading.Timer(0.2, append, (harness.log, event(0))).start()
+        notice = _next_item(items)
+        assert isinstance(notice, Notice) and notice.kind == "created"
+        line = _next_item(items)
+        assert isinstance(line, Line) and line.data == event(0) and line.start == harness.log.START
+
+
 # -- appending ----------------------------------------------------------------------------------
 
 def test_appended_lines_are_there_for_a_new_reader_at_once(harness: Harness) -> None:
