@@ -124,7 +124,8 @@ class FileLogWatch(LogWatch):
     """Wakes on any change of the file at ``path``, its creation or a rename over it.
 
     Invariant: no missed wake-up. The file's watch is (re)placed on whatever file the path names
-    at each ``wait``, and the folder's watch sees the name created, moved or deleted; without
+    at each ``wait`` (a ``wait`` that finds another file there returns at once: it may have grown
+    before it was watched), and the folder's watch sees the name created, moved or deleted; without
     inotify (or before the folder exists) ``wait`` polls at most ``poll_s`` apart.
     """
 
@@ -148,11 +149,11 @@ class FileLogWatch(LogWatch):
     def uses_inotify(self) -> bool:
         return self._inotify is not None
 
-    def _rewatch(self) -> bool:
-        """Watch the folder and the file the path names now; True if both are watched."""
+    def _rewatch(self) -> tuple[bool, bool]:
+        """Watch the folder and the file the path names now: (both are watched, the file is another)."""
         ino = self._inotify
         if ino is None:
-            return False
+            return False, False
         if self._dir_wd is None:
             self._dir_wd = ino.add_watch(str(self.path.parent), DIR_MASK)
         try:
@@ -160,7 +161,8 @@ class FileLogWatch(LogWatch):
             ident: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except OSError:
             ident = None
-        if ident != self._file_id:
+        changed = ident != self._file_id
+        if changed:
             if self._file_wd is not None:
                 ino.rm_watch(self._file_wd)
                 self._file_wd = None
@@ -169,11 +171,15 @@ class FileLogWatch(LogWatch):
                 self._file_wd = ino.add_watch(str(self.path), FILE_MASK)
                 if self._file_wd is None:
                     self._file_id = None
-        return self._dir_wd is not None and (ident is None or self._file_wd is not None)
+        return self._dir_wd is not None and (ident is None or self._file_wd is not None), changed
 
     def wait(self, timeout_s: float) -> None:
         ino = self._inotify
-        watching = self._rewatch()
+        watching, changed = self._rewatch()
+        if changed:
+            # Another file at the path since the last wait: it may have grown before its watch was
+            # placed just now, unseen. Return at once (a spurious wake-up, never a missed one).
+            return
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
         if ino is not None:
