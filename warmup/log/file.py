@@ -73,11 +73,6 @@ class FileLogReader(LogReader):
         self.name = name
         self._fd = fd
 
-    @property
-    def fd(self) -> int:
-        """The open descriptor (the file backend's own business: for ``FileLog.follower_from``)."""
-        return self._fd
-
     def read(self, position: Position, max_bytes: int = 4 << 20) -> Batch:
         lines, end = read_block(self._fd, position, max_bytes)
         return Batch(lines, position, end)
