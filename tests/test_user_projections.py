@@ -434,3 +434,14 @@ def test_a_projections_checkpoint_counts_only_its_own_events(tmp_path: Path) -> 
         k: checkpoint(together, "warm_counts")[k] for k in keys}
     assert checkpoint(alone, "warm_counts")["events_applied"] == sum(
         1 for x in log.read_bytes().splitlines() if b'"account_finished"' in x) - 2
+
+
+def test_status_lists_the_projections_beside_the_core_tables(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    mixed_log(log)
+    assert warmup("project", "--log", log, "--db", db, "--projection", WARM).returncode == 0
+    shown = warmup("status", "--db", db)
+    assert shown.returncode == 0, shown.stderr
+    assert f"projection warm_counts (version 1, {WARM}): 24 events handled, up to date" in shown.stdout
+    data = orjson.loads(warmup("status", "--db", db, "--json").stdout)
+    assert [(p["name"], p["events_applied"]) for p in data["projections"]] == [("warm_counts", 24)]
