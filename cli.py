@@ -72,23 +72,49 @@ def cli() -> None:
     """
 
 
+def projection_options(func: Callable[..., None]) -> Callable[..., None]:
+    """``--projection MODULE:CLASS`` and ``--target PATH``, both repeatable (docs/projections.md)."""
+    func = click.option(
+        "--target", "targets", multiple=True, metavar="PATH",
+        help="The SQLite file a --projection writes to (default: --db, beside the core tables); "
+             "one for all, or one per --projection.",
+    )(func)
+    return click.option(
+        "--projection", "projection_specs", multiple=True, metavar="MODULE:CLASS",
+        help="Also keep this projection of your own current (repeatable); `steps` is built in.",
+    )(func)
+
+
 @cli.command()
 @log_option
 @db_option
+@projection_options
 @click.option("--follow", "-f", is_flag=True, help="Keep applying new events until Ctrl-C or SIGTERM.")
 @click.option("--strict", is_flag=True, help="Stop with exit 1 at the first invalid line instead of recording it.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def project(log_path: Path, db_path: Path, follow: bool, strict: bool, quiet: bool) -> None:
+@click.option("--check", is_flag=True, hidden=True, help="Only check that the --projection values load.")
+def project(log_path: Path, db_path: Path, projection_specs: tuple[str, ...], targets: tuple[str, ...],
+            follow: bool, strict: bool, quiet: bool, check: bool) -> None:
     """Apply the events after the database's checkpoint, then exit (or keep following).
+
+    Exit 1 if a projection of yours stopped (its handler raised: said on stderr); the core tables
+    and the other projections are still brought up to date.
 
     \b
     Examples:
       warmup project
       warmup project --log runs/events.jsonl --db runs/warmup.db --follow
+      warmup project --projection steps                       # one row per step, beside the core tables
+      warmup project --projection mytables:WarmCounts --target mine.db
     """
+    from warmup.projector.specs import load_projections
+
+    projections = load_projections(projection_specs, targets)
+    if check:
+        sys.exit(0)
     from warmup.projector.command import run_project
 
-    sys.exit(run_project(log_path, db_path, follow=follow, strict=strict, quiet=quiet))
+    sys.exit(run_project(log_path, db_path, follow=follow, strict=strict, quiet=quiet, projections=projections))
 
 
 @cli.command()
@@ -100,11 +126,12 @@ def project(log_path: Path, db_path: Path, follow: bool, strict: bool, quiet: bo
     help="Only the events of this run (repeatable; a unique prefix or `last` will do).",
 )
 @click.option("--force", is_flag=True, help="Let --until/--run replace a --db that holds the full tables.")
+@projection_options
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.pass_context
 def replay(
     ctx: click.Context, log_path: Path, db_path: Path, until: str | None, run_ids: tuple[str, ...], force: bool,
-    quiet: bool,
+    projection_specs: tuple[str, ...], targets: tuple[str, ...], quiet: bool,
 ) -> None:
     """Rebuild every table from the log into a new file, then swap it in atomically.
 
@@ -118,9 +145,17 @@ def replay(
       warmup replay                                   # the full tables, rebuilt
       warmup replay --until 2026-11-29T06:00:00Z      # -> warmup-data/warmup-until-20261129T060000Z.db
       warmup replay --run last --db one-run.db
+      warmup replay --projection mytables:WarmCounts  # that projection alone, from the whole log
+
+    The projections that live in --db beside the core tables are rebuilt with them.
     """
     from warmup.projector.command import run_replay
+    from warmup.projector.specs import load_projections
     from warmup.replay_target import choose_replay_target
+
+    projections = load_projections(projection_specs, targets)
+    if projections:
+        sys.exit(run_replay(log_path, db_path, quiet=quiet, until=until, run_ids=run_ids, projections=projections))
 
     explicit_db = ctx.get_parameter_source("db_path") is not click.core.ParameterSource.DEFAULT
     target = choose_replay_target(log_path, db_path, until=until, run_ids=run_ids, explicit_db=explicit_db,

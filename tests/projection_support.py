@@ -12,7 +12,7 @@ from warmup.events.envelope import encode, make_event
 
 REPO = Path(__file__).resolve().parent.parent
 TABLES = ("tasks", "accounts", "runs", "run_accounts", "run_event_ids", "artifacts", "rejected_events",
-          "projector_checkpoint")
+          "warmup_checkpoints")
 
 
 def line(type_: str, ts: str = "2026-11-29T07:00:00.000000Z", **fields: Any) -> bytes:

@@ -64,7 +64,7 @@ def _offset(db: Path) -> int:
     if not db.exists():  # (connecting would create it)
         return 0
     try:
-        return int(rows(db, 'SELECT "offset" FROM projector_checkpoint')[0]["offset"])
+        return int(rows(db, "SELECT \"position\" FROM warmup_checkpoints WHERE name = 'core'")[0]["position"])
     except Exception:  # no file or no table yet
         return 0
 
@@ -149,7 +149,7 @@ def test_invalid_utf8_and_deep_nesting_never_crash_and_take_one_decision(
     with Projector(log, db) as projector:
         result = projector.catch_up()
     assert result.applied + result.rejected == len(lines)
-    assert [r["offset"] for r in rows(db, 'SELECT "offset" FROM rejected_events ORDER BY "offset"')] == [
+    assert [r["position"] for r in rows(db, 'SELECT "position" FROM rejected_events ORDER BY "position"')] == [
         sum(map(len, lines[:i])) for i in sorted(crafted) if not crafted[i]]
     with pytest.raises(StrictStop) if not all(crafted.values()) else nullcontext():
         with Projector(log, tmp / "strict.db", strict=True) as projector:

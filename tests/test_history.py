@@ -89,9 +89,9 @@ def test_replay_until_equals_projecting_the_prefix_of_the_log(history: tuple[Pat
             p.catch_up()
         a, b = dump(until_db), dump(prefix_db)
         for table in a:
-            if table != "projector_checkpoint":
+            if table != "warmup_checkpoints":
                 assert a[table] == b[table], (cut, table)
-        (cp,) = rows(until_db, "SELECT events_applied, scope FROM projector_checkpoint")
+        (cp,) = rows(until_db, "SELECT events_applied, scope FROM warmup_checkpoints")
         assert cp["events_applied"] == cut and json.loads(cp["scope"])["until"]
 
 

@@ -16,7 +16,7 @@ import sys
 from conftest import REPO, cli_env
 
 BANNED_ROOTS = ("sqlite3", "_sqlite3", "sqlite_utils", "django")
-BANNED_PACKAGES = ("warmup.projector",)
+BANNED_PACKAGES = ("warmup.projector", "warmup.projections", "warmup.projection", "warmup.contrib")
 
 PROBE = r"""
 import importlib, json, pkgutil, sys

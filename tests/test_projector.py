@@ -127,15 +127,15 @@ def test_bad_lines_are_recorded_and_skipped_and_later_lines_applied(tmp_path: Pa
     ]
     log.write_bytes(good[0] + b"".join(bad) + b"".join(good[1:]))
     assert project(log, db) == (len(good), len(bad))
-    rejected = rows(db, 'SELECT "offset", reason, line FROM rejected_events ORDER BY "offset"')
-    assert [r["offset"] for r in rejected] == [len(good[0]) + sum(map(len, bad[:i])) for i in range(len(bad))]
+    rejected = rows(db, 'SELECT "position", reason, line FROM rejected_events ORDER BY "position"')
+    assert [r["position"] for r in rejected] == [len(good[0]) + sum(map(len, bad[:i])) for i in range(len(bad))]
     reasons = " | ".join(r["reason"] for r in rejected)
     for needle in ("not valid JSON", "unknown event type", "account_id", "unknown schema version 7", "unknown run",
                    "is not a time like", "$.pid"):
         assert needle in reasons
     assert rejected[0]["line"] == "this is not json"
     assert rows(db, "SELECT status FROM runs") == [{"status": "COMPLETED"}]
-    assert rows(db, "SELECT events_applied, events_rejected FROM projector_checkpoint") == [
+    assert rows(db, "SELECT events_applied, events_rejected FROM warmup_checkpoints") == [
         {"events_applied": len(good), "events_rejected": len(bad)}]
 
 
@@ -153,8 +153,8 @@ def test_strict_stops_at_the_first_bad_line_with_exit_1(tmp_path: Path) -> None:
     log.write_bytes(good[0] + b"garbage\n" + b"".join(good[1:]))
     with pytest.raises(StrictStop, match=f"invalid line at byte {len(good[0])}"):
         project(log, db, strict=True)
-    assert rows(db, 'SELECT "offset", events_applied FROM projector_checkpoint') == [
-        {"offset": len(good[0]), "events_applied": 1}]
+    assert rows(db, 'SELECT "position", events_applied FROM warmup_checkpoints') == [
+        {"position": len(good[0]), "events_applied": 1}]
     result = warmup("project", "--log", log, "--db", db, "--strict")
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "invalid line at byte" in result.stderr
@@ -201,7 +201,7 @@ def test_a_crafted_line_is_rejected_by_every_reader_and_nothing_stops(tmp_path: 
 
     result = warmup("project", "--log", log, "--db", db)
     assert result.returncode == 0, result.stderr
-    assert rows(db, 'SELECT "offset" FROM rejected_events') == [{"offset": len(good[0])}]
+    assert rows(db, 'SELECT "position" FROM rejected_events') == [{"position": len(good[0])}]
     assert rows(db, "SELECT status, steps_ok FROM run_accounts") == [{"status": "COMPLETED", "steps_ok": 2}]
     replayed = tmp_path / "replayed.db"
     assert warmup("replay", "--log", log, "--db", replayed).returncode == 0
@@ -254,9 +254,9 @@ def test_every_line_of_a_run_repeated_changes_nothing_in_any_increment(tmp_path:
         assert dump(db)["runs"] == dump(clean_db)["runs"]
         assert dump(db)["run_accounts"] == dump(clean_db)["run_accounts"]
         assert dump(db)["artifacts"] == dump(clean_db)["artifacts"]
-        assert {k: v for k, v in dump(db).items() if k != "projector_checkpoint"} == {
-            k: v for k, v in dump(by_replay).items() if k != "projector_checkpoint"}
-        reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "offset"')]
+        assert {k: v for k, v in dump(db).items() if k != "warmup_checkpoints"} == {
+            k: v for k, v in dump(by_replay).items() if k != "warmup_checkpoints"}
+        reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "position"')]
         # each line again while its run is in flight: a duplicate; once run_finished applied, the run
         # takes no more events (its own copy included)
         assert all("duplicate event id" in r for r in reasons[:len(lines) - 1]), reasons
@@ -275,13 +275,13 @@ def test_a_duplicate_is_caught_by_a_later_process_and_in_a_finished_run(tmp_path
     assert warmup("project", "--log", log, "--db", db).returncode == 0
     assert rows(db, "SELECT run_id, steps_ok, attempts FROM run_accounts ORDER BY run_id") == [
         {"run_id": "r1", "steps_ok": 2, "attempts": 1}, {"run_id": "r2", "steps_ok": 2, "attempts": 1}]
-    reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "offset"')]
+    reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "position"')]
     assert ["duplicate event id" in r for r in reasons] == [True, False, True]
     assert "run 'r1' already finished (COMPLETED)" in reasons[1]  # a finished run takes no more events
     replayed = tmp_path / "replayed.db"
     replay(log, replayed)
-    assert {k: v for k, v in dump(db).items() if k != "projector_checkpoint"} == {
-        k: v for k, v in dump(replayed).items() if k != "projector_checkpoint"}
+    assert {k: v for k, v in dump(db).items() if k != "warmup_checkpoints"} == {
+        k: v for k, v in dump(replayed).items() if k != "warmup_checkpoints"}
 
 
 @pytest.mark.parametrize("ids", [
@@ -467,15 +467,15 @@ def test_a_database_of_another_projection_version_is_rebuilt_by_replay(tmp_path:
     log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
     project(log, db)
     conn = sqlite3.connect(db)
-    conn.execute("UPDATE projector_checkpoint SET projection_version = 0")
+    conn.execute("UPDATE warmup_checkpoints SET version = 0")
     conn.execute("DELETE FROM runs")
     conn.commit()
     conn.close()
     result = warmup("project", "--log", log, "--db", db)
     assert result.returncode == 0, result.stderr
     assert "projection version 0" in result.stderr and "rebuilding" in result.stderr
-    assert rows(db, "SELECT projection_version FROM projector_checkpoint") == [
-        {"projection_version": PROJECTION_VERSION}]
+    assert rows(db, "SELECT version FROM warmup_checkpoints") == [
+        {"version": PROJECTION_VERSION}]
     assert rows(db, "SELECT id FROM runs") == [{"id": "r1"}]
 
 

@@ -43,7 +43,7 @@ def growing_log() -> list[bytes]:
 
 
 def without_checkpoint(db: Path) -> dict[str, list[tuple[object, ...]]]:
-    return {k: v for k, v in dump(db).items() if k != "projector_checkpoint"}
+    return {k: v for k, v in dump(db).items() if k != "warmup_checkpoints"}
 
 
 @pytest.mark.parametrize("per_chunk", [2, IDS_PER_CHUNK])  # (2: each reload after the other's commit reads chunks)
@@ -92,7 +92,7 @@ def remove_planted(db: Path) -> None:
 
 
 @pytest.mark.parametrize(("table", "when", "what"), [
-    ("projector_checkpoint", "1", "INSERT"),  # every row of the batch written, then the checkpoint refused
+    ("warmup_checkpoints", "1", "INSERT"),  # every row of the batch written, then the checkpoint refused
     ("runs", "NEW.id = 'r2'", "INSERT"),  # half-way through the rows
     ("rejected_events", "1", "INSERT"),
     ("run_event_ids", "1", "DELETE"),  # (the ids of a run that finished)
@@ -225,14 +225,14 @@ def test_a_run_in_flight_writes_each_id_once_across_many_increments(tmp_path: Pa
     with Projector(log, db) as projector:
         again = projector.catch_up()
         assert (again.applied, again.rejected) == (0, 3)
-    reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "offset"')]
+    reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "position"')]
     assert len(reasons) == 3 and all("duplicate event id" in r for r in reasons), reasons
     reference = tmp_path / "reference.db"
     replay(log, reference)
     assert without_checkpoint(db) == without_checkpoint(reference)  # (the chunks too: cut by the ids alone)
 
 
-@pytest.mark.parametrize("table", ["run_event_ids", "projector_checkpoint"])  # mid-flush, or after it
+@pytest.mark.parametrize("table", ["run_event_ids", "warmup_checkpoints"])  # mid-flush, or after it
 def test_a_batch_rolled_back_then_retried_still_rejects_duplicates(tmp_path: Path, table: str) -> None:
     lines = long_run(40)
     log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
@@ -254,7 +254,7 @@ def test_a_batch_rolled_back_then_retried_still_rejects_duplicates(tmp_path: Pat
         f.write(lines[3] + lines[18] + b"".join(lines[30:]))
     with Projector(log, db) as projector:
         assert projector.catch_up().applied == len(lines) - 30
-    reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "offset"')]
+    reasons = [r["reason"] for r in rows(db, 'SELECT reason FROM rejected_events ORDER BY "position"')]
     assert len(reasons) == 5 and all("duplicate event id" in r for r in reasons), reasons
     assert rows(db, "SELECT SUM(length(ids)) AS n FROM run_event_ids") == [{"n": 16 * len(lines)}]
     reference = tmp_path / "reference.db"

@@ -88,7 +88,7 @@ def test_show_report_replay_and_resume_take_a_prefix_and_last(two_runs: tuple[Pa
     one = tmp_path / "one.db"
     assert warmup("replay", "--log", log, "--db", one, "--run", "20261129T07").returncode == 0
     assert [r["id"] for r in rows(one, "SELECT id FROM runs")] == [FIRST]
-    assert json.loads(rows(one, "SELECT scope FROM projector_checkpoint")[0]["scope"])["runs"] == [FIRST]
+    assert json.loads(rows(one, "SELECT scope FROM warmup_checkpoints")[0]["scope"])["runs"] == [FIRST]
 
     size = log.stat().st_size
     result = warmup("run", "--resume", "20261129T07", "--log", log, "--no-project")  # all of FIRST completed

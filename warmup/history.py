@@ -130,7 +130,7 @@ def show_run(db_path: Path, run_id: str, log_path: Path | None = None) -> dict[s
         run = _find_run(conn, run_id, db_path)
         scope = read_scope(conn)
         if log_path is None:
-            recorded = conn.execute("SELECT log_path FROM projector_checkpoint").fetchone()
+            recorded = conn.execute("SELECT log FROM warmup_checkpoints WHERE name = 'core'").fetchone()
             log_path = Path(recorded[0]) if recorded and recorded[0] else None
         task = conn.execute("SELECT id, name, runs_count FROM tasks WHERE id = ?", (run["task_id"],)).fetchone()
         artifacts: dict[str, list[dict[str, Any]]] = {}

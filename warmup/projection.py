@@ -32,6 +32,7 @@ Invariants, enforced by the runner (``warmup.projector.runner``):
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -223,6 +224,7 @@ class SQLiteProjection(Projection):
     """
 
     conn: sqlite3.Connection
+    target: str | os.PathLike[str] | None = None  # None: the core database (--db)
 
     def create(self, conn: sqlite3.Connection) -> None:
         """Create your tables and indexes; called in a transaction, every start (so: IF NOT EXISTS)."""

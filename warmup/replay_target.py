@@ -54,7 +54,7 @@ def holds_full_projection(db_path: Path) -> bool:
     try:
         conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
         try:
-            row = conn.execute("SELECT scope FROM projector_checkpoint").fetchone()
+            row = conn.execute("SELECT scope FROM warmup_checkpoints WHERE name = 'core'").fetchone()
         finally:
             conn.close()
     except sqlite3.DatabaseError:

@@ -42,12 +42,15 @@ def connect_readonly(db_path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     conn.row_factory = sqlite3.Row
     try:
-        conn.execute('SELECT 1 FROM "projector_checkpoint" LIMIT 1')
+        conn.execute('SELECT 1 FROM "warmup_checkpoints" LIMIT 1')
     except sqlite3.DatabaseError as exc:
         conn.close()
         if primary_code(exc) != SQLITE_ERROR:  # (a missing table is SQLITE_ERROR; a read-only folder is not)
             raise explain_sqlite_error(db_path, exc) from None
-        raise UsageError(f"{db_path} is not a warmup database (no projector_checkpoint table)") from None
+        raise UsageError(
+            f"{db_path} is not a warmup database of this version (no warmup_checkpoints table): "
+            "run `warmup project` to (re)build it"
+        ) from None
     return conn
 
 
@@ -67,7 +70,8 @@ def load_status(db_path: Path, limit: int = 10) -> dict[str, Any]:
             "FROM accounts ORDER BY id"
         )]
         checkpoint = dict(conn.execute(
-            'SELECT "offset", events_applied, events_rejected, last_event_ts FROM projector_checkpoint'
+            'SELECT "position", events_applied, events_rejected, last_event_ts FROM warmup_checkpoints '
+            "WHERE name = 'core'"
         ).fetchone())
         scope = read_scope(conn)
     finally:
@@ -78,7 +82,7 @@ def load_status(db_path: Path, limit: int = 10) -> dict[str, Any]:
 def read_scope(conn: sqlite3.Connection) -> dict[str, Any] | None:
     """The checkpoint's scope (``{"until": ..., "runs": [...]}``) of a partial replay; None for a full one."""
     try:
-        row = conn.execute("SELECT scope FROM projector_checkpoint").fetchone()
+        row = conn.execute("SELECT scope FROM warmup_checkpoints WHERE name = 'core'").fetchone()
     except sqlite3.OperationalError:  # an older database, before scopes: a full projection
         return None
     if row is None or not row[0]:

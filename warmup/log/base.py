@@ -164,6 +164,13 @@ class Log(ABC):
     def follower(self, position: Position) -> LogFollower:
         """Follow the log from ``position``: ``tail -f`` (see ``LogFollower``)."""
 
+    def follower_from(self, reader: LogReader, position: Position) -> LogFollower:
+        """Follow from ``position`` on what ``reader`` has open, taking the reader over (it is closed
+        here or by the follower): ``tail -f`` reads the last lines, then follows on exactly that log.
+        By default the reader is closed and ``follower(position)`` is returned."""
+        reader.close()
+        return self.follower(position)
+
     @abstractmethod
     def appender(self) -> LogAppender:
         """Open the log for appending (created if missing)."""

@@ -5,8 +5,12 @@ batch: it then applies what the log already holds and exits 0. That is how ``war
 projector it started: after writing ``run_finished`` it sends SIGTERM, and the tables are complete
 when the child exits. A second signal interrupts at once (the open transaction rolls back).
 
-Following polls the log's size ten times a second rather than using ``Follower``: each batch reads
-from the checkpoint in the database anyway, so all it needs is a cheap "has it grown?".
+Following waits on the log's watch (``Log.watch``: inotify for a file), so an append is applied
+within a millisecond or so rather than at the next poll; each batch reads from the checkpoints in
+the databases anyway, so all the watch says is "it may have grown".
+
+A projection whose handler raised is stopped (said at once, on stderr); the others go on, and the
+command exits 1 at its end.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -21,11 +26,14 @@ import click
 
 from warmup.errors import UsageError, no_log
 from warmup.events.logfile import check_log_file
+from warmup.log.file import FileLog
+from warmup.projection import Projection
 from warmup.projections.core.schema import PROJECTION_VERSION
-from warmup.projector.projector import BatchResult, Projector, VersionMismatch
 from warmup.projector.replay import replay
+from warmup.projector.runner import BatchResult, ProjectionRunner, VersionMismatch
 
-FOLLOW_POLL_S = 0.1
+FOLLOW_POLL_S = 0.1  # (waiting for a log that does not exist yet)
+WATCH_TIMEOUT_S = 1.0  # a wake-up without any change, in case one was missed
 
 
 def _say(quiet: bool, message: str) -> None:
@@ -45,31 +53,43 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.stopped = False
+        self.on_stop: Callable[[], None] = lambda: None  # wakes a blocked wait (safe in a handler)
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.stopped:
             raise KeyboardInterrupt
         self.stopped = True
+        self.on_stop()
 
     def install(self) -> None:
         signal.signal(signal.SIGINT, self)
         signal.signal(signal.SIGTERM, self)
 
 
-def _open(log_path: Path, db_path: Path, strict: bool, quiet: bool) -> Projector:
-    """Open the projector; a database of another projection version is rebuilt first."""
+def _open(log: FileLog, db_path: Path, strict: bool, quiet: bool, projections: list[Projection],
+          rebuild: bool) -> ProjectionRunner:
+    """Open the runner; a core database of another projection version is rebuilt first (with the
+    projections that live in it)."""
+
+    def say(message: str) -> None:
+        _say(False, message)  # (even with --quiet: a rebuild or a stopped projection is worth knowing)
+
+    names = [p.name for p in projections] if rebuild else []
     try:
-        return Projector(log_path, db_path, strict=strict)
+        return ProjectionRunner(log, db_path, projections, strict=strict, rebuild=names, say=say)
     except VersionMismatch as exc:
-        # Said even with --quiet: a rebuild is worth knowing about.
         _say(False, f"{db_path} was built by projection version {exc.found}; this warmup has version "
                     f"{PROJECTION_VERSION}: rebuilding it from the log")
-        replay(log_path, db_path)
-        return Projector(log_path, db_path, strict=strict)
+        replay(log.name, db_path, projections=projections)
+        return ProjectionRunner(log, db_path, projections, strict=strict, say=say)
 
 
-def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, quiet: bool) -> int:
+def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, quiet: bool,
+                projections: list[Projection] | None = None, rebuild: bool = False) -> int:
+    """The ``warmup project`` command (and ``manage.py warmup_project``): 0, or 1 if a projection stopped."""
+    projections = list(projections or ())
     stop = _StopFlag()
+    log = FileLog(log_path)
     if follow:
         stop.install()
         while not log_path.exists():  # a run may not have created it yet
@@ -79,33 +99,35 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
     check_log_file(log_path)
     if not log_path.is_file():
         raise UsageError(no_log(log_path))
-    with _open(log_path, db_path, strict, quiet) as projector:
-        total = projector.catch_up()
+    with _open(log, db_path, strict, quiet, projections, rebuild) as runner:
+        total = runner.catch_up()
         if not follow:
             _say(quiet, _summary(total, log_path, db_path))
-            return 0
-        size = _size(log_path)  # before saying "following"; None if it is gone already (waited for below)
-        _say(quiet, f"{_summary(total, log_path, db_path)}; following (Ctrl-C to stop)")
-        while not stop.stopped:
-            time.sleep(FOLLOW_POLL_S)
-            now = _size(log_path)
-            if now is None:  # removed or being rotated: wait for it (another file will be refused)
-                if size is not None:
-                    _say(quiet, f"the log {log_path} is gone; waiting for it to come back")
-                size = None
-                continue
-            if now != size:
-                size = now
-                result = projector.catch_up(should_stop=lambda: stop.stopped)
+            return 1 if runner.failures else 0
+        with log.watch() as watch:
+            stop.on_stop = watch.stop
+            present = log_path.exists()
+            _say(quiet, f"{_summary(total, log_path, db_path)}; following (Ctrl-C to stop)")
+            while not stop.stopped:
+                watch.wait(WATCH_TIMEOUT_S)
+                if stop.stopped:
+                    break
+                if not log_path.exists():  # removed or being rotated: wait for it (another file will be refused)
+                    if present:
+                        _say(quiet, f"the log {log_path} is gone; waiting for it to come back")
+                    present = False
+                    continue
+                present = True
+                result = runner.catch_up(should_stop=lambda: stop.stopped)
                 if result.applied or result.rejected:
                     _say(quiet, _summary(result, log_path, db_path))
                 total.applied += result.applied
                 total.rejected += result.rejected
-        final = projector.catch_up() if log_path.exists() else BatchResult()  # what the log holds now
+        final = runner.catch_up() if log_path.exists() else BatchResult()  # what the log holds now
         total.applied += final.applied
         total.rejected += final.rejected
         _say(quiet, f"stopped: {_summary(total, log_path, db_path)}")
-    return 0
+        return 1 if runner.failures else 0
 
 
 def _size(path: Path) -> int | None:
@@ -116,8 +138,15 @@ def _size(path: Path) -> int | None:
 
 
 def run_replay(
-    log_path: Path, db_path: Path, *, quiet: bool, until: str | None = None, run_ids: tuple[str, ...] = ()
+    log_path: Path, db_path: Path, *, quiet: bool, until: str | None = None, run_ids: tuple[str, ...] = (),
+    projections: list[Projection] | None = None,
 ) -> int:
+    """``warmup replay``: the core tables and the projections beside them, or (with ``projections``)
+    those projections alone, reset and rebuilt from the log."""
+    if projections:
+        if until is not None or run_ids:
+            raise UsageError("--projection rebuilds a projection from the whole log: leave out --until/--run")
+        return _rebuild_projections(log_path, db_path, projections, quiet=quiet)
     started = time.perf_counter()
     result = replay(log_path, db_path, until=until, run_ids=run_ids)
     seconds = time.perf_counter() - started
@@ -125,3 +154,17 @@ def run_replay(
     _say(quiet, f"replayed: {_summary(result, log_path, db_path)} in {seconds:.2f} s ({rate:,.0f} events/s)")
     return 0
 
+
+
+def _rebuild_projections(log_path: Path, db_path: Path, projections: list[Projection], *, quiet: bool) -> int:
+    check_log_file(log_path)
+    if not log_path.is_file():
+        raise UsageError(no_log(log_path))
+    started = time.perf_counter()
+    names = [p.name for p in projections]
+    with _open(FileLog(log_path), db_path, False, quiet, projections, rebuild=True) as runner:
+        runner.catch_up()
+        failures = runner.failures
+    seconds = time.perf_counter() - started
+    _say(quiet, f"rebuilt {', '.join(names)} from {log_path} in {seconds:.2f} s")
+    return 1 if failures else 0

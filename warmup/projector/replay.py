@@ -22,19 +22,15 @@ import stat
 import time
 from pathlib import Path
 
-from warmup.errors import UsageError, no_log
+from warmup.errors import UsageError, WarmupError, no_log
 from warmup.events.logfile import check_log_file
 from warmup.locks import try_flock
-from warmup.projections.core.schema import CHECKPOINT
-from warmup.projector.projector import (
-    LOCK_WAIT_S,
-    BatchResult,
-    Projector,
-    create_private_file,
-    enable_wal,
-    locked_or_broken,
-)
+from warmup.log.file import FileLog
+from warmup.projection import CHECKPOINTS_TABLE, Projection, SQLiteProjection
+from warmup.projector.connect import LOCK_WAIT_S, create_private_file, enable_wal, locked_or_broken
+from warmup.projector.runner import BatchResult, ProjectionRunner
 from warmup.projector.scope import Scope
+from warmup.projector.specs import load_projection
 from warmup.sqlite_errors import (
     MOVE_IT,
     SQLITE_BUSY,
@@ -112,8 +108,44 @@ def refuse_foreign_database(db_path: Path) -> None:
         if primary_code(exc) in (SQLITE_NOTADB, SQLITE_CORRUPT):
             raise UsageError(f"{db_path} is not a SQLite database ({exc}); replay will not overwrite it") from None
         raise locked_or_broken(db_path, exc) from None  # (a read-only folder, a lock...: said as it is)
-    if tables and CHECKPOINT.name not in tables:
+    if tables and CHECKPOINTS_TABLE not in tables and "projector_checkpoint" not in tables:
         raise UsageError(f"{db_path} holds other tables and is not a warmup database; replay will not overwrite it")
+
+
+def registered_in(db_path: Path) -> list[tuple[str, str | None]]:
+    """(name, spec) of the projections other than core whose checkpoint is in ``db_path``."""
+    if not db_path.is_file() or db_path.stat().st_size == 0:
+        return []
+    try:
+        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=LOCK_WAIT_S)
+        try:
+            return conn.execute(
+                f'SELECT "name", "spec" FROM "{CHECKPOINTS_TABLE}" WHERE "name" != ? ORDER BY "name"', ("core",)
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []  # (no such table: an older or a new database)
+
+
+def _beside_core(db_path: Path, given: list[Projection]) -> list[Projection]:
+    """The projections a replay of ``db_path`` rebuilds with the core: those given, plus those already
+    in it (found again by the spec their checkpoint recorded), so a replay never wipes them."""
+    names = {p.name for p in given}
+    found = []
+    for name, spec in registered_in(db_path):
+        if name in names:
+            continue
+        if not spec:
+            raise UsageError(f"{db_path} holds projection {name!r} but not how to load it; "
+                             "pass it with --projection MODULE:CLASS")
+        try:
+            projection = load_projection(spec)
+        except UsageError as exc:
+            raise UsageError(f"{db_path} holds projection {name!r}, which replay must rebuild too, and {exc}; "
+                             "make it importable, or pass it with --projection") from None
+        found.append(projection)
+    return given + found
 
 
 def replay(
@@ -122,11 +154,14 @@ def replay(
     *,
     until: str | None = None,
     run_ids: tuple[str, ...] | list[str] = (),
+    projections: list[Projection] | None = None,
 ) -> BatchResult:
     """Rebuild ``db_path`` from ``log_path``; returns what was applied and rejected.
 
     ``until`` keeps the events with ``ts`` up to and including that instant, ``run_ids`` the events
-    of those runs: the database then shows that part of the past (see ``scope``).
+    of those runs: the database then shows that part of the past (see ``scope``). The projections
+    that live in ``db_path`` beside the core tables (and those given without a target of their own)
+    are rebuilt with them.
     """
     scope = Scope.from_options(until, run_ids)
     log_path, db_path = Path(log_path), Path(db_path)
@@ -148,9 +183,14 @@ def replay(
     try:
         # Large batches: a fresh build has no reader to keep waiting, and each batch rewrites the
         # accounts it touched, so fewer batches write fewer rows.
-        with Projector(log_path, tmp, fast=True, scope=scope, batch_bytes=REPLAY_BATCH_BYTES) as projector:
+        beside = _beside_core(db_path, [p for p in projections or () if _in_core_db(p)])
+        with ProjectionRunner(FileLog(log_path), tmp, beside, fast=True, scope=scope,
+                              batch_bytes=REPLAY_BATCH_BYTES) as projector:
             result = projector.catch_up()
             projector.create_indexes()
+            failures = projector.failures
+        if failures:  # (the live database is left as it was)
+            raise WarmupError("; ".join(failures) + f"; {db_path} is unchanged")
         swap_into_place(tmp, db_path)
     finally:
         for leftover in (tmp, Path(f"{tmp}-journal")):
@@ -160,6 +200,10 @@ def replay(
                 pass  # (said by the error that is on its way; the next replay removes it)
         os.close(busy_fd)
     return result
+
+
+def _in_core_db(projection: Projection) -> bool:
+    return isinstance(projection, SQLiteProjection) and projection.target is None
 
 
 BUILD_SUFFIX = ".replay-"

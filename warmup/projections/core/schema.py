@@ -20,8 +20,10 @@ from typing import Any
 import sqlite_utils
 
 # 2: projector_checkpoint.scope (partial replays); 3: run_event_ids, artifacts never replaced;
-# 4: run_event_ids in chunks (one row per IDS_PER_CHUNK ids: a batch writes only its new ids)
-PROJECTION_VERSION = 4
+# 4: run_event_ids in chunks (one row per IDS_PER_CHUNK ids: a batch writes only its new ids);
+# 5: the checkpoint is a row of warmup_checkpoints (one per projection), rejected_events.position,
+# foreign keys declared
+PROJECTION_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class Table:
     # Rows of a table that may be rewritten (a run's row as it changes) are upserted; rows that
     # are written once (artifacts) are plain INSERTs, so a row can never silently replace another.
     replace: bool = True
+    # (column, other table, other column): declared so that Datasette links the rows; not enforced
+    # (PRAGMA foreign_keys stays off: the log, not the schema, decides what is valid).
+    foreign_keys: tuple[tuple[str, str, str], ...] = ()
     values: Callable[[dict[str, Any]], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +110,7 @@ RUNS = Table(
         "reason": str,
     },
     ("id",),
+    foreign_keys=(("task_id", "tasks", "id"),),
 )
 
 RUN_ACCOUNTS = Table(
@@ -123,6 +129,7 @@ RUN_ACCOUNTS = Table(
         "log": str,
     },
     ("run_id", "account_id"),
+    foreign_keys=(("run_id", "runs", "id"), ("account_id", "accounts", "id")),
 )
 
 ARTIFACTS = Table(
@@ -138,6 +145,7 @@ ARTIFACTS = Table(
         "ts": str,
     },
     ("path",),
+    foreign_keys=(("run_id", "runs", "id"),),
     replace=False,  # a second artifact_saved for a path is rejected (handlers.artifact_saved)
 )
 
@@ -157,29 +165,12 @@ RUN_EVENT_IDS = Table(
 
 REJECTED_EVENTS = Table(
     "rejected_events",
-    {"offset": int, "reason": str, "line": str},
-    ("offset",),
+    {"position": int, "reason": str, "line": str},  # position: where the line is in the log (opaque)
+    ("position",),
 )
 
-CHECKPOINT = Table(
-    "projector_checkpoint",
-    {
-        "id": int,
-        "log_path": str,
-        "offset": int,
-        "last_event_id": str,
-        "last_event_ts": str,
-        "head_sha256": str,
-        "tail_sha256": str,
-        "events_applied": int,
-        "events_rejected": int,
-        "projection_version": int,
-        "scope": str,  # NULL for the whole log; JSON {"until", "runs"} for a partial replay
-    },
-    ("id",),
-)
-
-TABLES = (TASKS, ACCOUNTS, RUNS, RUN_ACCOUNTS, RUN_EVENT_IDS, ARTIFACTS, REJECTED_EVENTS, CHECKPOINT)
+# (The checkpoint is a row of ``warmup_checkpoints``, as for every projection: ``warmup.projection``.)
+TABLES = (TASKS, ACCOUNTS, RUNS, RUN_ACCOUNTS, RUN_EVENT_IDS, ARTIFACTS, REJECTED_EVENTS)
 
 INDEXES = (
     'CREATE INDEX IF NOT EXISTS "runs_by_task" ON "runs" ("task_id", "started_at")',
@@ -193,7 +184,10 @@ def create_all(conn: sqlite3.Connection, *, indexes: bool = True) -> None:
     """Create every table (and index, unless a bulk build adds them at its end); in the caller's transaction."""
     db = sqlite_utils.Database(conn)
     for table in TABLES:
-        conn.execute(db.create_table_sql(table.name, dict(table.columns), pk=list(table.pk), if_not_exists=True))
+        conn.execute(db.create_table_sql(
+            table.name, dict(table.columns), pk=list(table.pk), if_not_exists=True,
+            foreign_keys=list(table.foreign_keys) or None,
+        ))
     if indexes:
         create_indexes(conn)
 
