@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.db.models import Model
 
-__all__ = ["DjangoProjection"]
+__all__ = ["ClearNotDefined", "DjangoProjection"]
 
 LOCK_RETRY_S = 0.05  # between two attempts to take the write lock, after the busy timeout expired
 
@@ -82,6 +82,10 @@ def _is_lock_timeout(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "locked" in str(exc)
 
 
+class ClearNotDefined(WarmupError, NotImplementedError):
+    """A rebuild of a DjangoProjection that has no ``clear()``: said on one line, exit 1."""
+
+
 class DjangoProjection(Projection):
     """A projection whose handlers write Django models, in the database ``using`` (an alias of
     ``settings.DATABASES``); its checkpoint is a row of ``warmup_django_checkpoint`` there.
@@ -97,25 +101,34 @@ class DjangoProjection(Projection):
     def clear(self) -> None:
         """Inside the rebuild's transaction: delete (or zero) everything the handlers wrote, so that
         replaying the whole log gives the same rows as applying it once. Required for a rebuild."""
-        raise NotImplementedError(
+        raise ClearNotDefined(
             f"projection {self.name!r} cannot be rebuilt: define clear() in {type(self).__name__} "
             f"to delete (or zero) what its handlers wrote; the rebuild then replays the log"
         )
 
     # -- the target --------------------------------------------------------------------------
     def setup(self) -> None:
-        """Check that the database alias exists and that ``migrate`` created the checkpoint table."""
-        from django.db import connections
+        """Check that the database alias exists and that ``migrate`` created the checkpoint table.
+
+        It takes the write lock once (an empty transaction), so a busy database is waited for here
+        as in every batch, never read while another process commits.
+        """
+        from django.db import DatabaseError, connections
 
         model = _checkpoint_model()
         if self.using not in connections:
             raise WarmupError(f"projection {self.name!r}: no database {self.using!r} in settings.DATABASES")
-        table = model._meta.db_table
-        if table not in connections[self.using].introspection.table_names():
+        try:
+            with self.transaction():
+                pass
+        except DatabaseError:
+            table = model._meta.db_table
+            if table in connections[self.using].introspection.table_names():
+                raise
             raise WarmupError(
                 f"projection {self.name!r}: the database {self.using!r} has no table {table}: "
                 f"run `python manage.py migrate --database {self.using}` first"
-            )
+            ) from None
 
     @contextmanager
     def transaction(self) -> Iterator[BaseDatabaseWrapper]:
