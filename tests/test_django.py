@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, cli_env
+from conftest import REPO, Workdir, cli_env, warmup
 from projection_support import line
 
 pytest.importorskip("django")
@@ -430,3 +430,55 @@ def test_two_followers_on_one_sqlite_django_database_take_turns(tmp_path: Path, 
     assert codes == [0, 0], stderr
     assert not any("Traceback" in s or "locked" in s for s in stderr), stderr
     assert models(db) == expected(log)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_follower_beside_a_real_warmup_run(site: str, work: Workdir) -> None:
+    """``warmup run`` drives Chromium (and its own projector child) while ``warmup_project --follow``
+    keeps the Django models current from the same log; after the run, the models are the log's."""
+    db = migrated(work.root)
+    task = work.task(f"""
+id = "uploader"
+name = "Uploader warm-up"
+concurrency = 2
+retries = 1
+[[accounts]]
+id = "alice"
+vars = {{ sel = "#feed" }}
+[[accounts]]
+id = "bob"
+vars = {{ sel = "#feed" }}
+[[accounts]]
+id = "carol"
+vars = {{ sel = "#missing" }}
+[[steps]]
+goto = "{site}/feed"
+[[steps]]
+click = "#more"
+[[steps]]
+wait_for = "${{account.sel}}"
+timeout_ms = 500
+""")
+    err = open(work.root / "follower.err", "w+")
+    follower = follow(db, work.log, work.db, err)
+    try:
+        result = warmup(*work.run_args(task), env=cli_env())
+        assert result.returncode == 1, result.stderr  # carol failed, twice
+        wait_for(lambda: caught_up(db, work.log, [work.db]), "the follower to apply the whole run")
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        code = follower.wait(timeout=120)
+    err.seek(0)
+    stderr = err.read()
+    err.close()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    got = models(db)
+    assert got == expected(work.log)
+    assert [(a, warmed, n) for a, warmed, n, _ in got["accounts"]] == [
+        ("alice", 1, 1), ("bob", 1, 1), ("carol", 0, 0)]
+    [(run_id, task_id, name, status, *_rest)] = got["tasks"]
+    assert (task_id, name, status) == ("uploader", "Uploader warm-up", "FAILED")
+    carol = [r for r in got["task_accounts"] if r[1] == "carol"][0]
+    assert carol[2:4] == ("FAILED", 2) and "attempt 1 failed, retrying" in carol[6]
