@@ -482,3 +482,20 @@ timeout_ms = 500
     assert (task_id, name, status) == ("uploader", "Uploader warm-up", "FAILED")
     carol = [r for r in got["task_accounts"] if r[1] == "carol"][0]
     assert carol[2:4] == ("FAILED", 2) and "attempt 1 failed, retrying" in carol[6]
+
+
+def test_a_handler_that_raises_stops_its_projection_only_and_exit_1(tmp_path: Path) -> None:
+    db, log, core = migrated(tmp_path), tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    builder = LogBuilder(seed=6)
+    append(log, builder.runs_lines(1))
+    assert project(db, log, core, WARMUP_TEST_DJANGO_APPS="failing").returncode == 0
+    append(log, builder.runs_lines(2))
+    result = project(db, log, core, WARMUP_TEST_DJANGO_APPS="failing")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "projection 'failing' stopped" in result.stderr and "no room for run0002" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "CommandError: a projection failed (see above); the others are up to date")
+    assert models(db) == expected(log)  # the recipe's projections went on
+    failing = query(db, "SELECT position FROM warmup_django_checkpoint WHERE name = 'failing'")
+    assert failing and failing[0][0] < log.stat().st_size  # its checkpoint stayed before that batch
