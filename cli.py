@@ -262,6 +262,7 @@ def status(db_path: Path, as_json: bool, limit: int) -> None:
 
 # --- run: the runner's command. It must import nothing that opens a database. ---------------
 @cli.command()
+@projection_options
 @click.argument(
     "task_file", type=click.Path(dir_okay=False, path_type=Path), required=False, shell_complete=complete_task_file
 )
@@ -322,6 +323,8 @@ def run(
     resume: str | None,
     retry_failed: str | None,
     account_wait_s: float,
+    projection_specs: tuple[str, ...],
+    targets: tuple[str, ...],
 ) -> None:
     """Drive every account of TASK_FILE through its steps in real Chromium; append events only.
 
@@ -335,6 +338,7 @@ def run(
       warmup run morning.toml --concurrency 8 --no-project
       warmup run --resume 20261129T070000-1a2b3c        # the accounts that did not complete
       warmup run --retry-failed 20261129T070000-1a2b3c  # the FAILED ones only
+      warmup run morning.toml --projection steps        # the projector keeps `steps` current too
     """
     from warmup.runner.command import run_command
 
@@ -352,6 +356,8 @@ def run(
             resume=resume,
             retry_failed=retry_failed,
             account_wait_s=account_wait_s,
+            projection_specs=projection_specs,
+            targets=targets,
         )
     )
 

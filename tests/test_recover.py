@@ -68,6 +68,7 @@ def test_a_dead_run_is_closed_once_with_a_torn_tail_cut_and_the_tables_agree_wit
         ("run_finished", None, "INTERRUPTED", None),
     ]
     assert all(e["last_seen"] == events[6]["ts"] for e in events if e.get("recovered"))
+    assert {e["task_id"] for e in events if e.get("recovered")} == {events[0]["task_id"]}
     assert "between attempts" in events[8]["error"] and "during attempt 1" in events[7]["error"]
     assert "died without finishing the run" in events[-1]["reason"]
 

@@ -75,6 +75,8 @@ timeout_ms = 800
     assert started["task"]["steps"][5] == {"wait_for": "${account.sel}", "timeout_ms": 800}
     assert started["resumed_from"] is None and started["task_id"] == "three"
     assert finished["status"] == "FAILED"
+    assert finished["task_id"] == "three"  # (so a consumer needs no memory of runs)
+    assert {e["task_id"] for e in events if e["type"] == "account_finished"} == {"three"}
 
     grouped = by_account(events)
     for account_id, n_steps in (("a1", 6), ("a2", 6), ("a3", 6)):

@@ -80,19 +80,33 @@ class RunFacts:
     accounts_total: int
 
 
-@dataclass
 class Context:
     """The second argument of every handler.
 
     ``conn``: the batch's open transaction (a ``sqlite3.Connection`` for a SQLiteProjection; what
-    ``transaction()`` yields for another target). ``run``: the event's run. ``attempt``: for an
-    account's event, the account's attempt (1, 2... with retries), else None.
+    ``transaction()`` yields for another target). ``run``: the event's run as of this event
+    (``RunFacts``; None for an event without a run). ``attempt``: for an account's event, the
+    account's attempt (1, 2... with retries), else None. Both are worked out only when read.
     """
 
-    projection: Projection
-    conn: Any = None
-    run: RunFacts | None = None
-    attempt: int | None = None
+    __slots__ = ("projection", "conn", "_event", "_resolve_run", "_resolve_attempt")
+
+    def __init__(self, projection: Projection, conn: Any = None,
+                 resolve_run: Callable[[Any], RunFacts | None] | None = None,
+                 resolve_attempt: Callable[[Any], int | None] | None = None) -> None:
+        self.projection = projection
+        self.conn = conn
+        self._event: Any = None
+        self._resolve_run = resolve_run or (lambda event: None)
+        self._resolve_attempt = resolve_attempt or (lambda event: getattr(event, "attempt", None))
+
+    @property
+    def run(self) -> RunFacts | None:
+        return self._resolve_run(self._event)
+
+    @property
+    def attempt(self) -> int | None:
+        return self._resolve_attempt(self._event)
 
 
 @dataclass

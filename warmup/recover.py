@@ -114,7 +114,7 @@ def close_run(writer: EventWriter, state: RunState, died: str) -> dict[str, int]
     counts: dict[str, int] = {}
     if state.started is None or state.finished is not None:
         return counts
-    extra = {"recovered": True, "last_seen": state.last_ts}
+    extra = {"recovered": True, "last_seen": state.last_ts, "task_id": state.started.task_id}
     for account_id, account in state.open_accounts():
         if account.status == "PENDING":
             status, attempt, error = "CANCELLED", 0, f"not started: {died}"

@@ -132,11 +132,13 @@ class AccountFinished(AccountEvent, tag="account_finished"):
     error: str | None
     attempt: Int
     retrying: bool = False
+    task_id: str | None = None  # the run's task (optional: older logs lack it)
 
 
 class RunFinished(RunEvent, tag="run_finished"):
     status: str
     reason: str | None = None
+    task_id: str | None = None  # the run's task (optional: older logs lack it)
 
 
 assert EventBase.__annotations__["v"] == f"Literal[{SCHEMA_VERSION}]", "bump v's Literal with SCHEMA_VERSION"

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from warmup.errors import SCOPED_REFUSAL, UsageError, WarmupError
-from warmup.events.envelope import DEEP_BYTES, EVENT_TYPES, EventDecoder, InvalidEvent, check_line
+from warmup.events.envelope import DEEP_BYTES, EVENT_TYPES, AccountEvent, EventDecoder, InvalidEvent, check_line
 from warmup.log.base import Batch, Log, LogReader
 from warmup.projection import Checkpoint, Context, Projection, SQLiteProjection, create_checkpoints_table
 from warmup.projections.core.projection import CoreProjection, Reject
@@ -107,8 +107,11 @@ class _Slot:
 class _Accepted:
     """The events a batch accepted (only of the types some projection handles), with their facts."""
 
-    # (index of its line among the transaction's reads, event, RunFacts, attempt)
-    items: list[tuple[int, Any, Any, int | None]] = field(default_factory=list)
+    # (index of its line among the transaction's reads, event)
+    items: list[tuple[int, Any]] = field(default_factory=list)
+    # the attempt of an account event that does not carry one (older logs), by its event id, read
+    # during the fold (a later event of the batch may start another attempt)
+    attempts: dict[str, int | None] = field(default_factory=dict)
 
 
 @contextmanager
@@ -492,16 +495,16 @@ class ProjectionRunner:
                 items = accepted.items
                 if position > batch_start:  # partly ahead: skip the events before its position
                     items = self._at_or_after(reader, batches, items, position)
-                ctx = Context(projection, conn)
+                ctx = Context(projection, conn, self.core.run_facts, self._attempt_resolver(accepted))
                 applied = 0
                 last = None
-                for _, event, run, attempt in items:
+                for _, event in items:
                     handler = handlers.get(type(event))
                     applied += 1
                     last = event
                     if handler is None:
                         continue
-                    ctx.run, ctx.attempt = run, attempt
+                    ctx._event = event
                     try:
                         handler(event, ctx)
                     except Exception as exc:
@@ -530,6 +533,18 @@ class ProjectionRunner:
             self._stop(slot, f"{type(exc).__name__}: {exc}")
 
     @staticmethod
+    def _attempt_resolver(accepted: _Accepted) -> Callable[[Any], int | None]:
+        attempts = accepted.attempts
+
+        def attempt(event: Any) -> int | None:
+            if not isinstance(event, AccountEvent):
+                return None
+            found = getattr(event, "attempt", None)
+            return found if found is not None else attempts.get(event.id)
+
+        return attempt
+
+    @staticmethod
     def _at_or_after(reader: LogReader, batches: list[Batch], items: list[Any], position: int) -> list[Any]:
         """The accepted items whose line starts at or after ``position`` (item[0]: the line's index
         among all the lines of the transaction's reads)."""
@@ -552,7 +567,8 @@ class ProjectionRunner:
         handlers = self.core.by_type
         keep = self.scope.includes if self.scope is not None else None
         collect = accepted.items.append if accepted is not None else None
-        facts = self.core.facts
+        attempts = accepted.attempts if accepted is not None else {}
+        attempt_now = self.core.attempt_now
         lines = batch.lines
         bad: list[tuple[int, Exception]] = []
         skipped = 0
@@ -573,8 +589,9 @@ class ProjectionRunner:
                 handlers[type(event)](event)
                 last_good = i
                 if collect is not None and type(event) in wanted:
-                    run, attempt = facts(event)
-                    collect((lines_before + i, event, run, attempt))
+                    collect((lines_before + i, event))
+                    if getattr(event, "attempt", 0) is None:
+                        attempts[event.id] = attempt_now(event)
             except (InvalidEvent, Reject) as exc:
                 bad.append((i, exc))
                 if self.strict:

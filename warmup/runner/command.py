@@ -40,7 +40,7 @@ from warmup.resume import plan_resume
 from warmup.run_ids import resolve_from_log
 from warmup.runner.engine import COMPLETED, DEFAULT_ACCOUNT_WAIT_S, INTERRUPTED, Runner
 from warmup.runner.progress import make_progress
-from warmup.runner.projector_child import ProjectorChild
+from warmup.runner.projector_child import ProjectorChild, check_projections, projection_args
 from warmup.runner.recorder import Recorder
 from warmup.tasks import SAFE_ID, load_task
 
@@ -83,6 +83,8 @@ def run_command(
     resume: str | None = None,
     retry_failed: str | None = None,
     account_wait_s: float = DEFAULT_ACCOUNT_WAIT_S,
+    projection_specs: tuple[str, ...] = (),
+    targets: tuple[str, ...] = (),
 ) -> int:
     resume_id = resume or retry_failed
     if resume and retry_failed:
@@ -107,6 +109,13 @@ def run_command(
         except UsageError as exc:
             raise UsageError(f"{option} {resume_id}: {exc}") from None
     task = load_task(task_file) if task_file is not None else None
+    child_args = projection_args(projection_specs, targets)
+    if child_args and not with_projector:
+        raise UsageError("--projection and --target need the projector beside the run: leave out --no-project")
+    if child_args:
+        refused = check_projections(child_args)
+        if refused is not None:
+            raise UsageError(refused)
     executable = find_browser(browser_path, headless=not headed)
     grace_s = grace_seconds()
     if concurrency is not None and concurrency < 1:
@@ -140,9 +149,9 @@ def run_command(
     if short is not None:
         _say(short)
 
-    projector = ProjectorChild(log_path, db_path) if with_projector else None
+    projector = ProjectorChild(log_path, db_path, child_args) if with_projector else None
     scrub = task.scrubber()
-    recorder = Recorder(writer, new_run_id(), scrub)
+    recorder = Recorder(writer, new_run_id(), scrub, task_id=task.id)
     run_lock = RunLock(log_path, recorder.run_id)
     try:
         run_lock.acquire()

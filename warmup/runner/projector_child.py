@@ -47,10 +47,38 @@ def _die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def projection_args(specs: tuple[str, ...] | list[str], targets: tuple[str, ...] | list[str]) -> list[str]:
+    """``--projection``/``--target`` as the child's command line takes them (passed on, never imported here)."""
+    args: list[str] = []
+    for spec in specs:
+        args += ["--projection", spec]
+    for target in targets:
+        args += ["--target", os.fspath(target)]
+    return args
+
+
+def check_projections(args: list[str]) -> str | None:
+    """Ask a projector process whether the ``--projection`` values load: None, or its one-line refusal.
+
+    The user's module is imported over there, never in the runner (which must not load a database
+    module), and before any browser starts, so a typo costs a second, not a run.
+    """
+    done = subprocess.run(
+        [sys.executable, "-P", "-m", "cli", "project", "--check", *args],
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=STOP_TIMEOUT_S,
+    )
+    if done.returncode == 0:
+        return None
+    text = done.stderr.decode("utf-8", "replace")
+    said = [escape(x.removeprefix("warmup: ")) for x in text.splitlines() if x.strip()]
+    return said[-1] if said else f"checking --projection failed (exit {done.returncode})"
+
+
 class ProjectorChild:
-    def __init__(self, log_path: Path, db_path: Path) -> None:
+    def __init__(self, log_path: Path, db_path: Path, extra_args: list[str] | None = None) -> None:
         self.log_path = log_path
         self.db_path = db_path
+        self.extra_args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr: IO[bytes] | None = None
 
@@ -58,7 +86,7 @@ class ProjectorChild:
         # -P: never import a cli.py that happens to be in the user's working directory.
         cmd = [
             sys.executable, "-P", "-m", "cli", "project", "--follow", "--quiet",
-            "--log", os.fspath(self.log_path), "--db", os.fspath(self.db_path),
+            "--log", os.fspath(self.log_path), "--db", os.fspath(self.db_path), *self.extra_args,
         ]  # fmt: skip
         parent = os.getpid()
         self.stderr = tempfile.TemporaryFile()
@@ -101,7 +129,8 @@ class ProjectorChild:
         if SCOPED_REFUSAL in said:  # its own message names `warmup replay` without --db: say it whole here
             return (f"{what}: {db} holds a partial replay (`warmup replay --until/--run`), which `warmup project` "
                     f"does not extend; run `warmup replay --log {log} --db {db}` to rebuild its full tables")
-        hint = f"run `warmup project --log {log} --db {db}` to fill the tables"
+        extra = "".join(f" {x}" for x in self.extra_args)
+        hint = f"run `warmup project --log {log} --db {db}{extra}` to fill the tables"
         lines = [escape(line.removeprefix("warmup: ")) for line in said.splitlines() if line.strip()]
         return f"{what}: {lines[-1]}; {hint}" if lines else f"{what}; {hint}"
 

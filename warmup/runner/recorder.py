@@ -34,10 +34,14 @@ STRUCTURAL = frozenset(
 )
 
 
+TASK_ID_TYPES = frozenset({"account_finished", "run_finished"})
+
+
 class Recorder:
-    def __init__(self, writer: EventWriter, run_id: str, scrub: Scrubber) -> None:
+    def __init__(self, writer: EventWriter, run_id: str, scrub: Scrubber, task_id: str | None = None) -> None:
         self.writer = writer
         self.run_id = run_id
+        self.task_id = task_id  # added to account_finished and run_finished, so consumers need no memory of runs
         self.scrub = scrub
         self.error: LogWriteError | None = None
         self.on_dead: Callable[[LogWriteError], None] | None = None
@@ -54,6 +58,8 @@ class Recorder:
         if self.error is not None:
             return None
         fields = {k: v if k in STRUCTURAL else self.scrub.deep(v) for k, v in fields.items()}
+        if self.task_id is not None and type_ in TASK_ID_TYPES:
+            fields.setdefault("task_id", self.task_id)
         try:
             event = self.writer.emit(type_, run_id=self.run_id, **fields)
         except LogWriteError as exc:

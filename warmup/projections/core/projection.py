@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from warmup.events.envelope import RunFinished
 from warmup.projection import RunFacts, SQLiteProjection
 from warmup.projections.core.handlers import Handlers, Reject
 from warmup.projections.core.rows import RowCache
@@ -73,27 +74,30 @@ class CoreProjection(SQLiteProjection):
         if len(self._facts) > 10_000:
             self._facts.clear()
 
-    def facts(self, event: Any) -> tuple[RunFacts | None, int | None]:
-        """The event's run as of now (just after it applied) and, for an account's event, its attempt."""
+    def run_facts(self, event: Any) -> RunFacts | None:
+        """The event's run as it stood just after the event applied, for an event of this batch.
+
+        Worked out after the fold (only when a handler asks): a finished run takes no more events,
+        so every accepted event of a run but its ``run_finished`` saw it RUNNING, and the run's row
+        is in memory until the batch commits.
+        """
         assert self.rows is not None
         run_id = getattr(event, "run_id", None)
-        if run_id is None:
-            return None, None
-        run = self.rows.runs.get(run_id)
+        run = self.rows.runs.get(run_id) if run_id is not None else None
         if run is None:
-            return None, None
-        key = (run_id, run["status"])
+            return None
+        status = run["status"] if type(event) is RunFinished else "RUNNING"
+        key = (run_id, status)
         facts = self._facts.get(key)
         if facts is None:
             facts = self._facts[key] = RunFacts(
-                id=run_id, task_id=run["task_id"], task_name=run["task_name"], status=run["status"],
+                id=run_id, task_id=run["task_id"], task_name=run["task_name"], status=status,
                 started_at=run["started_at"], accounts_total=run["accounts_total"],
             )
-        account_id = getattr(event, "account_id", None)
-        if account_id is None:
-            return facts, None
-        attempt = getattr(event, "attempt", None)
-        if attempt is None:
-            ra = self.rows.run_accounts.get(run_id, {}).get(account_id)
-            attempt = ra["attempts"] if ra is not None else None
-        return facts, attempt
+        return facts
+
+    def attempt_now(self, event: Any) -> int | None:
+        """The account's attempt, read during the fold for an account event that does not carry one."""
+        assert self.rows is not None
+        ra = self.rows.run_accounts.get(event.run_id, {}).get(event.account_id)
+        return ra["attempts"] if ra is not None else None
