@@ -499,3 +499,12 @@ def test_a_handler_that_raises_stops_its_projection_only_and_exit_1(tmp_path: Pa
     assert models(db) == expected(log)  # the recipe's projections went on
     failing = query(db, "SELECT position FROM warmup_django_checkpoint WHERE name = 'failing'")
     assert failing and failing[0][0] < log.stat().st_size  # its checkpoint stayed before that batch
+
+
+def test_the_log_and_core_database_default_to_warmup_log_and_warmup_db(tmp_path: Path) -> None:
+    db, log, core = migrated(tmp_path), tmp_path / "events.jsonl", tmp_path / "core.db"
+    append(log, LogBuilder(seed=8).runs_lines(2))
+    result = manage(db, "warmup_project", WARMUP_LOG=str(log), WARMUP_DB=str(core))
+    assert result.returncode == 0, result.stderr
+    assert f"from {log} to {core}" in result.stderr
+    assert models(db) == expected(log)
