@@ -135,6 +135,34 @@ class _Inotify:
             self.fd = -1
 
 
+class WakePipe:
+    """A self-pipe: ``wake()`` (safe in a signal handler or another thread) makes a ``poll`` on
+    ``fd`` return at once; ``drain()`` takes the wake-up; ``close()`` is idempotent."""
+
+    def __init__(self) -> None:
+        self.fd, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._w, b"x")
+        except OSError:
+            pass  # the pipe is full (already woken) or closed
+
+    def drain(self) -> None:
+        try:
+            os.read(self.fd, 512)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for fd in (self.fd, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fd = self._w = -1
+
+
 class Follower:
     """Follow ``path`` from byte ``offset`` (a line start). Iterate it; ``stop()`` ends it; ``close()``.
 
@@ -159,7 +187,7 @@ class Follower:
         self._seen = b""  # up to FINGERPRINT bytes of the file just before self._seen_end, as read
         self._seen_end = 0
         self._stopped = False
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake = WakePipe()
         self._inotify: _Inotify | None = None
         self._file_wd: int | None = None
         self._dir_wd: int | None = None
@@ -192,10 +220,7 @@ class Follower:
     def stop(self) -> None:
         """End the iteration after what the file holds now. Safe in a signal handler or another thread."""
         self._stopped = True
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass  # the pipe is full (already woken) or closed
+        self._wake.wake()
 
     def close(self) -> None:
         if self._fd is not None:
@@ -204,12 +229,7 @@ class Follower:
         if self._inotify is not None:
             self._inotify.close()
             self._inotify = None
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._wake_r = self._wake_w = -1
+        self._wake.close()
 
     def __enter__(self) -> Follower:
         return self
@@ -355,15 +375,12 @@ class Follower:
         watching = ino is not None and self._dir_wd is not None and (self._fd is None or self._file_wd is not None)
         timeout_s = SAFETY_RECHECK_S if watching else self.poll_s
         poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
+        poller.register(self._wake.fd, select.POLLIN)
         if ino is not None:
             poller.register(ino.fd, select.POLLIN)
         ready = {fd for fd, _ in poller.poll(timeout_s * 1000)}
-        if self._wake_r in ready:
-            try:
-                os.read(self._wake_r, 512)
-            except OSError:
-                pass
+        if self._wake.fd in ready:
+            self._wake.drain()
         if not ready or not watching:
             self._check_path = True
         if ino is None or ino.fd not in ready:

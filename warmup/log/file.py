@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from warmup.errors import UsageError, WarmupError, no_log
-from warmup.events.follower import DIR_MASK, FILE_MASK, IN_IGNORED, Follower, Notice, _Inotify
+from warmup.events.follower import DIR_MASK, FILE_MASK, IN_IGNORED, Follower, Notice, WakePipe, _Inotify
 from warmup.events.logfile import open_log
 from warmup.events.reader import Line, read_block
 from warmup.events.writer import EventWriter
@@ -127,7 +127,7 @@ class FileLogWatch(LogWatch):
     def __init__(self, path: Path, *, use_inotify: bool | None = None, poll_s: float = 0.1) -> None:
         self.path = path
         self.poll_s = poll_s
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake = WakePipe()
         self._inotify: _Inotify | None = None
         self._file_wd: int | None = None
         self._file_id: tuple[int, int] | None = None
@@ -176,16 +176,13 @@ class FileLogWatch(LogWatch):
             # placed just now, unseen. Return at once (a spurious wake-up, never a missed one).
             return
         poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
+        poller.register(self._wake.fd, select.POLLIN)
         if ino is not None:
             poller.register(ino.fd, select.POLLIN)
         timeout = timeout_s if watching else min(timeout_s, self.poll_s)
         ready = {fd for fd, _ in poller.poll(max(0.0, timeout) * 1000)}
-        if self._wake_r in ready:
-            try:
-                os.read(self._wake_r, 512)
-            except OSError:
-                pass
+        if self._wake.fd in ready:
+            self._wake.drain()
         if ino is not None and ino.fd in ready:
             for wd, mask, _name in ino.read_events():
                 if mask & IN_IGNORED:
@@ -196,21 +193,13 @@ class FileLogWatch(LogWatch):
                         self._file_id = None
 
     def stop(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass  # the pipe is full (already woken) or closed
+        self._wake.wake()
 
     def close(self) -> None:
         if self._inotify is not None:
             self._inotify.close()
             self._inotify = None
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._wake_r = self._wake_w = -1
+        self._wake.close()
 
 
 class FileLogFollower(LogFollower):
