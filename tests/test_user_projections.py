@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from conftest import Workdir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from projection_support import REPO, line, rows, run_lines, ts, warmup
@@ -445,3 +446,30 @@ def test_status_lists_the_projections_beside_the_core_tables(tmp_path: Path) -> 
     assert f"projection warm_counts (version 1, {WARM}): 24 events handled, up to date" in shown.stdout
     data = orjson.loads(warmup("status", "--db", db, "--json").stdout)
     assert [(p["name"], p["events_applied"]) for p in data["projections"]] == [("warm_counts", 24)]
+
+
+@pytest.mark.browser
+def test_warmup_run_keeps_a_projection_current_beside_the_browsers(site: str, work: Workdir) -> None:
+    task = work.task(f"""
+id = "proj"
+concurrency = 2
+[[accounts]]
+id = "p1"
+[[accounts]]
+id = "p2"
+[[steps]]
+goto = "{site}/feed"
+[[steps]]
+click = "#more"
+""")
+    done = warmup(*work.run_args(task, "--projection", "steps", "--projection", WARM))
+    assert done.returncode == 0, done.stderr
+    steps = rows(work.db, "SELECT run_id, account_id, attempt, step_index, action, ok FROM steps ORDER BY rowid")
+    logged = [e for e in work.events() if e["type"] == "step_finished"]
+    assert [(s["account_id"], s["step_index"], s["action"], s["ok"]) for s in steps] == [
+        (e["account_id"], e["index"], e["action"], int(e["ok"])) for e in logged]
+    assert {s["attempt"] for s in steps} == {1}
+    assert warm_table(work.db) == recompute_warm(work.log)
+    bad = warmup(*work.run_args(task, "--projection", "tests.user_projections:Nope"))
+    assert bad.returncode == 2 and "has no Nope" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert len([e for e in work.events() if e["type"] == "run_started"]) == 1  # (refused before anything ran)
