@@ -67,3 +67,50 @@ class FailsOnBob(SQLiteProjection):
 
 class NotAProjection:
     name = "nope"
+
+
+class CommitsInHandler(SQLiteProjection):
+    """A handler that commits (a Django habit): refused, so the batch's transaction stays whole."""
+
+    name = "commits"
+
+    def create(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS committed (event_id TEXT PRIMARY KEY)")
+
+    @on("account_finished")
+    def finished(self, event, ctx: Context) -> None:  # type: ignore[no-untyped-def]
+        ctx.conn.execute("INSERT INTO committed VALUES (?)", (event.id,))
+        ctx.conn.commit()
+
+
+class CreateRaises(SQLiteProjection):
+    name = "create_raises"
+
+    def create(self, conn: sqlite3.Connection) -> None:
+        raise ValueError("no table for you")
+
+
+class FinishedV1(SQLiteProjection):
+    """Version 1 raises on its first event; version 2 adds a column: a bump before any batch committed."""
+
+    name = "fin"
+    version = 1
+
+    def create(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS fin (event_id TEXT PRIMARY KEY)")
+
+    @on("account_finished")
+    def finished(self, event, ctx: Context) -> None:  # type: ignore[no-untyped-def]
+        raise RuntimeError("version 1 is broken")
+
+
+class FinishedV2(SQLiteProjection):
+    name = "fin"
+    version = 2
+
+    def create(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS fin (event_id TEXT PRIMARY KEY, status TEXT)")
+
+    @on("account_finished")
+    def finished(self, event, ctx: Context) -> None:  # type: ignore[no-untyped-def]
+        ctx.conn.execute("INSERT INTO fin VALUES (?, ?)", (event.id, event.status))

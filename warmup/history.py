@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from warmup.errors import UsageError
+from warmup.log import Log, as_log
 from warmup.report.data import read_timings
 from warmup.run_ids import resolve_run_id
 from warmup.safe_text import for_rich
@@ -93,15 +94,16 @@ class AttemptSteps:
     retried: bool = False
 
 
-def attempts_from_log(log_path: Path, run_id: str) -> dict[str, list[AttemptSteps]] | None:
+def attempts_from_log(log_path: Log | Path, run_id: str) -> dict[str, list[AttemptSteps]] | None:
     """Each account's attempts in ``run_id`` as the log tells them; None when the log holds no such run.
 
     Read by the report's ``read_timings`` (one reader of a run's steps and attempts for both), so a
     line the report skips (not an event, an impossible duration) is left out here too.
     """
-    if not log_path.is_file():
+    log = as_log(log_path)
+    if not log.exists():
         return None
-    timings = read_timings(log_path, run_id)
+    timings = read_timings(log, run_id)
     if timings.events == 0:
         return None
     out: dict[str, dict[int, AttemptSteps]] = {}

@@ -300,7 +300,4 @@ class SQLiteProjection(Projection):
         self.create_recorded()
 
     def describe_target(self) -> str:
-        try:
-            return self.conn.execute("PRAGMA database_list").fetchone()[2]
-        except (AttributeError, sqlite3.Error):
-            return "its SQLite database"
+        return os.fspath(self.target) if self.target is not None else "the core database (--db)"

@@ -23,7 +23,7 @@ This module reads the log only: the runner calls it and must never open the data
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,12 +36,13 @@ from warmup.events.envelope import (
     RunStarted,
     host_and_pid,
 )
-from warmup.events.reader import read_lines
 from warmup.events.writer import EventWriter
 from warmup.locks import Holder, read_holder, runs_dir, same_file, try_flock
+from warmup.log import Log, LogMissing, as_log
 
 RUNNING, BETWEEN_ATTEMPTS = "RUNNING", "RETRYING"
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"})
+READ_BYTES = 1 << 20  # complete lines read from the log at a time
 
 
 @dataclass
@@ -69,18 +70,28 @@ class RunState:
         return self.accounts[account_id].status
 
 
-def scan_run(log_path: Path, run_id: str) -> RunState:
+def _lines_with(log: Log, needle: bytes) -> Iterator[bytes]:
+    """The log's complete lines that hold ``needle``, in order; none if there is no log."""
+    try:
+        reader = log.reader()
+    except LogMissing:
+        return
+    with reader:
+        position = log.START
+        while (batch := reader.read(position, READ_BYTES)).lines:
+            position = batch.end
+            for data in batch.lines:
+                if needle in data:
+                    yield data
+
+
+def scan_run(log_path: Log | Path, run_id: str) -> RunState:
     """Read ``run_id``'s events from the log (lines that cannot be its events are never decoded)."""
     state = RunState(run_id)
-    needle = run_id.encode()
     decode = EventDecoder()
-    if not log_path.exists():
-        return state
-    for line in read_lines(log_path):
-        if needle not in line.data:
-            continue
+    for data in _lines_with(as_log(log_path), run_id.encode()):
         try:
-            event = decode(line.data)
+            event = decode(data)
         except InvalidEvent:
             continue
         if isinstance(event, RunStarted) and event.resumed_from == run_id and event.run_id != run_id:

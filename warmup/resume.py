@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from warmup.errors import UsageError, no_log, no_run
+from warmup.log import LogMissing, as_log
 from warmup.recover import RunState, lock_is_held, scan_run
 from warmup.tasks import Task, task_from_record
 
@@ -42,14 +43,17 @@ def plan_resume(log_path: Path, run_id: str, *, failed_only: bool) -> ResumePlan
     ``run_id`` is a whole id: the caller resolves a prefix or ``last`` first (``warmup.run_ids``).
     """
     option = "--retry-failed" if failed_only else "--resume"
-    if not log_path.exists():
-        raise UsageError(f"{option} {run_id}: {no_log(log_path)}")
+    log = as_log(log_path)
+    try:
+        log.reader().close()  # there is a log, and it is one (a FIFO is refused, never read)
+    except LogMissing:
+        raise UsageError(f"{option} {run_id}: {no_log(log.name)}") from None
     holder = lock_is_held(log_path, run_id)
     if holder is not None:
         raise UsageError(
             f"{option} {run_id}: that run is still going ({holder.describe()}); wait for it or stop it first"
         )
-    state = scan_run(log_path, run_id)
+    state = scan_run(log, run_id)
     if state.started is None:
         raise UsageError(f"{option} {run_id}: {no_run(run_id, log_path)}")
     if state.resumed_by:

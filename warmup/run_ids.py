@@ -8,21 +8,21 @@
 - a prefix names the one run whose id starts with it; several matches are refused with a few of them.
 
 The runs known are read from the event log (``runs_in_log``), never from the database: ``warmup run``
-must not import sqlite3, and the log is the record. Reading it is cheap: the file is read 4 MB at a time and searched
-for the bytes ``"run_started"`` in C, and only the lines holding them are decoded (one per run), so a
-100 MB log is scanned in a fraction of a second. This module imports nothing that opens a database.
+must not import sqlite3, and the log is the record. Reading it is cheap: the log is read (through its
+``Log`` reader) 4 MB of complete lines at a time, searched for the bytes ``"run_started"`` in C, and only the
+lines holding them are decoded (one per run), so a 100 MB log is scanned in a fraction of a second. This
+module imports nothing that opens a database.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import orjson
 
-from warmup.errors import UsageError, no_log, no_run
-from warmup.events.logfile import open_log
+from warmup.errors import UsageError, no_run
+from warmup.log import Log, as_log
 
 LAST = "last"
 NEEDLE = b'"run_started"'
@@ -30,31 +30,22 @@ SHOWN_WHEN_AMBIGUOUS = 3
 READ_BYTES = 4 << 20
 
 
-def runs_in_log(log_path: Path) -> list[str]:
+def runs_in_log(log: Log | str | os.PathLike[str]) -> list[str]:
     """The run ids of the log's ``run_started`` events, in log order (oldest first), each once.
 
     Raises ``UsageError`` (the one "no event log" message) when there is no log; a path that is not
-    a regular file (a FIFO, a folder) is refused by ``open_log`` without blocking on it. The file is
-    read, not mapped: a writer cutting a torn tail under a mapping would kill this process (SIGBUS).
+    a regular file (a FIFO, a folder) is refused by the file backend without blocking on it. The file
+    is read, not mapped: a writer cutting a torn tail under a mapping would kill this process (SIGBUS).
     """
-    try:
-        fd = open_log(log_path)
-    except FileNotFoundError:
-        raise UsageError(no_log(log_path)) from None
-    except OSError as exc:
-        raise UsageError(f"cannot read the event log {log_path}: {exc.strerror}") from None
+    log = as_log(log)
     seen: dict[str, None] = {}
-    try:
-        offset, carry = 0, b""
-        while block := os.pread(fd, READ_BYTES, offset):
-            offset += len(block)
-            data = carry + block
-            cut = data.rfind(b"\n") + 1  # complete lines only; the rest waits for the next block
-            _scan(data, cut, seen)
-            carry = data[cut:]
-    finally:
-        os.close(fd)
-    return list(seen)  # (a torn last line, its writer maybe still writing it, is left out)
+    with log.reader() as reader:
+        position = log.START
+        while (batch := reader.read(position, READ_BYTES)).lines:
+            data = b"\n".join(batch.lines) + b"\n"  # complete lines only (a torn last line is left out)
+            _scan(data, len(data), seen)
+            position = batch.end
+    return list(seen)
 
 
 def _scan(data: bytes, end_of_lines: int, seen: dict[str, None]) -> None:
@@ -95,6 +86,7 @@ def resolve_run_id(text: str, known: Sequence[str], where: object) -> str:
     raise UsageError(no_run(text, where))
 
 
-def resolve_from_log(log_path: Path, text: str) -> str:
-    """``resolve_run_id`` over the runs of the event log at ``log_path``."""
-    return resolve_run_id(text, runs_in_log(log_path), log_path)
+def resolve_from_log(log: Log | str | os.PathLike[str], text: str) -> str:
+    """``resolve_run_id`` over the runs of the event log ``log`` (a ``Log`` or its path)."""
+    log = as_log(log)
+    return resolve_run_id(text, runs_in_log(log), log.name)

@@ -74,9 +74,14 @@ def load_status(db_path: Path, limit: int = 10) -> dict[str, Any]:
             "WHERE name = 'core'"
         ).fetchone())
         scope = read_scope(conn)
+        projections = [dict(r) for r in conn.execute(
+            'SELECT name, version, spec, "position", events_applied, last_event_ts FROM warmup_checkpoints '
+            "WHERE name != 'core' ORDER BY name"
+        )]
     finally:
         conn.close()
-    return {"runs": runs, "accounts": accounts, "checkpoint": checkpoint, "scope": scope}
+    return {"runs": runs, "accounts": accounts, "checkpoint": checkpoint, "scope": scope,
+            "projections": projections}
 
 
 def read_scope(conn: sqlite3.Connection) -> dict[str, Any] | None:
@@ -164,6 +169,10 @@ def render(data: dict[str, Any], console: Console, db_path: Path | None = None) 
     if cp["events_rejected"]:
         line += f", {cp['events_rejected']} invalid lines skipped (table rejected_events)"
     console.print(f"[dim]{line}; last event at {when(cp['last_event_ts']) or '-'}[/]")
+    for p in data.get("projections", ()):  # the projections of one's own that live in this database
+        state = "up to date" if p["position"] == cp["position"] else "behind the core tables (run it again)"
+        console.print(f"[dim]projection {for_rich(p['name'])} (version {p['version']}, {for_rich(p['spec'] or '?')}): "
+                      f"{p['events_applied']} events handled, {state}[/]")
 
 
 def make_console() -> Console:

@@ -8,19 +8,35 @@ from __future__ import annotations
 import os
 
 from warmup.errors import UsageError
-from warmup.log.base import Batch, Log, LogAppender, LogFollower, LogMismatch, LogReader, LogWatch, Position
+from warmup.events.follower import Notice
+from warmup.events.reader import Line
+from warmup.log.base import (
+    Batch,
+    Log,
+    LogAppender,
+    LogFollower,
+    LogMismatch,
+    LogMissing,
+    LogReader,
+    LogWatch,
+    Position,
+)
 from warmup.log.file import FileLog
 
 __all__ = [
     "Batch",
     "FileLog",
+    "Line",
     "Log",
     "LogAppender",
     "LogFollower",
     "LogMismatch",
+    "LogMissing",
     "LogReader",
     "LogWatch",
+    "Notice",
     "Position",
+    "as_log",
     "open_log_backend",
 ]
 
@@ -30,3 +46,8 @@ def open_log_backend(spec: str | os.PathLike[str], *, poll_s: float | None = Non
     if isinstance(spec, str) and spec.lower().startswith(("nats://", "tls://nats", "nats+tls://")):
         raise UsageError("the nats backend is not available yet (issue 12)")
     return FileLog(spec, poll_s=poll_s)
+
+
+def as_log(log: Log | str | os.PathLike[str]) -> Log:
+    """``log`` itself if it is a ``Log``, else ``open_log_backend(log)``: so a consumer takes either."""
+    return log if isinstance(log, Log) else open_log_backend(log)

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
-from warmup.errors import WarmupError
+from warmup.errors import UsageError, WarmupError
 from warmup.events.follower import Notice
 from warmup.events.reader import Line
 
@@ -35,6 +35,11 @@ Position = int  # opaque: see the module's docstring
 
 class LogMismatch(WarmupError):
     """The log no longer holds what a checkpoint covers (truncated, replaced): exit 1, advise replay."""
+
+
+class LogMissing(UsageError):
+    """``Log.reader()`` found no log (the one "no event log at ..." wording, exit 2): a consumer that
+    may do without one (``tail -f`` waits for it, ``recover`` has nothing to do) catches this."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,8 @@ class LogAppender(ABC):
     """Appends whole lines; each one is durable when ``append_line`` returns. Close it when done."""
 
     @abstractmethod
-    def append_line(self, line: bytes) -> None: ...
+    def append_line(self, line: bytes) -> None:
+        """Append one line (``line`` holds no newline but may end with one, which is then its own)."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -154,7 +160,8 @@ class Log(ABC):
 
     @abstractmethod
     def reader(self) -> LogReader:
-        """Open the log for reading; ``UsageError`` (one line, exit 2) when there is none or it is not a log."""
+        """Open the log for reading; ``UsageError`` (one line, exit 2) when there is none (``LogMissing``)
+        or it is not a log."""
 
     @abstractmethod
     def watch(self) -> LogWatch:

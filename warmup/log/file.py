@@ -28,7 +28,17 @@ from warmup.events.follower import DIR_MASK, FILE_MASK, IN_IGNORED, Follower, No
 from warmup.events.logfile import open_log
 from warmup.events.reader import Line, read_block
 from warmup.events.writer import EventWriter
-from warmup.log.base import Batch, Log, LogAppender, LogFollower, LogMismatch, LogReader, LogWatch, Position
+from warmup.log.base import (
+    Batch,
+    Log,
+    LogAppender,
+    LogFollower,
+    LogMismatch,
+    LogMissing,
+    LogReader,
+    LogWatch,
+    Position,
+)
 from warmup.tail.backward import complete_end, lines_backward
 
 FINGERPRINT_BYTES = 4096
@@ -40,7 +50,7 @@ def _open_for_reading(path: Path) -> int:
     try:
         return open_log(path)  # refuses a FIFO, a device...: never blocks, never reads one
     except (FileNotFoundError, NotADirectoryError):
-        raise UsageError(no_log(path)) from None
+        raise LogMissing(no_log(path)) from None
     except PermissionError:
         raise UsageError(f"cannot read the event log {path}: permission denied") from None
     except OSError as exc:
@@ -62,11 +72,6 @@ class FileLogReader(LogReader):
     def __init__(self, name: str, fd: int) -> None:
         self.name = name
         self._fd = fd
-
-    @property
-    def fd(self) -> int:
-        """The open descriptor (the file backend's own business: for ``FileLog.follower_from``)."""
-        return self._fd
 
     def read(self, position: Position, max_bytes: int = 4 << 20) -> Batch:
         lines, end = read_block(self._fd, position, max_bytes)
@@ -114,7 +119,8 @@ class FileLogWatch(LogWatch):
     """Wakes on any change of the file at ``path``, its creation or a rename over it.
 
     Invariant: no missed wake-up. The file's watch is (re)placed on whatever file the path names
-    at each ``wait``, and the folder's watch sees the name created, moved or deleted; without
+    at each ``wait`` (a ``wait`` that finds another file there returns at once: it may have grown
+    before it was watched), and the folder's watch sees the name created, moved or deleted; without
     inotify (or before the folder exists) ``wait`` polls at most ``poll_s`` apart.
     """
 
@@ -138,11 +144,11 @@ class FileLogWatch(LogWatch):
     def uses_inotify(self) -> bool:
         return self._inotify is not None
 
-    def _rewatch(self) -> bool:
-        """Watch the folder and the file the path names now; True if both are watched."""
+    def _rewatch(self) -> tuple[bool, bool]:
+        """Watch the folder and the file the path names now: (both are watched, the file is another)."""
         ino = self._inotify
         if ino is None:
-            return False
+            return False, False
         if self._dir_wd is None:
             self._dir_wd = ino.add_watch(str(self.path.parent), DIR_MASK)
         try:
@@ -150,7 +156,8 @@ class FileLogWatch(LogWatch):
             ident: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except OSError:
             ident = None
-        if ident != self._file_id:
+        changed = ident != self._file_id
+        if changed:
             if self._file_wd is not None:
                 ino.rm_watch(self._file_wd)
                 self._file_wd = None
@@ -159,11 +166,15 @@ class FileLogWatch(LogWatch):
                 self._file_wd = ino.add_watch(str(self.path), FILE_MASK)
                 if self._file_wd is None:
                     self._file_id = None
-        return self._dir_wd is not None and (ident is None or self._file_wd is not None)
+        return self._dir_wd is not None and (ident is None or self._file_wd is not None), changed
 
     def wait(self, timeout_s: float) -> None:
         ino = self._inotify
-        watching = self._rewatch()
+        watching, changed = self._rewatch()
+        if changed:
+            # Another file at the path since the last wait: it may have grown before its watch was
+            # placed just now, unseen. Return at once (a spurious wake-up, never a missed one).
+            return
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
         if ino is not None:

@@ -28,7 +28,7 @@ from warmup.locks import try_flock
 from warmup.log.file import FileLog
 from warmup.projection import CHECKPOINTS_TABLE, Projection, SQLiteProjection
 from warmup.projector.connect import LOCK_WAIT_S, create_private_file, enable_wal, locked_or_broken
-from warmup.projector.runner import BatchResult, ProjectionRunner
+from warmup.projector.runner import BatchResult, ProjectionRunner, remove_validators
 from warmup.projector.scope import Scope
 from warmup.projector.specs import load_projection
 from warmup.sqlite_errors import (
@@ -192,6 +192,7 @@ def replay(
         if failures:  # (the live database is left as it was)
             raise WarmupError("; ".join(failures) + f"; {db_path} is unchanged")
         swap_into_place(tmp, db_path)
+        remove_validators(db_path)  # (built from the log as it was: the next catch-up builds them again)
     finally:
         for leftover in (tmp, Path(f"{tmp}-journal")):
             try:

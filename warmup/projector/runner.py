@@ -22,9 +22,9 @@ One batch::
 So every projection's rows and checkpoint commit together. Projections commit before the core: a
 crash in between leaves a projection ahead of the core, never behind, and events before a
 projection's own position are not passed to it again. A projection behind the core (new, rebuilt
-after a version change or ``--rebuild``, or stopped by an error earlier) cannot be validated by the
-core's current state: it catches up first with a scratch validator, a core projection built from
-the start of the log in a temporary file beside the database, then joins the others.
+after a version change or ``--rebuild``, stopped by an error earlier, or left behind because another
+process moved the core) cannot be validated by the core's current state: it catches up first with a
+validator of its own (``_catch_up_with_own_validator``), then joins the others.
 
 A handler that raises stops its projection only: its transaction rolls back (its checkpoint stays
 before the batch), the error is said once, naming the projection, the event and the handler's
@@ -35,8 +35,12 @@ It is synchronous on purpose and refuses to run inside an asyncio event loop.
 
 from __future__ import annotations
 
+import fcntl
 import gc
+import glob
+import hashlib
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -46,7 +50,7 @@ from typing import Any
 
 from warmup.errors import SCOPED_REFUSAL, UsageError, WarmupError
 from warmup.events.envelope import DEEP_BYTES, EVENT_TYPES, AccountEvent, EventDecoder, InvalidEvent, check_line
-from warmup.log.base import Batch, Log, LogReader
+from warmup.log.base import Batch, Log, LogMismatch, LogReader
 from warmup.projection import Checkpoint, Context, Projection, SQLiteProjection, create_checkpoints_table
 from warmup.projections.core.projection import CoreProjection, Reject
 from warmup.projector.connect import (
@@ -56,12 +60,14 @@ from warmup.projector.connect import (
     refuse_inside_event_loop,
 )
 from warmup.projector.scope import Scope
+from warmup.sqlite_errors import is_busy
 
 REJECTED_LINE_CHARS = 1000
 DEFAULT_BATCH_BYTES = 4 << 20  # ~20,000 events a transaction
 READ_BYTES = 2 << 20  # one read of the log (a transaction may span several)
 SCRATCH_BATCH_BYTES = 16 << 20
-SCRATCH_SUFFIX = ".validate-"
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # a projection's name: it names its savepoint, its checkpoint
+BEHIND_SUFFIX = ".behind-"  # the validator of projections behind the core: <db>.behind-<digest>
 
 __all__ = ["LOCK_WAIT_S", "BatchResult", "ProjectionRunner", "StrictStop", "VersionMismatch"]
 
@@ -112,6 +118,27 @@ class _Accepted:
     # the attempt of an account event that does not carry one (older logs), by its event id, read
     # during the fold (a later event of the batch may start another attempt)
     attempts: dict[str, int | None] = field(default_factory=dict)
+
+
+def _deny_transaction_control(action: int, *args: object) -> int:
+    if action in (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+@contextmanager
+def _no_transaction_control(conn: sqlite3.Connection | None) -> Iterator[None]:
+    """While handlers run, a COMMIT, ROLLBACK or SAVEPOINT of theirs is refused ("not authorized"):
+    the batch's transaction is the runner's, and a handler that ended it would commit its rows
+    without its checkpoint (and the core's rows without theirs, when it shares the core's database)."""
+    if conn is None:
+        yield
+        return
+    conn.set_authorizer(_deny_transaction_control)
+    try:
+        yield
+    finally:
+        conn.set_authorizer(None)
 
 
 @contextmanager
@@ -183,10 +210,13 @@ class ProjectionRunner:
             name = getattr(projection, "name", "")
             if not isinstance(name, str) or not name:
                 raise UsageError(f"{spec_of(projection)} has no name: set `name = \"...\"` on the class")
+            if not NAME.fullmatch(name):
+                raise UsageError(f"{spec_of(projection)}: the name {name!r} must be letters, digits and _ only")
             if name in names:
                 raise UsageError(f"two projections are named {name!r}: each needs a name of its own")
             names.add(name)
             self.slots.append(_Slot(projection, handlers_of(projection), spec_of(projection)))
+        self._lent = _lent
         self._connect()
         try:
             rebuild = set(rebuild)
@@ -206,10 +236,11 @@ class ProjectionRunner:
         self._inode = inode
         self.core.attach(conn)
         self._committed = None
-        if reconnect:  # those sharing the core database follow it
+        if reconnect and not self._lent:  # those sharing the core database follow it to the new file
             for slot in self.slots:
-                if getattr(slot.projection, "_shares_core", False):
-                    slot.projection.conn = conn  # type: ignore[attr-defined]
+                if getattr(slot.projection, "_shares_core", False) and slot.failed is None:
+                    slot.checked = False
+                    self._set_up(slot, False)
 
     def _ensure_core(self, conn: sqlite3.Connection) -> None:
         """In a write transaction: create the core tables and checkpoint, or check the ones there."""
@@ -253,24 +284,47 @@ class ProjectionRunner:
         return conn
 
     def _set_up(self, slot: _Slot, rebuild: bool) -> None:
+        """Connect, create, and check the version (a projection of another version is reset: rebuilt).
+
+        A projection without a checkpoint gets one at START, carrying its version, in the same
+        transaction as its tables: so a version bump is noticed even before its first batch. Any
+        error of the projection's own code stops it (one line), not the runner.
+        """
         projection = slot.projection
-        if isinstance(projection, SQLiteProjection) and getattr(projection, "conn", None) is None:
-            projection.conn = self._target_conn(projection)
-        projection.setup()
         try:
+            if isinstance(projection, SQLiteProjection):  # (ours now, even if another runner had it before)
+                projection.conn = self._target_conn(projection)
+            projection.setup()
             with projection.transaction():
                 if isinstance(projection, SQLiteProjection):
                     projection.create_recorded()
                 found = projection.load_checkpoint()
-                if found is not None and found.version != type(projection).version:
+                version = type(projection).version
+                if found is not None and found.version != version:
                     self.say(f"projection {projection.name!r} was built by version {found.version}; this is "
-                             f"version {type(projection).version}: rebuilding it from the log")
+                             f"version {version}: rebuilding it from the log")
                     projection.reset()
+                    found = None
                 elif rebuild and found is not None:
                     self.say(f"projection {projection.name!r}: rebuilding it from the log")
                     projection.reset()
-        except sqlite3.Error as exc:
-            raise locked_or_broken(Path(projection.describe_target()), exc) from None
+                    found = None
+                if found is None:
+                    projection.save_checkpoint(Checkpoint(
+                        name=projection.name, version=version, position=self.log.START, log=self.log_path,
+                        spec=slot.spec, scope=self.scope.to_json() if self.scope else None))
+        except (WarmupError, VersionMismatch):
+            raise
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise locked_or_broken(self._where(projection), exc) from None
+            self._stop(slot, f"cannot set it up in {projection.describe_target()}: {exc}")
+        except Exception as exc:  # noqa: BLE001  (the projection's own code: it alone stops)
+            self._stop(slot, f"cannot set it up: {type(exc).__name__}: {exc}")
+
+    def _where(self, projection: Projection) -> Path:
+        target = getattr(projection, "target", None)
+        return Path(target) if target is not None else self.db_path
 
     def close(self) -> None:
         for slot in self.slots:
@@ -344,48 +398,107 @@ class ProjectionRunner:
         return [s for s in self.slots if s.failed is None and not s.lagging]
 
     def _catch_up_lagging(self, reader: LogReader) -> None:
-        """Bring every projection behind the core up to (at least) the core, with a scratch validator."""
+        """Bring every projection behind the core up to (at least) the core, with a validator of its own.
+
+        Checked at the start of each ``catch_up`` when the core moved since this runner last
+        committed (another process projected: ``warmup run``'s projector beside a follower of your
+        own, say), and when a batch finds a projection behind it.
+        """
+        if self.slots:
+            core_now = self._peek_core()
+            if (core_now.position, core_now.events_applied) != self._committed:
+                for slot in self.slots:
+                    slot.checked = False
         unchecked = [s for s in self.slots if s.failed is None and not s.checked]
         if unchecked:
-            assert self.conn is not None
             core_cp = self._peek_core()
             for slot in unchecked:
                 slot.checked = True
-                try:
-                    with slot.projection.transaction():
-                        found = slot.projection.load_checkpoint()
-                except Exception as exc:  # noqa: BLE001  (its own target failed: it alone stops)
-                    self._stop(slot, f"cannot read its checkpoint: {exc}")
-                    continue
-                position = found.position if found is not None else self.log.START
-                if position < core_cp.position:
+                position = self._position_of(slot)
+                if position is not None and position < core_cp.position:
                     slot.lagging = True
         lagging = [s for s in self.slots if s.lagging and s.failed is None]
         if not lagging:
             return
-        names = ", ".join(repr(s.projection.name) for s in lagging)
-        self.say(f"projection {names} is behind the core tables: bringing it up to date from the start of the log")
-        tmp = self.db_path.with_name(f"{self.db_path.name}{SCRATCH_SUFFIX}{os.getpid()}")
-        for leftover in (tmp, Path(f"{tmp}-journal")):
-            leftover.unlink(missing_ok=True)
+        for slot in lagging:
+            slot.lagging = False
+        self._catch_up_with_own_validator(lagging)
+
+    def _position_of(self, slot: _Slot) -> int | None:
+        """The projection's checkpoint position (START before its first batch); None if it cannot be read."""
         try:
-            scratch = ProjectionRunner(
-                self.log, tmp, [s.projection for s in lagging], fast=True, scope=self.scope,
-                batch_bytes=SCRATCH_BATCH_BYTES, say=self.say, _lent=True,
-            )
+            with slot.projection.transaction():
+                found = slot.projection.load_checkpoint()
+        except Exception as exc:  # noqa: BLE001  (its own target failed: it alone stops)
+            self._stop(slot, f"cannot read its checkpoint: {exc}")
+            return None
+        return found.position if found is not None else self.log.START
+
+    def validator_path(self, slots: list[_Slot]) -> Path:
+        """The validator kept for projections behind the core: named by their names, beside the database."""
+        digest = hashlib.sha256("\0".join(sorted(s.projection.name for s in slots)).encode()).hexdigest()[:12]
+        return self.db_path.with_name(f"{self.db_path.name}{BEHIND_SUFFIX}{digest}")
+
+    def _catch_up_with_own_validator(self, lagging: list[_Slot]) -> None:
+        """Run ``lagging`` with a core of their own (``validator_path``) to the end of the log.
+
+        The core's tables cannot validate an event for a projection behind them (a duplicate is
+        known by the ids of runs in flight *at that event*), so these projections get a validator
+        at their own position: a core database kept beside the main one for them, moved on each
+        time they fall behind (so it costs the events since, not the whole log), and rebuilt from
+        the start of the log when it is ahead of one of them (a rebuilt projection). Like the main
+        core, it commits after them, so a crash leaves them ahead of it, never behind.
+        """
+        names = ", ".join(repr(s.projection.name) for s in lagging)
+        path = self.validator_path(lagging)
+        positions = [self._position_of(s) for s in lagging]
+        if any(p is None for p in positions):
+            lagging = [s for s, p in zip(lagging, positions, strict=True) if p is not None]
+            positions = [p for p in positions if p is not None]
+            if not lagging:
+                return
+        lowest = min(p for p in positions if p is not None)
+        with _held(path):  # (two followers take turns on it; replay leaves a held one alone)
+            scratch = self._open_validator(path, lagging, lowest)
+            if lowest == self.log.START:
+                self.say(f"projection {names} is behind the core tables: "
+                         "bringing it up to date from the start of the log")
             try:
                 scratch.catch_up()
                 stopped = {s.projection.name: s.failed for s in scratch.slots if s.failed}
             finally:
-                for scratch_slot in scratch.slots:
-                    scratch_slot.projection = _Detached()  # type: ignore[assignment]  (ours: not to close)
+                scratch._lend_back()
                 scratch.close()
-        finally:
-            for leftover in (tmp, Path(f"{tmp}-journal")):
-                leftover.unlink(missing_ok=True)
         for slot in lagging:
-            slot.lagging = False
             slot.failed = stopped.get(slot.projection.name) or slot.failed
+
+    def _open_validator(self, path: Path, lagging: list[_Slot], lowest: int) -> ProjectionRunner:
+        """The validator at ``path``, if it is usable (not ahead of ``lowest``, built from this log);
+        else a new one from the start of the log."""
+        for attempt in (1, 2):
+            scratch: ProjectionRunner | None = None
+            try:
+                scratch = ProjectionRunner(
+                    self.log, path, [s.projection for s in lagging], strict=self.strict, scope=self.scope,
+                    batch_bytes=SCRATCH_BATCH_BYTES, say=self.say, _lent=True)
+                found = scratch._peek_core()
+                if found.position <= lowest:
+                    with self.log.reader() as reader:
+                        reader.verify(found.position, found.fingerprint)
+                    return scratch
+            except (WarmupError, VersionMismatch):  # a broken, older or foreign file: ours to rebuild
+                if attempt == 2:
+                    raise
+            if scratch is not None:
+                scratch._lend_back()
+                scratch.close()
+            _remove_database(path)
+        raise AssertionError("unreachable")
+
+    def _lend_back(self) -> None:
+        """Give lent projections back before closing: closing this runner must not close them."""
+        for slot in self.slots:
+            slot.projection = _Detached()
 
     def _peek_core(self) -> Checkpoint:
         assert self.conn is not None
@@ -424,7 +537,7 @@ class ProjectionRunner:
                 core.clear()  # another projector wrote since our last commit: reload from the db
                 self._check_still_ours(checkpoint)  # (or a replay, maybe a scoped one)
             reader.verify(checkpoint.position, checkpoint.fingerprint)
-            batch_start = checkpoint.position
+            batch_start, start_fingerprint = checkpoint.position, checkpoint.fingerprint
             active = self._active()
             wanted = {t for slot in active for t in slot.handlers}
             accepted = _Accepted() if wanted else None
@@ -438,23 +551,25 @@ class ProjectionRunner:
             result = BatchResult()
             batches: list[Batch] = []  # the transaction's reads
             lines_before = 0
+            read_bytes = 0  # (counted here: positions are opaque, never subtracted)
             with _no_cyclic_gc():
                 while True:
                     batches.append(batch)
                     part = self._fold(reader, batch, checkpoint, accepted, wanted, lines_before)
                     lines_before += len(batch.lines)
+                    read_bytes += sum(map(len, batch.lines)) + len(batch.lines)
                     result.applied += part.applied
                     result.rejected += part.rejected
                     result.position = part.position
-                    if part.position != batch.end or self._bytes_since(batch_start, checkpoint.position):
+                    if part.position != batch.end or read_bytes >= self.batch_bytes:
                         break  # (a strict stop, or the transaction is big enough)
                     batch = reader.read(checkpoint.position, min(self.batch_bytes, READ_BYTES))
                     if not batch.lines:
                         break
             fingerprint = reader.fingerprint(checkpoint.position)
-            if accepted is not None and accepted.items:
-                for slot in active:
-                    self._feed(slot, reader, batches, accepted, batch_start, checkpoint, result, fingerprint)
+            for slot in active:  # (every one, so that its checkpoint moves even with no event for it)
+                self._feed(slot, reader, batches, accepted or _Accepted(), batch_start, start_fingerprint,
+                           checkpoint, fingerprint)
             core.write_rows()
             checkpoint.log = self.log_path
             checkpoint.fingerprint = fingerprint
@@ -475,18 +590,21 @@ class ProjectionRunner:
             raise stop
         return result
 
-    def _bytes_since(self, start: int, now: int) -> bool:
-        """True when the transaction holds enough (positions are bytes in a file; a count elsewhere)."""
-        return now - start >= self.batch_bytes
+    def _feed(self, slot: _Slot, reader: LogReader, batches: list[Batch], accepted: _Accepted, batch_start: int,
+              start_fingerprint: str | None, core_cp: Checkpoint, fingerprint: str | None) -> None:
+        """Apply this batch's accepted events to one projection, in its own transaction (or savepoint).
 
-    def _feed(self, slot: _Slot, reader: LogReader, batches: list[Batch], accepted: _Accepted,
-              batch_start: int, core_cp: Checkpoint, result: BatchResult, fingerprint: str | None) -> None:
-        """Apply this batch's accepted events to one projection, in its own transaction (or savepoint)."""
+        Its checkpoint's counts are its own: the events it handled, the last of them. A checkpoint
+        that is not the core's must still match the log (a --target built from another log is
+        refused, not silently skipped).
+        """
         projection, handlers = slot.projection, slot.handlers
         try:
             with projection.transaction() as conn:
                 found = projection.load_checkpoint()
                 position = found.position if found is not None else self.log.START
+                if found is not None and (position, found.fingerprint) != (batch_start, start_fingerprint):
+                    reader.verify(position, found.fingerprint)
                 if position < batch_start:
                     slot.lagging = True  # (another projector moved the core without it): caught up next
                     return
@@ -496,27 +614,27 @@ class ProjectionRunner:
                 if position > batch_start:  # partly ahead: skip the events before its position
                     items = self._at_or_after(reader, batches, items, position)
                 ctx = Context(projection, conn, self.core.run_facts, self._attempt_resolver(accepted))
-                applied = 0
+                handled = 0
                 last = None
-                for _, event in items:
-                    handler = handlers.get(type(event))
-                    applied += 1
-                    last = event
-                    if handler is None:
-                        continue
-                    ctx._event = event
-                    try:
-                        handler(event, ctx)
-                    except Exception as exc:
-                        raise _HandlerFailed(event, exc) from exc
-                projection.flush(ctx)
+                with _no_transaction_control(conn if isinstance(projection, SQLiteProjection) else None):
+                    for _, event in items:
+                        handler = handlers.get(type(event))
+                        if handler is None:
+                            continue
+                        handled += 1
+                        last = event
+                        ctx._event = event
+                        try:
+                            handler(event, ctx)
+                        except Exception as exc:
+                            raise _HandlerFailed(event, exc) from exc
+                    projection.flush(ctx)
                 new = found or Checkpoint(name=projection.name, version=type(projection).version)
                 new.version = type(projection).version
                 new.position = core_cp.position
                 new.fingerprint = fingerprint
                 new.log = self.log_path
-                new.events_applied += applied
-                new.events_rejected += result.rejected if position == batch_start else 0
+                new.events_applied += handled
                 if last is not None:
                     new.last_event_id, new.last_event_ts = last.id, last.ts
                 new.scope = core_cp.scope
@@ -527,6 +645,8 @@ class ProjectionRunner:
             tag = type(event).__struct_config__.tag
             self._stop(slot, f"its handler of {tag} event {event.id} raised {type(error).__name__}: {error}; "
                              "its checkpoint stays before that batch, the other projections go on")
+        except LogMismatch as exc:
+            self._stop(slot, f"{exc} (for this projection: `warmup replay --projection {slot.spec}` rebuilds it)")
         except (sqlite3.Error, WarmupError, OSError) as exc:
             self._stop(slot, f"writing to {projection.describe_target()} failed: {exc}")
         except Exception as exc:  # noqa: BLE001  (its flush or checkpoint code: it alone stops)
@@ -622,6 +742,39 @@ class ProjectionRunner:
         checkpoint.events_applied += applied
         checkpoint.events_rejected += rejected
         return BatchResult(applied, rejected, end)
+
+
+@contextmanager
+def _held(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<path>.lock`` while a validator is used (SQLite's own locks are
+    POSIX locks: they do not see it)."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_validators(db_path: Path) -> None:
+    """Remove the validators kept beside ``db_path`` (``warmup replay``: the log may be another one);
+    one in use by a follower is left alone (it is verified against the log before each use)."""
+    for lock in db_path.parent.glob(f"{glob.escape(db_path.name)}{BEHIND_SUFFIX}*.lock"):
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            _remove_database(Path(str(lock)[: -len(".lock")]))
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 class _Detached(Projection):

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from warmup.errors import UsageError, no_log
+from warmup.errors import UsageError
 from warmup.events.envelope import (
     AccountFinished,
     AccountStarted,
@@ -33,10 +33,10 @@ from warmup.events.envelope import (
     StepFinished,
     duration_problem,
 )
-from warmup.events.logfile import check_log_file
-from warmup.events.reader import read_block
+from warmup.log import Log, as_log
 from warmup.status import connect_readonly
 
+READ_BYTES = 4 << 20  # complete lines read from the log at a time
 IMAGE_KINDS = ("failure", "screenshot")  # the artifacts a report inlines
 THUMBNAIL = "thumbnail"  # a failure screenshot at half scale: inlined in its place when there is one
 
@@ -189,24 +189,21 @@ class LogTimings:
     skipped: int = 0
 
 
-def read_timings(log_path: Path, run_id: str) -> LogTimings:
-    """Every step and attempt of ``run_id`` in the log, per account, in log order."""
-    check_log_file(log_path)
-    if not log_path.is_file():
-        raise UsageError(no_log(log_path))
+def read_timings(log: Log | str | os.PathLike[str], run_id: str) -> LogTimings:
+    """Every step and attempt of ``run_id`` in the log, per account, in log order.
+
+    ``UsageError`` (exit 2) when there is no log, or it is not one (a FIFO, a folder).
+    """
+    log = as_log(log)
     needle = orjson.dumps(run_id)  # the id as it appears in a line, quotes included
     decode = EventDecoder()
     out = LogTimings()
     current: dict[str, int] = {}  # account -> its latest attempt, for steps that do not say theirs
-    with open(log_path, "rb") as f:
-        fd = f.fileno()
-        offset = 0
-        while True:
-            lines, offset_next = read_block(fd, offset)
-            if offset_next == offset:
-                break
-            offset = offset_next
-            for line in lines:
+    with log.reader() as reader:
+        position = log.START
+        while (batch := reader.read(position, READ_BYTES)).lines:
+            position = batch.end
+            for line in batch.lines:
                 if needle not in line:
                     continue
                 try:

@@ -15,14 +15,12 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from warmup.errors import UsageError, WarmupError, no_log
-from warmup.events.follower import Follower, Notice
-from warmup.events.logfile import open_log
-from warmup.events.reader import read_block
-from warmup.tail.backward import complete_end, lines_backward
+from warmup.errors import UsageError, no_log
+from warmup.log import Log, LogMissing, LogReader, Notice, open_log_backend
 from warmup.tail.filters import Filters
 from warmup.tail.format import Formatter
 
+READ_BYTES = 4 << 20  # one read of the log when printing all of it
 POLL_ENV = "WARMUP_FOLLOW_POLL"  # seconds: follow by polling at this interval instead of inotify
 
 
@@ -62,11 +60,12 @@ def _poll_setting() -> float | None:
 class Printer:
     """Decides which lines match and writes them, readable or raw, to a binary stream."""
 
-    def __init__(self, out: BinaryIO, filters: Filters, as_json: bool, colour: bool) -> None:
+    def __init__(self, out: BinaryIO, filters: Filters, as_json: bool, colour: bool, log: Log) -> None:
         self.out = out
         self.filters = filters
         self.as_json = as_json
-        self.formatter = Formatter(colour)
+        self.formatter = Formatter(colour, log.describe_position)
+        self.start = log.START
 
     def select(self, data: bytes) -> tuple[bool, Any, bool]:
         """(matches, parsed object, whether it parsed)."""
@@ -88,18 +87,18 @@ class Printer:
         return text.encode("utf-8", "backslashreplace") + b"\n"
 
     def print_lines(self, lines: Iterable[tuple[bytes, int]]) -> None:
-        """Write each matching (data, offset) line."""
+        """Write each matching (data, position) line."""
         write = self.out.write
-        for data, offset in lines:
+        for data, position in lines:
             ok, obj, parsed = self.select(data)
             if ok:
-                write(self.render(data, offset, obj, parsed))
+                write(self.render(data, position, obj, parsed))
 
-    def print_last(self, fd: int, end: int, count: int) -> None:
+    def print_last(self, reader: LogReader, end: int, count: int) -> None:
         """The last ``count`` matching lines before ``end``, in log order, reading backwards."""
         picked: list[bytes] = []
         if count > 0:
-            for line in lines_backward(fd, end):
+            for line in reader.lines_backward(end):
                 ok, obj, parsed = self.select(line.data)
                 if ok:
                     picked.append(self.render(line.data, line.start, obj, parsed))
@@ -107,44 +106,34 @@ class Printer:
                         break
         self.out.write(b"".join(reversed(picked)))
 
-    def print_all(self, fd: int) -> int:
-        """Every matching complete line from the start; returns the offset just past the last one."""
-        offset = 0
+    def print_all(self, reader: LogReader) -> int:
+        """Every matching complete line from the start; returns the position just past the last one."""
+        position = self.start
         while True:
-            lines, new_offset = read_block(fd, offset)
-            if not lines:
-                return offset
+            batch = reader.read(position, READ_BYTES)
+            if not batch.lines:
+                return position
             if self.as_json and not self.filters.active:
-                self.out.write(b"\n".join(lines) + b"\n")
+                self.out.write(b"\n".join(batch.lines) + b"\n")
             else:
-                pos = offset
-                starts = []
-                for data in lines:
-                    starts.append(pos)
-                    pos += len(data) + 1
-                self.print_lines(zip(lines, starts, strict=True))
-            offset = new_offset
+                self.print_lines(zip(batch.lines, reader.positions(batch), strict=False))  # (one more position)
+            position = batch.end
 
 
-def _open_log(log_path: Path, follow: bool) -> int | None:
+def _open_reader(log: Log, follow: bool) -> LogReader | None:
+    """The log opened for reading; None if it is missing and ``follow`` waits for it."""
     try:
-        fd = open_log(log_path)  # refuses a FIFO, a device...: never blocks, never reads one
-    except FileNotFoundError:
+        return log.reader()  # (the file backend refuses a FIFO, a device...: never blocks, never reads one)
+    except LogMissing:
         if follow:
             return None
-        raise UsageError(f"{no_log(log_path)}; or add -f to wait for it") from None
-    except PermissionError:
-        raise UsageError(f"cannot read the event log {log_path}: permission denied") from None
-    except OSError as exc:
-        raise WarmupError(f"cannot open the event log {log_path}: {exc.strerror}") from None
-    return fd
+        raise UsageError(f"{no_log(log.name)}; or add -f to wait for it") from None
 
 
-def _follow(printer: Printer, log_path: Path, fd: int | None, offset: int, poll_s: float | None) -> None:
+def _follow(printer: Printer, log: Log, reader: LogReader | None, position: int) -> None:
     out = printer.out
-    with Follower(
-        log_path, offset, fd=fd, use_inotify=False if poll_s else None, poll_s=poll_s or 0.1
-    ) as follower:
+    follower = log.follower_from(reader, position) if reader is not None else log.follower(log.START)
+    with follower:
         for item in follower:
             if item is None:
                 out.flush()
@@ -183,29 +172,29 @@ def run_tail(
     count = parse_count(lines)
     filters = Filters.from_options(run_id, account_id, types, since)
     poll_s = _poll_setting() if follow else None
-    log_path = Path(log_path)
+    log = open_log_backend(log_path, poll_s=poll_s)
     out = sys.stdout.buffer
-    printer = Printer(out, filters, as_json, colour=not as_json and want_colour(sys.stdout))
+    printer = Printer(out, filters, as_json, colour=not as_json and want_colour(sys.stdout), log=log)
     try:
-        fd = _open_log(log_path, follow)
-        offset = 0
+        reader = _open_reader(log, follow)
+        position = log.START
         try:
-            if fd is not None:
+            if reader is not None:
                 if count is None:
-                    offset = printer.print_all(fd)
+                    position = printer.print_all(reader)
                 else:
-                    offset = complete_end(fd, os.fstat(fd).st_size)
-                    printer.print_last(fd, offset, count)
+                    position = reader.end()
+                    printer.print_last(reader, position, count)
                 out.flush()
         except BaseException:
-            if fd is not None:
-                os.close(fd)
+            if reader is not None:
+                reader.close()
             raise
         if not follow:
-            if fd is not None:
-                os.close(fd)
+            if reader is not None:
+                reader.close()
             return 0
-        _follow(printer, log_path, fd, offset, poll_s)  # the follower owns fd from here
+        _follow(printer, log, reader, position)  # the follower takes the reader over
         return 0
     except KeyboardInterrupt:
         try:

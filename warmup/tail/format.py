@@ -12,6 +12,7 @@ A failed step is bold red ``FAILED``; a failed *optional* step (its account went
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -72,11 +73,12 @@ def _size(n: int) -> str:
 class Formatter:
     """Turns log lines into readable lines; ``colour`` adds ANSI colours (the caller decides when)."""
 
-    def __init__(self, colour: bool) -> None:
+    def __init__(self, colour: bool, describe_position: Callable[[int], str] = "byte {}".format) -> None:
         self.s = Style(colour)
+        self.describe_position = describe_position  # ``Log.describe_position``: positions are the log's
 
     def line(self, data: bytes, offset: int, obj: Any = None, parsed: bool = False) -> str:
-        """The readable line for the log line ``data`` at byte ``offset``; ``obj`` if already parsed."""
+        """The readable line for the log line ``data`` at position ``offset``; ``obj`` if already parsed."""
         if not parsed:
             try:
                 obj = orjson.loads(data)
@@ -102,7 +104,8 @@ class Formatter:
     def _invalid(self, data: bytes, offset: int, reason: str, obj: dict[str, Any] | None = None) -> str:
         s = self.s
         raw = _clip(escape(data.decode("utf-8", errors="backslashreplace")), MAX_RAW)
-        mark = s(f"!! invalid line at byte {offset}", "magenta", "bold") + f" ({escape(reason)}): {raw}"
+        where = self.describe_position(offset)
+        mark = s(f"!! invalid line at {where}", "magenta", "bold") + f" ({escape(reason)}): {raw}"
         if obj is None:
             return mark
         head = self._head(obj.get("ts", "?"), obj.get("run_id"), obj.get("account_id"), obj.get("type", "?"), "magenta")
