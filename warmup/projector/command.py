@@ -34,6 +34,10 @@ from warmup.projector.runner import BatchResult, ProjectionRunner, VersionMismat
 
 FOLLOW_POLL_S = 0.1  # (waiting for a log that does not exist yet)
 WATCH_TIMEOUT_S = 1.0  # a wake-up without any change, in case one was missed
+# Under a steady stream of events, batches start at most this often, so that several events share
+# one transaction (each costs ~1 ms of CPU whatever it holds); after a quiet spell the first event
+# is applied at once. Bounds the added latency to this, and the projector's CPU at 200 events/s.
+FOLLOW_GATHER_S = 0.02
 
 
 def _say(quiet: bool, message: str) -> None:
@@ -100,18 +104,23 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
     if not log_path.is_file():
         raise UsageError(no_log(log_path))
     with _open(log, db_path, strict, quiet, projections, rebuild) as runner:
-        total = runner.catch_up()
         if not follow:
+            total = runner.catch_up()
             _say(quiet, _summary(total, log_path, db_path))
             return 1 if runner.failures else 0
-        with log.watch() as watch:
+        with log.watch() as watch:  # (watching before the first read: no append falls in between)
             stop.on_stop = watch.stop
+            total = runner.catch_up()
             present = log_path.exists()
             _say(quiet, f"{_summary(total, log_path, db_path)}; following (Ctrl-C to stop)")
+            last_batch = 0.0
             while not stop.stopped:
                 watch.wait(WATCH_TIMEOUT_S)
                 if stop.stopped:
                     break
+                gather = FOLLOW_GATHER_S - (time.monotonic() - last_batch)
+                if gather > 0:
+                    time.sleep(gather)  # (events keep coming: let a few more share this batch)
                 if not log_path.exists():  # removed or being rotated: wait for it (another file will be refused)
                     if present:
                         _say(quiet, f"the log {log_path} is gone; waiting for it to come back")
@@ -119,6 +128,7 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
                     continue
                 present = True
                 result = runner.catch_up(should_stop=lambda: stop.stopped)
+                last_batch = time.monotonic()
                 if result.applied or result.rejected:
                     _say(quiet, _summary(result, log_path, db_path))
                 total.applied += result.applied

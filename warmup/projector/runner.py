@@ -89,6 +89,7 @@ class BatchResult:
     applied: int = 0
     rejected: int = 0
     position: int = 0
+    at_end: bool = False  # its last read reached the log's last complete line (as it was then)
 
 
 class _HandlerFailed(Exception):
@@ -390,8 +391,8 @@ class ProjectionRunner:
                 total.position = batch.position
                 if any(s.lagging for s in self.slots):
                     self._catch_up_lagging(reader)
-                if should_stop():
-                    break
+                if batch.at_end or should_stop():
+                    break  # (an append after the last read wakes a follower, which calls catch_up again)
         return total
 
     def _active(self) -> list[_Slot]:
@@ -557,14 +558,20 @@ class ProjectionRunner:
                     batches.append(batch)
                     part = self._fold(reader, batch, checkpoint, accepted, wanted, lines_before)
                     lines_before += len(batch.lines)
-                    read_bytes += sum(map(len, batch.lines)) + len(batch.lines)
+                    got = sum(map(len, batch.lines)) + len(batch.lines)
+                    read_bytes += got
+                    # (less than asked for, and nothing complete after it: the log's end as of now)
+                    result.at_end = got < min(self.batch_bytes, READ_BYTES) and batch.end >= reader.end()
                     result.applied += part.applied
                     result.rejected += part.rejected
                     result.position = part.position
                     if part.position != batch.end or read_bytes >= self.batch_bytes:
                         break  # (a strict stop, or the transaction is big enough)
+                    if result.at_end:
+                        break  # (no need to ask again: a follower is woken for what comes next)
                     batch = reader.read(checkpoint.position, min(self.batch_bytes, READ_BYTES))
                     if not batch.lines:
+                        result.at_end = True
                         break
             fingerprint = reader.fingerprint(checkpoint.position)
             for slot in active:  # (every one, so that its checkpoint moves even with no event for it)

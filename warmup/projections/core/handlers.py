@@ -12,9 +12,19 @@ runner and ``recover`` write ``run_finished`` last), so only the runs in flight 
 they are kept in ``run_event_ids`` (loaded with the run; appended to with it: a batch writes only
 the ids it applied, in fixed chunks, see ``rows.IDS_PER_CHUNK``; deleted when it finishes), and the
 check holds across batches and processes exactly as in one replay. The handlers only add an id to
-the run's dict (``seen[event_id] = None``); ``RowCache.flush`` finds the new ones by count. An id is
+the run's dict (``seen[event_id] = ra``); ``RowCache.flush`` finds the new ones by count. An id is
 checked within its run (an event belongs to exactly one run): tracking every id ever applied
 would cost an index of all ids, about as much as a replay itself.
+
+What changed: a handler marks each row it changes, once all of the event's checks passed, and
+``RowCache.flush`` writes only the marked rows (see ``rows``): a ``run_accounts`` row by mapping the
+event's id to it in its run's ids (``seen[event_id] = ra``: every account event that applies,
+account_started, step_finished, artifact_saved, account_finished; the store the duplicate check
+needs anyway), a new run's rows through ``put_run``, a run's row by adding its id to
+``rows.dirty_runs`` (run_started, account_finished when final, run_finished: nothing else changes
+it), accounts and tasks through ``_account_row``, ``put_task`` and ``touch_task``. A change left
+unmarked would be lost at the next commit (the row in memory right, the table wrong), so every
+assignment to a row's field below has its mark.
 
 Statuses are upper case. A run_accounts row is PENDING from ``run_started`` until its account
 starts, RUNNING through its attempts (a failed attempt that will be retried keeps it RUNNING), and
@@ -75,6 +85,7 @@ class Handlers:
         self._run_accounts = rows.run_accounts
         self._accounts = rows.accounts
         self._dirty_accounts = rows.dirty_accounts
+        self._dirty_runs = rows.dirty_runs
         self._run_ids = rows.run_ids
         # Keyed by the event's class: ``by_type[type(event)](event)`` is the projector's dispatch.
         self.by_type: dict[type, Callable[[Any], None]] = {
@@ -99,7 +110,7 @@ class Handlers:
             raise Reject(f"{tag}: duplicate event id {event.id!r} (an event with this id was already applied)")
 
     def _run_account(self, event: AccountEvent) -> tuple[Row, Row]:
-        """The run and run_accounts rows an account event applies to, marked as changing.
+        """The run and run_accounts rows an account event applies to (the caller marks what it changes).
 
         Rejects an event of an unknown run, of an account not in the run, or already applied.
         """
@@ -208,7 +219,7 @@ class Handlers:
         if ra["status"] in ACCOUNT_FINAL_STATUSES:
             raise Reject(f"account_started: account {ra['account_id']!r} already finished ({ra['status']})")
         ts, attempt = event.ts, event.attempt
-        self._run_ids[run["id"]][event.id] = None
+        self._run_ids[run["id"]][event.id] = ra  # (marks ra changed)
         ra["status"] = "RUNNING"
         if attempt > ra["attempts"]:
             ra["attempts"] = attempt
@@ -236,10 +247,11 @@ class Handlers:
     def step_finished(self, event: StepFinished, _final: frozenset[str] = ACCOUNT_FINAL_STATUSES,
                       _slack_ms: float = DURATION_SLACK_MS) -> None:
         # Three events in four are steps: the common case (its run in memory, the step ok) is short.
+        # (subscripts in a try, not .get() calls: the miss is rare, and a try costs nothing in 3.11+)
         run_id = event.run_id
-        accounts = self._run_accounts.get(run_id)
-        ra = accounts.get(event.account_id) if accounts is not None else None
-        if ra is None:
+        try:
+            ra = self._run_accounts[run_id][event.account_id]
+        except KeyError:
             _, ra = self._run_account(event)  # loads the run, or says why the event cannot apply
         seen, event_id = self._run_ids[run_id], event.id
         if event_id in seen:
@@ -248,10 +260,11 @@ class Handlers:
             raise Reject(f"step_finished: account {ra['account_id']!r} already finished ({ra['status']})")
         if not 0.0 <= event.duration_ms <= _slack_ms:  # (one comparison for the common case)
             self._check_duration(event)
-        if not event.ok:
+        ok = event.ok
+        if not ok:
             _check_ts(event)  # (a failed step stores its time; an ok one's is checked for length only)
-        seen[event_id] = None  # (every check passed: from here on the event applies)
-        if event.ok:
+        seen[event_id] = ra  # (every check passed: from here on the event applies; marks ra changed)
+        if ok:
             ra["steps_ok"] += 1
             return
         ra["steps_failed"] += 1
@@ -265,7 +278,7 @@ class Handlers:
         run, ra = self._run_account(event)
         if self.rows.artifact_known(event.path):
             raise Reject(f"artifact_saved: path {event.path!r} is already recorded (an artifact row is never replaced)")
-        self._run_ids[run["id"]][event.id] = None
+        self._run_ids[run["id"]][event.id] = ra  # (marks ra changed: its log)
         self.rows.add_artifact(
             {
                 "path": event.path,
@@ -288,7 +301,7 @@ class Handlers:
             raise Reject(f"account_finished: unknown status {status!r}")
         if ra["status"] in ACCOUNT_FINAL_STATUSES:
             raise Reject(f"account_finished: account {ra['account_id']!r} already finished ({ra['status']})")
-        self._run_ids[run["id"]][event.id] = None
+        self._run_ids[run["id"]][event.id] = ra  # (marks ra changed)
         if attempt > ra["attempts"]:
             ra["attempts"] = attempt
         ra["error"] = error
@@ -300,6 +313,7 @@ class Handlers:
         if status != "COMPLETED":
             ra["log"] += f"{ts[11:23]} {status}" + (f": {error}\n" if error else "\n")
         run[_COUNT_COLUMN[status]] += 1
+        self._dirty_runs.add(run["id"])
         account = self._account_row(ra["account_id"], ts)
         account["last_run_id"] = run["id"]
         account["last_status"] = status
@@ -322,7 +336,7 @@ class Handlers:
             raise Reject(f"run_finished: unknown status {said!r}")
         if run["status"] in RUN_FINAL_STATUSES:
             raise Reject(f"run_finished: run {run_id!r} already finished ({run['status']})")
-        self._run_ids[run_id] = CLOSED  # (its ids are no longer needed: nothing more applies to it)
+        self.rows.close_run(run_id)  # (its ids are no longer needed: nothing more applies to it)
         if said == "INTERRUPTED":
             status = "INTERRUPTED"
         elif run["accounts_completed"] == run["accounts_total"]:
@@ -332,6 +346,7 @@ class Handlers:
         run["status"] = status
         run["completed_at"] = ts
         run["reason"] = event.reason
+        self._dirty_runs.add(run_id)
         task = self.rows.task(run["task_id"])
         if task is not None and task["last_run_id"] == run_id:
             task["last_status"] = status

@@ -4,10 +4,27 @@ Why a cache: one SQL statement per event runs at ~174k events/s here and sqlite-
 ``update()`` at ~1.8k/s, while parsing alone runs at ~940k/s. So events are folded into plain dicts
 in memory and each touched row is written once per batch with one ``executemany`` per table.
 
-Runs in memory are written at every flush (they are the ones in flight); accounts and tasks are
-written when marked dirty. A run's event ids are append-only: a flush writes only the chunks of
-``run_event_ids`` that the ids applied since the last commit fall in (see ``IDS_PER_CHUNK``), so
-a batch costs what its events cost, not what the runs in flight have grown to.
+What a flush writes: only the rows changed since the last commit, so a batch costs what its events
+cost, not what the runs in flight have grown to (one run of 3,000 accounts in flight must not make
+each commit rewrite 3,000 ``run_accounts`` rows). A run's event ids are append-only: a flush writes
+only the chunks of ``run_event_ids`` that the ids applied since the last commit fall in (see
+``IDS_PER_CHUNK``). The changed rows are known from marks:
+
+- a run's row: its id in ``dirty_runs`` (run_started, account_finished, run_finished: the only
+  events that change it);
+- a ``run_accounts`` row: every account event that applies adds its id to its run's ids mapped to
+  the row it changed (``seen[event_id] = ra``, the store the duplicate check needs anyway: so the
+  hot path pays nothing for the mark), and the flush takes the rows of the ids applied since the
+  last commit (the ids past ``ids_stored``), each once; a new run's rows (``put_run``), and those of
+  a run that finished in the transaction (``close_run``: its ids are dropped), are listed in
+  ``dirty_run_accounts``;
+- accounts and tasks: their ids in ``dirty_accounts`` and the tasks' set.
+
+Invariant: every row in memory that differs from its row in the database is marked (or the
+transaction that changed it rolls back, and ``clear()`` forgets everything). Marks go only at
+``after_commit`` (what they mark is committed: ``ids_stored`` moves past the ids) and at ``clear()``
+(the database is the truth again and rows reload from it), so a rollback never loses a change the
+tables should hold.
 
 Loading is by run: the first event of a run not in memory loads the run's row, all its
 ``run_accounts`` rows and its ids (its ``run_event_ids`` chunks, in order) in three queries.
@@ -41,10 +58,13 @@ from warmup.projections.core.schema import (
 )
 
 Row = dict[str, Any]
-EventIds = dict[str, None]  # the ids applied to a run, in the order applied (a dict: an ordered set)
+# The ids applied to a run, in the order applied (a dict: an ordered set), each mapped to the
+# run_accounts row its event changed (None for run_started's, and for ids loaded from the database:
+# only the ids applied since the last commit need it; see "What a flush writes" above).
+EventIds = dict[str, "Row | None"]
 
 
-class ClosedRun(dict[str, None]):
+class ClosedRun(dict[str, "Row | None"]):
     """The ids of a finished run: none are kept, and every id is "in" it.
 
     A finished run takes no more events (every later event of it is rejected, see handlers), so
@@ -55,7 +75,7 @@ class ClosedRun(dict[str, None]):
     def __contains__(self, key: object) -> bool:
         return True
 
-    def __setitem__(self, key: str, value: None) -> None:
+    def __setitem__(self, key: str, value: Row | None) -> None:
         raise AssertionError("a finished run takes no ids")
 
 
@@ -128,6 +148,10 @@ class RowCache:
         self._ids_flushed: dict[str, int] = {}  # what the current transaction's flush wrote, until commit
         self.accounts: dict[str, Row | None] = {}
         self.tasks: dict[str, Row | None] = {}
+        # What changed since the last commit, besides the rows the new ids map to (see the module's
+        # docstring): run ids, and run_accounts rows (a row may be listed twice: it is written once).
+        self.dirty_runs: set[str] = set()
+        self.dirty_run_accounts: list[Row] = []
         self.dirty_accounts: set[str] = set()
         self._dirty_tasks: set[str] = set()
         self.artifacts: list[Row] = []
@@ -138,7 +162,8 @@ class RowCache:
         """Forget everything (the database is the truth again)."""
         for container in (
             self.runs, self.run_accounts, self.run_ids, self.ids_stored, self._ids_flushed, self.accounts, self.tasks,
-            self.dirty_accounts, self._dirty_tasks, self.artifacts, self._artifact_paths, self.rejected,
+            self.dirty_runs, self.dirty_run_accounts, self.dirty_accounts, self._dirty_tasks,
+            self.artifacts, self._artifact_paths, self.rejected,
         ):
             container.clear()
 
@@ -203,10 +228,27 @@ class RowCache:
         self._artifact_paths.add(row["path"])
 
     def put_run(self, row: Row, accounts: dict[str, Row]) -> None:
+        """A new run and its run_accounts rows, all marked changed."""
         self.runs[row["id"]] = row
         self.run_accounts[row["id"]] = accounts
         self.run_ids[row["id"]] = {}
         self.ids_stored[row["id"]] = 0
+        self.dirty_runs.add(row["id"])
+        self.dirty_run_accounts.extend(accounts.values())
+
+    def close_run(self, run_id: str) -> None:
+        """The run (in memory) has finished: drop its ids (see ClosedRun), keeping their marks.
+
+        The rows its ids applied since the last commit map to are listed in ``dirty_run_accounts``
+        (all the run's rows instead when there are more such ids than rows: a replay's long batches).
+        """
+        ids, accounts = self.run_ids[run_id], self.run_accounts[run_id]
+        new = len(ids) - self.ids_stored.get(run_id, 0)
+        if new > len(accounts):
+            self.dirty_run_accounts.extend(accounts.values())
+        elif new > 0:
+            self.dirty_run_accounts.extend(filter(None, islice(reversed(ids.values()), new)))
+        self.run_ids[run_id] = CLOSED
 
     def put_account(self, row: Row) -> None:
         self.accounts[row["id"]] = row
@@ -228,28 +270,35 @@ class RowCache:
             if rows:
                 conn.executemany(table.insert_sql, map(table.values, rows))
 
-        # Every run in memory is written: it is one this batch touched or one still in flight (the
-        # finished ones were evicted after the previous commit), so this is the dirty set, give or
-        # take an in-flight run that got no event, without tracking it on the hot path.
-        runs = [row for row in self.runs.values() if row is not None]
-        write(RUNS, runs)
-        write(RUN_ACCOUNTS, [ra for row in runs for ra in self.run_accounts[row["id"]].values()])
-        # The ids of the runs in flight, only those applied since the last commit (plus the rest of
-        # the last chunk they fall in); a run that finished no longer needs them (see ClosedRun).
-        run_ids, ids_stored, flushed = self.run_ids, self.ids_stored, self._ids_flushed
+        # Only the rows marked changed (a marked run is in memory: marks go with ``clear()``).
+        write(RUNS, [self.runs[r] for r in self.dirty_runs])  # type: ignore[misc]
+        # The runs in memory: the ids applied since the last commit (plus the rest of the last chunk
+        # they fall in), and the run_accounts rows they map to; a run that finished no longer needs
+        # its ids (see ClosedRun: ``close_run`` listed its rows). Each run is looked at, marked or not.
+        run_ids, ids_stored, flushed, run_accounts = self.run_ids, self.ids_stored, self._ids_flushed, self.run_accounts
         flushed.clear()
+        changed = self.dirty_run_accounts.copy()
         chunks: list[tuple[str, int, bytes | str]] = []
         closed: list[tuple[str]] = []
-        for row in runs:
+        for row in self.runs.values():
+            if row is None:
+                continue
             run_id = row["id"]
             ids = run_ids[run_id]
             if ids is CLOSED:
                 closed.append((run_id,))
                 continue
             stored = ids_stored.get(run_id, 0)
-            if len(ids) > stored:
+            new = len(ids) - stored
+            if new > 0:
+                accounts = run_accounts[run_id]
+                if new > len(accounts):  # (a replay's long batches: most rows changed, many times)
+                    changed.extend(accounts.values())
+                else:
+                    changed.extend(filter(None, islice(reversed(ids.values()), new)))
                 chunks.extend((run_id, k, pack_ids(part)) for k, part in new_chunks(ids, stored))
                 flushed[run_id] = len(ids)
+        write(RUN_ACCOUNTS, list(dict(zip(map(id, changed), changed, strict=True)).values()))  # (each row once)
         conn.executemany(RUN_EVENT_IDS.insert_sql, chunks)
         conn.executemany('DELETE FROM "run_event_ids" WHERE "run_id" = ?', closed)
         write(ACCOUNTS, [self.accounts[a] for a in self.dirty_accounts])  # type: ignore[misc]
@@ -264,6 +313,8 @@ class RowCache:
         """
         self.ids_stored.update(self._ids_flushed)
         self._ids_flushed.clear()
+        self.dirty_runs.clear()
+        self.dirty_run_accounts.clear()
         self.dirty_accounts.clear()
         self._dirty_tasks.clear()
         self.artifacts.clear()
