@@ -508,3 +508,18 @@ def test_the_log_and_core_database_default_to_warmup_log_and_warmup_db(tmp_path:
     assert result.returncode == 0, result.stderr
     assert f"from {log} to {core}" in result.stderr
     assert models(db) == expected(log)
+
+
+def test_a_version_bump_clears_and_rebuilds_that_projection(tmp_path: Path) -> None:
+    db, log, core = migrated(tmp_path), tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    builder = LogBuilder(seed=9)
+    append(log, builder.runs_lines(3))
+    assert project(db, log, core).returncode == 0
+    append(log, builder.runs_lines(2))
+    result = project(db, log, core, WARMUP_TEST_STEP_STATS_VERSION="2")
+    assert result.returncode == 0, result.stderr
+    assert ("projection 'uploader_step_stats' was built by version 1; this is version 2: rebuilding it from the log"
+            in result.stderr)
+    assert models(db) == expected(log)  # rebuilt from the whole log: nothing counted twice
+    assert query(db, "SELECT name, version FROM warmup_django_checkpoint ORDER BY name") == [
+        ("uploader_step_stats", 2), ("uploader_warmup_tasks", 1)]

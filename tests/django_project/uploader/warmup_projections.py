@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Any
 
@@ -90,6 +91,7 @@ class StepStats(DjangoProjection):
     """Steps per action, ok and failed: a second projection, to be selected with --projection."""
 
     name = "uploader_step_stats"
+    version = int(os.environ.get("WARMUP_TEST_STEP_STATS_VERSION", "1"))  # (a test bumps it)
 
     @on("step_finished")
     def step_finished(self, event, ctx: Context) -> None:
