@@ -523,3 +523,21 @@ def test_a_version_bump_clears_and_rebuilds_that_projection(tmp_path: Path) -> N
     assert models(db) == expected(log)  # rebuilt from the whole log: nothing counted twice
     assert query(db, "SELECT name, version FROM warmup_django_checkpoint ORDER BY name") == [
         ("uploader_step_stats", 2), ("uploader_warmup_tasks", 1)]
+
+
+def test_warmup_project_takes_a_django_projection_by_its_spec_when_django_is_configured(tmp_path: Path) -> None:
+    """`warmup project --projection app.warmup_projections:Class` (or `warmup run --projection`) sets
+    Django up from DJANGO_SETTINGS_MODULE; without it, one line and exit 2."""
+    db, log, core = migrated(tmp_path), tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    append(log, LogBuilder(seed=3).runs_lines(3))
+    spec = "uploader.warmup_projections:WarmupTasks"
+    args = [sys.executable, "-m", "cli", "project", "--log", str(log), "--db", str(core), "--projection", spec]
+    bare = subprocess.run(args, cwd=PROJECT, env=django_env(db), capture_output=True, text=True, timeout=120)
+    assert bare.returncode == 2 and "DJANGO_SETTINGS_MODULE" in bare.stderr, bare.stderr
+    assert len(bare.stderr.strip().splitlines()) == 1
+    configured = {**django_env(db), "DJANGO_SETTINGS_MODULE": "testsite.settings"}
+    done = subprocess.run(args, cwd=PROJECT, env=configured, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    without_steps = {k: v for k, v in expected(log).items() if k != "step_stats"}  # (StepStats was not given)
+    assert {k: v for k, v in models(db).items() if k != "step_stats"} == without_steps
+    assert models(db)["step_stats"] == []

@@ -31,7 +31,12 @@ def load_projection(spec: str, target: str | os.PathLike[str] | None = None) -> 
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # (a module beside the user, as `python -m` would find it)
     try:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001
+            if type(exc).__name__ != "AppRegistryNotReady" or not _set_up_django():
+                raise
+            module = importlib.import_module(module_name)  # (a Django app's module: Django is set up now)
     except Exception as exc:  # noqa: BLE001  (whatever the user's module raises: one line)
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise UsageError(f"--projection {spec!r}: cannot import {module_name}: {type(exc).__name__}: {first}") from None
@@ -57,6 +62,17 @@ def load_projection(spec: str, target: str | os.PathLike[str] | None = None) -> 
             raise UsageError(f"--target {target}: {spec} is not a SQLiteProjection, so it has no SQLite target")
         projection.target = Path(target)  # type: ignore[attr-defined]
     return projection
+
+
+def _set_up_django() -> bool:
+    """``django.setup()`` from ``DJANGO_SETTINGS_MODULE``, for a projection defined in a Django app
+    (``--projection myapp.warmup_projections:X``); False when Django is not configured here."""
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return False
+    import django
+
+    django.setup()
+    return True
 
 
 def load_projections(specs: tuple[str, ...] | list[str], targets: tuple[str, ...] | list[str] = ()) -> list[Projection]:
