@@ -135,6 +135,19 @@ class _Inotify:
             self.fd = -1
 
 
+def open_inotify(use_inotify: bool | None) -> _Inotify | None:
+    """An inotify instance; None where there is none (not Linux, no instances left) unless
+    ``use_inotify`` is True (then it raises), or when it is False (polling asked for)."""
+    if use_inotify is False:
+        return None
+    try:
+        return _Inotify()
+    except (OSError, AttributeError):
+        if use_inotify:
+            raise
+        return None
+
+
 class WakePipe:
     """A self-pipe: ``wake()`` (safe in a signal handler or another thread) makes a ``poll`` on
     ``fd`` return at once; ``drain()`` takes the wake-up; ``close()`` is idempotent."""
@@ -188,18 +201,11 @@ class Follower:
         self._seen_end = 0
         self._stopped = False
         self._wake = WakePipe()
-        self._inotify: _Inotify | None = None
+        self._inotify = open_inotify(use_inotify)
         self._file_wd: int | None = None
         self._dir_wd: int | None = None
         self._check_path = True
         self._removed_noticed = False
-        if use_inotify is not False:
-            try:
-                self._inotify = _Inotify()
-            except (OSError, AttributeError):
-                if use_inotify:
-                    raise
-                self._inotify = None
         if self._fd is None:
             self._fd = self._open()
         if self._fd is not None:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from warmup.errors import UsageError, WarmupError, no_log
-from warmup.events.follower import DIR_MASK, FILE_MASK, IN_IGNORED, Follower, Notice, WakePipe, _Inotify
+from warmup.events.follower import DIR_MASK, FILE_MASK, IN_IGNORED, Follower, Notice, WakePipe, open_inotify
 from warmup.events.logfile import open_log
 from warmup.events.reader import Line, read_block
 from warmup.events.writer import EventWriter
@@ -128,16 +128,10 @@ class FileLogWatch(LogWatch):
         self.path = path
         self.poll_s = poll_s
         self._wake = WakePipe()
-        self._inotify: _Inotify | None = None
+        self._inotify = open_inotify(use_inotify)
         self._file_wd: int | None = None
         self._file_id: tuple[int, int] | None = None
         self._dir_wd: int | None = None
-        if use_inotify is not False:
-            try:
-                self._inotify = _Inotify()
-            except (OSError, AttributeError):
-                if use_inotify:
-                    raise
         self._rewatch()
 
     @property
