@@ -9,13 +9,7 @@ from collections.abc import Iterable
 
 from warmup.log.file import FileLog
 from warmup.projection import Projection
-from warmup.projector.connect import (
-    LOCK_WAIT_S,
-    create_private_file,
-    enable_wal,
-    locked_or_broken,
-    refuse_inside_event_loop,
-)
+from warmup.projector.connect import refuse_inside_event_loop
 from warmup.projector.runner import (
     DEFAULT_BATCH_BYTES,
     BatchResult,
@@ -25,10 +19,7 @@ from warmup.projector.runner import (
 )
 from warmup.projector.scope import Scope
 
-__all__ = [
-    "LOCK_WAIT_S", "BatchResult", "Projector", "StrictStop", "VersionMismatch", "create_private_file",
-    "enable_wal", "locked_or_broken", "refuse_inside_event_loop",
-]
+__all__ = ["BatchResult", "Projector", "StrictStop", "VersionMismatch"]
 
 
 class Projector(ProjectionRunner):
