@@ -473,3 +473,26 @@ click = "#more"
     bad = warmup(*work.run_args(task, "--projection", "tests.user_projections:Nope"))
     assert bad.returncode == 2 and "has no Nope" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert len([e for e in work.events() if e["type"] == "run_started"]) == 1  # (refused before anything ran)
+
+
+def test_a_name_that_is_not_an_identifier_is_refused_in_one_line(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"".join(run_lines("r1", ["alice"], {})))
+    done = warmup("project", "--log", log, "--db", tmp_path / "w.db", "--projection", "tests.user_projections:BadName")
+    assert done.returncode == 2 and "must be letters, digits and _ only" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_database_removed_under_a_live_runner_is_rebuilt_with_the_projections_sharing_it(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    data = mixed_log(log)
+    log.write_bytes(b"".join(data[: len(data) // 2]))
+    with Projector(log, db, projections=[_load(WARM)]) as runner:
+        runner.catch_up()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        log.write_bytes(b"".join(data))
+        runner.catch_up()
+        assert runner.failures == []
+    assert warm_table(db) == recompute_warm(log)
+    assert checkpoint(db, "warm_counts")["position"] == checkpoint(db, "core")["position"] == log.stat().st_size

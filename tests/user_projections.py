@@ -114,3 +114,7 @@ class FinishedV2(SQLiteProjection):
     @on("account_finished")
     def finished(self, event, ctx: Context) -> None:  # type: ignore[no-untyped-def]
         ctx.conn.execute("INSERT INTO fin VALUES (?, ?)", (event.id, event.status))
+
+
+class BadName(SQLiteProjection):
+    name = 'we"ird'
