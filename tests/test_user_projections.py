@@ -496,3 +496,14 @@ def test_a_database_removed_under_a_live_runner_is_rebuilt_with_the_projections_
         assert runner.failures == []
     assert warm_table(db) == recompute_warm(log)
     assert checkpoint(db, "warm_counts")["position"] == checkpoint(db, "core")["position"] == log.stat().st_size
+
+
+def test_replay_removes_the_validators_kept_beside_the_database(tmp_path: Path) -> None:
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    mixed_log(log)
+    assert warmup("project", "--log", log, "--db", db).returncode == 0
+    assert warmup("project", "--log", log, "--db", db, "--projection", WARM).returncode == 0  # behind: a validator
+    assert list(tmp_path.glob("warmup.db.behind-*"))
+    assert warmup("replay", "--log", log, "--db", db).returncode == 0
+    assert not list(tmp_path.glob("warmup.db.behind-*"))
+    assert warm_table(db) == recompute_warm(log)
