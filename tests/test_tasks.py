@@ -466,3 +466,85 @@ def test_a_task_of_thousands_of_accounts_with_passwords_loads_in_linear_time(tmp
     elapsed = time.process_time() - started
     assert len(task.secret_values()) == 10_000
     assert elapsed < 15, f"{elapsed:.1f} s of CPU for 10,000 accounts"
+
+
+VARS_TASK = """
+id = "with-vars"
+[vars]
+base = "http://127.0.0.1:8000"
+section = "feed"
+retries_hint = 3
+[[accounts]]
+id = "alice"
+vars = { page = "${vars.section}" }
+storage_state = "states/${vars.section}-${account.id}.json"
+[[steps]]
+goto = "${vars.base}/${account.page}"
+[[steps]]
+screenshot = "${vars.section}-${account.id}"
+"""
+
+
+def test_task_vars_fill_steps_names_and_paths_and_are_never_secret(tmp_path: Path) -> None:
+    path = tmp_path / "task.toml"
+    path.write_text(VARS_TASK)
+    task = load_task(path, env={})
+    (alice,) = task.accounts
+    assert task.vars == {"base": "http://127.0.0.1:8000", "section": "feed", "retries_hint": "3"}
+    assert task.step_value(task.steps[0], "", alice) == "http://127.0.0.1:8000/feed"
+    assert task.step_value(task.steps[1], "", alice) == "feed-alice"
+    assert task.storage_state_path(alice) == (tmp_path / "states" / "feed-alice.json").resolve()
+    assert task.secret_values() == []  # (shown as they are in errors: `HTTP 404 from http://127.0.0.1:8000/nope/`)
+    assert task.scrubber()("http://127.0.0.1:8000/feed") == "http://127.0.0.1:8000/feed"
+    assert task.record()["vars"] == task.vars
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ('[vars]\nbase = "${env.BASE}"', "vars.base: a task variable is plain text, it cannot use ${...}"),
+    ('[vars]\napi_token = "abc"', "vars.api_token: task variables are never secret; put a credential in ${env.NAME}"),
+    ('[vars]\n"bad-name" = "x"', "[vars] name 'bad-name' is not a variable name"),
+    ('[vars]\nbase = ["a"]', "vars.base must be a string or a number, not a list"),
+    ('[vars]\nbase = "x"\n[[accounts]]\nid = "a"\n[[steps]]\ngoto = "${vars.nope}/x"',
+     "step 1 (goto): ${vars.nope}: no variable 'nope' in the task's [vars]"),
+])
+def test_bad_task_vars_are_refused_in_one_line(tmp_path: Path, text: str, said: str) -> None:
+    path = tmp_path / "task.toml"
+    if "[[accounts]]" not in text:
+        text += '\n[[accounts]]\nid = "a"\n[[steps]]\ngoto = "http://127.0.0.1:8000/"'
+    path.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        load_task(path, env={"BASE": "http://x"})
+    assert said in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_task_vars_survive_the_record_a_resume_reads(tmp_path: Path) -> None:
+    from warmup.tasks import task_from_record
+
+    path = tmp_path / "task.toml"
+    path.write_text(VARS_TASK)
+    task = load_task(path, env={})
+    again = task_from_record(task.record(), ["alice"], where="run r1", env={})
+    assert again.vars == task.vars
+    assert again.step_value(again.steps[0], "", again.accounts[0]) == "http://127.0.0.1:8000/feed"
+
+
+@pytest.mark.browser
+def test_a_url_from_task_vars_reads_plainly_in_errors(site: str, work: Workdir) -> None:
+    """The issue's complaint: a base URL from ${env.X} read `HTTP 404 from ***/nope/`; from [vars] it reads as it is."""
+    task = work.task(f"""
+id = "plain"
+[vars]
+base = "{site}"
+[[accounts]]
+id = "v1"
+[[steps]]
+goto = "${{vars.base}}/feed"
+[[steps]]
+goto = "${{vars.base}}/nope/"
+""")
+    done = warmup(*work.run_args(task))
+    assert done.returncode == 1
+    (finished,) = [e for e in work.events() if e["type"] == "account_finished"]
+    assert f"HTTP 404 Not Found from {site}/nope/" in finished["error"], finished["error"]
+    (started,) = [e for e in work.events() if e["type"] == "run_started"]
+    assert started["task"]["vars"] == {"base": site}

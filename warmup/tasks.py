@@ -71,6 +71,7 @@ DEFAULT_CONCURRENCY = 4
 DEFAULT_SCROLL_PAUSE_MS = 250
 
 TASK_KEYS = {
+    "vars",
     "id",
     "name",
     "concurrency",
@@ -149,11 +150,12 @@ class Task:
     storage_state: str | None = None  # task-wide default for accounts without their own
     accounts_file: str | None = None
     env_names: frozenset[str] = frozenset()
+    vars: dict[str, str] = field(default_factory=dict)  # [vars]: plain text, never secret (${vars.NAME})
 
     # -- variables -----------------------------------------------------------------------------
     def render(self, template: str, account: Account, *, env: Mapping[str, str] | None = None) -> str:
         """``template`` with every reference filled in for ``account``; ${env.*} read now."""
-        return _render(template, account, os.environ if env is None else env, where="")
+        return _render(template, account, os.environ if env is None else env, where="", task_vars=self.vars)
 
     def step_value(self, step: Step, key: str, account: Account) -> Any:
         """A step's field for ``account``: templated strings rendered, other values as written."""
@@ -215,6 +217,7 @@ class Task:
             "timeout_ms": self.timeout_ms,
             "storage_state": self.storage_state,
             "accounts_file": self.accounts_file,
+            "vars": self.vars,
             "accounts": [
                 {
                     "id": a.id,
@@ -541,16 +544,21 @@ def references(template: str) -> list[str]:
     return REFERENCE.findall(template)
 
 
-def _render(template: str, account: Account, env: Mapping[str, str], *, where: str, depth: int = 0) -> str:
+def _render(template: str, account: Account, env: Mapping[str, str], *, where: str, depth: int = 0,
+            task_vars: Mapping[str, str]) -> str:
     def fill(match: re.Match[str]) -> str:
         ref = match.group(1)
         scope, _, name = ref.partition(".")
         if scope == "account" and name == "id":
             return account.id
+        if scope == "vars":
+            if name not in task_vars:
+                raise UsageError(f"{where}${{{ref}}}: no variable {name!r} in the task's [vars]")
+            return task_vars[name]
         if scope == "account" and name in account.vars:
             if depth > 0:
                 raise UsageError(f"{where}${{{ref}}}: an account variable cannot refer to another one")
-            return _render(account.vars[name], account, env, where=where, depth=depth + 1)
+            return _render(account.vars[name], account, env, where=where, depth=depth + 1, task_vars=task_vars)
         if scope == "account":
             raise UsageError(f"{where}${{{ref}}} is not defined for account {account.id!r}")
         if scope == "env":
@@ -558,7 +566,8 @@ def _render(template: str, account: Account, env: Mapping[str, str], *, where: s
                 raise UsageError(f"{where}${{{ref}}}: environment variable {name} is not set")
             return env[name]
         raise UsageError(
-            f"{where}unknown variable ${{{ref}}} (use ${{account.id}}, ${{account.NAME}} or ${{env.NAME}})"
+            f"{where}unknown variable ${{{ref}}} (use ${{account.id}}, ${{account.NAME}}, ${{vars.NAME}} "
+            "or ${env.NAME})"
         )
 
     return REFERENCE.sub(fill, template)
@@ -675,6 +684,7 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
     timeout_ms = _check_ms(_get(doc, "timeout_ms", int, where, default=DEFAULT_STEP_TIMEOUT_MS), "timeout_ms", where)
     storage_state = _get(doc, "storage_state", str, where, default=None)
     accounts_file = _get(doc, "accounts_file", str, where, default=None)
+    task_vars = _task_vars(_get(doc, "vars", dict, where, default={}), where)
 
     accounts: list[Account] = []
     raw_accounts = _get(doc, "accounts", list, where, default=[])
@@ -709,6 +719,7 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
         steps=steps,
         storage_state=storage_state,
         accounts_file=accounts_file,
+        vars=task_vars,
     )
     rendered_names: list[tuple[str, str]] = []
     task.env_names = frozenset(_check_references(task, env, where, rendered_names))
@@ -847,6 +858,26 @@ def _var_value(value: Any, where: str) -> str:
     if isinstance(value, str | int | float):
         return str(value)
     raise UsageError(f"{where} must be a string or a number, not {_describe(value)}")
+
+
+def _task_vars(raw: dict[str, Any], where: str) -> dict[str, str]:
+    """``[vars]``: plain task variables (``${vars.NAME}``), recorded and shown as they are, never secret.
+
+    So a value may not refer to anything (a ``${env.*}`` inside would put a secret where nothing
+    hides it), and a credential-like name is refused: a password belongs in ``${env.NAME}``.
+    """
+    found: dict[str, str] = {}
+    for name, value in raw.items():
+        at = f"{where}: vars.{name}"
+        if not VAR_NAME.match(name):
+            raise UsageError(f"{where}: [vars] name {name!r} is not a variable name (letters, digits and _)")
+        if SECRET_VAR.search(name):
+            raise UsageError(f"{at}: task variables are never secret; put a credential in ${{env.NAME}}")
+        text = _var_value(value, at)
+        if references(text):
+            raise UsageError(f"{at}: a task variable is plain text, it cannot use ${{...}} (write the value itself)")
+        found[name] = text
+    return found
 
 
 def _check_account_id(value: Any, where: str) -> str:
@@ -1026,10 +1057,15 @@ def _check_references(
             for ref in references(value):
                 if ref == "account.id":
                     continue
+                if ref.startswith("vars."):
+                    if ref[5:] not in task.vars:
+                        raise UsageError(f"{where}: account {account.id!r}, variable {name!r}: ${{{ref}}}: "
+                                         f"no variable {ref[5:]!r} in the task's [vars]")
+                    continue
                 if not ref.startswith("env."):
                     raise UsageError(
-                        f"{where}: account {account.id!r}, variable {name!r}: only ${{account.id}} and "
-                        f"${{env.NAME}} may be used inside a variable, not ${{{ref}}}"
+                        f"{where}: account {account.id!r}, variable {name!r}: only ${{account.id}}, "
+                        f"${{vars.NAME}} and ${{env.NAME}} may be used inside a variable, not ${{{ref}}}"
                     )
                 env_names.add(ref[4:])
         template = account.storage_state or task.storage_state
@@ -1041,12 +1077,13 @@ def _check_references(
                 )
             rendered_names.append((
                 f"the storage_state of account {account.id!r}",
-                _render(template, account, env, where=f"{where}: account {account.id!r}: storage_state: "),
+                _render(template, account, env, where=f"{where}: account {account.id!r}: storage_state: ",
+                        task_vars=task.vars),
             ))
         shots: dict[str, Step] = {}  # rendered screenshot name (casefolded) -> its step
         for step in task.steps:
             for template in _templates(step):
-                rendered = _render(template, account, env, where=f"{where}: {step.label}: ")
+                rendered = _render(template, account, env, where=f"{where}: {step.label}: ", task_vars=task.vars)
                 if step.action == "screenshot":
                     if any(ref.startswith("account.") and _has_env(account, ref) for ref in references(template)):
                         raise UsageError(
