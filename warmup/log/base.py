@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 from warmup.errors import UsageError, WarmupError
 from warmup.events.follower import Notice
@@ -42,6 +43,19 @@ class LogMissing(UsageError):
     may do without one (``tail -f`` waits for it, ``recover`` has nothing to do) catches this."""
 
 
+class _Closing:
+    """``with`` closes it: ``__exit__`` calls ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
 class Batch:
     """Complete lines read from ``start``; ``end`` is where the next read starts (``start`` if none)."""
@@ -51,7 +65,7 @@ class Batch:
     end: Position
 
 
-class LogReader(ABC):
+class LogReader(_Closing, ABC):
     """One open handle on the log, for reading; close it (or use ``with``).
 
     A file backend reads the file it opened, even if another file is renamed over the path since:
@@ -87,14 +101,9 @@ class LogReader(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self) -> LogReader:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
 
-class LogWatch(ABC):
+class LogWatch(_Closing, ABC):
     """Wakes a follower when the log may have grown: ``wait`` returns at once on a change (inotify for
     a file), else after ``timeout_s``. ``stop()`` (from a signal handler or another thread) makes a
     blocked ``wait`` return at once. Spurious wake-ups are allowed; missed ones are not."""
@@ -108,14 +117,9 @@ class LogWatch(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self) -> LogWatch:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
 
-class LogFollower(ABC):
+class LogFollower(_Closing, ABC):
     """An iterator over the log as it grows: a ``Line`` for each complete line, once; ``None`` each
     time it has caught up (just before it waits); a ``Notice`` when the log changed identity (a file
     removed, truncated, replaced: ``tail -F`` semantics, reading the new one from its start).
@@ -130,11 +134,6 @@ class LogFollower(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self) -> LogFollower:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
 
 class LogAppender(ABC):

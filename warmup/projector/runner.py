@@ -405,18 +405,17 @@ class ProjectionRunner:
         committed (another process projected: ``warmup run``'s projector beside a follower of your
         own, say), and when a batch finds a projection behind it.
         """
-        if self.slots:
-            core_now = self._peek_core()
-            if (core_now.position, core_now.events_applied) != self._committed:
-                for slot in self.slots:
-                    slot.checked = False
-        unchecked = [s for s in self.slots if s.failed is None and not s.checked]
-        if unchecked:
-            core_cp = self._peek_core()
-            for slot in unchecked:
+        if not self.slots:
+            return
+        core_now = self._peek_core()
+        if (core_now.position, core_now.events_applied) != self._committed:
+            for slot in self.slots:
+                slot.checked = False
+        for slot in self.slots:
+            if slot.failed is None and not slot.checked:
                 slot.checked = True
                 position = self._position_of(slot)
-                if position is not None and position < core_cp.position:
+                if position is not None and position < core_now.position:
                     slot.lagging = True
         lagging = [s for s in self.slots if s.lagging and s.failed is None]
         if not lagging:
