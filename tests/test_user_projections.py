@@ -507,3 +507,28 @@ def test_replay_removes_the_validators_kept_beside_the_database(tmp_path: Path) 
     assert warmup("replay", "--log", log, "--db", db).returncode == 0
     assert not list(tmp_path.glob("warmup.db.behind-*"))
     assert warm_table(db) == recompute_warm(log)
+
+
+def test_a_projection_is_not_left_behind_when_another_projector_commits_between_the_look_and_the_batch(
+        tmp_path: Path) -> None:
+    """The race a follower beside `warmup run`'s projector met: it looked at the core (not moved),
+    the other projector then committed the new events, and its batch found nothing new to read."""
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    data = mixed_log(log)
+    log.write_bytes(b"".join(data[: len(data) // 2]))
+    with Projector(log, db, projections=[_load(WARM)]) as follower:
+        follower.catch_up()
+        before = follower._peek_core()
+        log.write_bytes(b"".join(data))
+        with Projector(log, db) as other:  # the run's projector takes the new events first
+            other.catch_up()
+        real_peek, looks = follower._peek_core, []
+
+        def peek_before_the_other_commit() -> object:
+            looks.append(1)
+            return before if len(looks) == 1 else real_peek()
+
+        follower._peek_core = peek_before_the_other_commit  # type: ignore[method-assign]
+        follower.catch_up()
+    assert warm_table(db) == recompute_warm(log)
+    assert checkpoint(db, "warm_counts")["position"] == log.stat().st_size

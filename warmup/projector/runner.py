@@ -384,13 +384,13 @@ class ProjectionRunner:
             self._catch_up_lagging(reader)
             while True:
                 batch = self._one_batch(reader)
+                if any(s.failed is None and (s.lagging or not s.checked) for s in self.slots):
+                    self._catch_up_lagging(reader)  # (one fell behind, or another process moved the core)
                 if batch is None:
                     break
                 total.applied += batch.applied
                 total.rejected += batch.rejected
                 total.position = batch.position
-                if any(s.lagging for s in self.slots):
-                    self._catch_up_lagging(reader)
                 if batch.at_end or should_stop():
                     break  # (an append after the last read wakes a follower, which calls catch_up again)
         return total
@@ -535,6 +535,8 @@ class ProjectionRunner:
                 raise WarmupError(f"{self.db_path} has lost its core checkpoint; run `warmup replay`")
             if self._committed != (checkpoint.position, checkpoint.events_applied):
                 core.clear()  # another projector wrote since our last commit: reload from the db
+                for slot in self.slots:  # (and the projections may now be behind it: look again)
+                    slot.checked = False
                 self._check_still_ours(checkpoint)  # (or a replay, maybe a scoped one)
             reader.verify(checkpoint.position, checkpoint.fingerprint)
             batch_start, start_fingerprint = checkpoint.position, checkpoint.fingerprint
