@@ -1,0 +1,151 @@
+"""The loaded task: accounts, steps, variables; rendering of ``${...}`` and what is secret."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from warmup.errors import UsageError
+from warmup.tasks.accounts import Account
+from warmup.tasks.actions import ACTIONS
+from warmup.tasks.common import REDACTED, REFERENCE, SECRET_VAR, SHORT_SECRET, references
+from warmup.tasks.scrubber import Scrubber
+from warmup.tasks.steps import Step
+
+
+@dataclass
+class Task:
+    id: str
+    name: str
+    path: Path
+    concurrency: int
+    account_timeout_s: float
+    retries: int
+    timeout_ms: int
+    accounts: list[Account]
+    steps: list[Step]
+    storage_state: str | None = None  # task-wide default for accounts without their own
+    accounts_file: str | None = None
+    env_names: frozenset[str] = frozenset()
+    vars: dict[str, str] = field(default_factory=dict)  # [vars]: plain text, never secret (${vars.NAME})
+
+    # -- variables -----------------------------------------------------------------------------
+    def render(self, template: str, account: Account, *, env: Mapping[str, str] | None = None) -> str:
+        """``template`` with every reference filled in for ``account``; ${env.*} read now."""
+        return _render(template, account, os.environ if env is None else env, where="", task_vars=self.vars)
+
+    def step_value(self, step: Step, key: str, account: Account) -> Any:
+        """A step's field for ``account``: templated strings rendered, other values as written."""
+        value = step.args.get(key)
+        if step.action == "expect_text" and key == "":
+            return {k: self.render(v, account) for k, v in value.items()}
+        if key in ACTIONS[step.action].templated and isinstance(value, str):
+            return self.render(value, account)
+        return value
+
+    def storage_state_path(self, account: Account) -> Path | None:
+        template = account.storage_state or self.storage_state
+        if not template:
+            return None
+        return (self.path.parent / self.render(template, account)).resolve()
+
+    # -- secrets -------------------------------------------------------------------------------
+    def secret_sources(self, env: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+        """Each secret value with the variable it comes from, for messages that must not show it."""
+        env = os.environ if env is None else env
+        sources = [(f"${{env.{name}}}", env.get(name, "")) for name in sorted(self.env_names)]
+        for account in self.accounts:
+            for name in sorted(_secret_literal_names(account)):
+                # by where it was defined, not by id: the id may hold the value
+                sources.append((f"the variable {name!r} of {account.source}", account.vars[name]))
+        return [(label, value) for label, value in sources if value]
+
+    def short_secret_warning(self, env: Mapping[str, str] | None = None) -> str | None:
+        """One line naming the secrets shorter than 4 characters (never their values), or None."""
+        labels = sorted({label for label, value in self.secret_sources(env) if len(value) < SHORT_SECRET})
+        if not labels:
+            return None
+        return (
+            f"warning: {', '.join(labels)} {'is' if len(labels) == 1 else 'are'} shorter than {SHORT_SECRET} "
+            "characters: every occurrence of such a value in error texts and URLs becomes ***, "
+            "even where it is not the secret, and it may appear unscrubbed in the task's definition "
+            "recorded in the log (a URL or a step value that happens to contain it)"
+        )
+
+    def secret_values(self) -> list[str]:
+        """The values to hide: referenced environment variables and credential-named literals
+        (``secret_sources``, the one definition of what is a secret), longest first."""
+        return sorted({value for _, value in self.secret_sources()}, key=len, reverse=True)
+
+    def scrubber(self) -> Scrubber:
+        return Scrubber(self.secret_values())
+
+    # -- the record that goes into run_started ------------------------------------------------
+    def record(self) -> dict[str, Any]:
+        """The definition with secrets unresolved: enough to understand or resume the run later."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "source": str(self.path),
+            "folder": str(self.path.parent.resolve()),  # relative paths resolve from here on a resume
+            "concurrency": self.concurrency,
+            "account_timeout_s": self.account_timeout_s,
+            "retries": self.retries,
+            "timeout_ms": self.timeout_ms,
+            "storage_state": self.storage_state,
+            "accounts_file": self.accounts_file,
+            "vars": self.vars,
+            "accounts": [
+                {
+                    "id": a.id,
+                    "vars": {k: (REDACTED if k in _secret_literal_names(a) else v) for k, v in a.vars.items()},
+                    "storage_state": a.storage_state,
+                }
+                for a in self.accounts
+            ],
+            "steps": [s.raw for s in self.steps],
+        }
+
+
+def _secret_literal_names(account: Account) -> set[str]:
+    return {k for k, v in account.vars.items() if SECRET_VAR.search(k) and not _only_env_refs(v)}
+
+
+def _only_env_refs(value: str) -> bool:
+    """True when a credential-named var is just ``${env.X}`` references (nothing literal to hide)."""
+    refs = references(value)
+    return REFERENCE.sub("", value) == "" and bool(refs) and all(r.startswith("env.") for r in refs)
+
+
+
+def _render(template: str, account: Account, env: Mapping[str, str], *, where: str, depth: int = 0,
+            task_vars: Mapping[str, str]) -> str:
+    def fill(match: re.Match[str]) -> str:
+        ref = match.group(1)
+        scope, _, name = ref.partition(".")
+        if scope == "account" and name == "id":
+            return account.id
+        if scope == "vars":
+            if name not in task_vars:
+                raise UsageError(f"{where}${{{ref}}}: no variable {name!r} in the task's [vars]")
+            return task_vars[name]
+        if scope == "account" and name in account.vars:
+            if depth > 0:
+                raise UsageError(f"{where}${{{ref}}}: an account variable cannot refer to another one")
+            return _render(account.vars[name], account, env, where=where, depth=depth + 1, task_vars=task_vars)
+        if scope == "account":
+            raise UsageError(f"{where}${{{ref}}} is not defined for account {account.id!r}")
+        if scope == "env":
+            if name not in env:
+                raise UsageError(f"{where}${{{ref}}}: environment variable {name} is not set")
+            return env[name]
+        raise UsageError(
+            f"{where}unknown variable ${{{ref}}} (use ${{account.id}}, ${{account.NAME}}, ${{vars.NAME}} "
+            "or ${env.NAME})"
+        )
+
+    return REFERENCE.sub(fill, template)
