@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
@@ -39,8 +41,21 @@ def inherent_ms(action: str, values: dict[str, Any]) -> int:
     return 0
 
 
-async def perform(page: Page, action: str, values: dict[str, Any], timeout_ms: int) -> bytes | None:
-    """Do ``action`` on ``page``; raise PlaywrightError/StepFailed on failure; PNG bytes for screenshots."""
+@dataclass(frozen=True)
+class ActionResult:
+    """What an action gives back: a screenshot's PNG bytes, or a value (``evaluate``'s result)."""
+
+    png: bytes | None = None
+    value: Any = None
+
+
+async def perform(
+    page: Page, action: str, values: dict[str, Any], timeout_ms: int, *, base_dir: Path
+) -> ActionResult:
+    """Do ``action`` on ``page``; raise PlaywrightError/StepFailed on failure.
+
+    ``base_dir`` is the task file's folder (files named by a step are relative to it).
+    """
     value = values[""]
     if action == "goto":
         response = await page.goto(value, timeout=timeout_ms, wait_until="load")
@@ -72,10 +87,10 @@ async def perform(page: Page, action: str, values: dict[str, Any], timeout_ms: i
     elif action == "expect_text":
         await _expect_text(page, value["selector"], value["text"], timeout_ms)
     elif action == "screenshot":
-        return await page.screenshot(timeout=timeout_ms)
+        return ActionResult(png=await page.screenshot(timeout=timeout_ms))
     else:  # the task loader refuses unknown actions; this is a programming error
         raise ValueError(f"unknown action {action!r}")
-    return None
+    return ActionResult()
 
 
 async def _expect_title(page: Page, text: str, timeout_ms: int) -> None:

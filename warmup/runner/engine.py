@@ -40,8 +40,10 @@ from warmup.events.writer import LogWriteError
 from warmup.locks import AccountLock, Holder
 from warmup.paths import make_private_dir
 from warmup.runner.actions import describe_error, describe_launch_error, inherent_ms, perform
+from warmup.runner.context import context_options
 from warmup.runner.progress import Progress
 from warmup.runner.recorder import Recorder
+from warmup.runner.trace import Tracer
 from warmup.tasks import Account, Step, Task
 
 COMPLETED, FAILED, CANCELLED, INTERRUPTED = "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"
@@ -106,6 +108,7 @@ class Runner:
         self.log_path = log_path  # for the account locks (none without a log path: unit use)
         self.account_wait_s = account_wait_s
         self.resumed_from = resumed_from
+        self.secrets = task.secret_values()  # every form of these is kept out of traces (runner.trace)
         self.stopping = False
         self.reason: str | None = None
         self.signalled = False
@@ -350,11 +353,13 @@ class Runner:
         page: Page | None = None
         failure: str | None = None
         state_path = self.task.storage_state_path(account)
+        tracer = Tracer(self.task.trace, self.secrets)
         try:
             try:
                 async with asyncio.timeout(self.task.account_timeout_s):
-                    context, failure = await self._new_context(browser, state_path)
+                    context, failure = await self._new_context(browser, account, state_path)
                     if context is not None:
+                        await tracer.start(context)
                         page = await context.new_page()
                         for step in self.task.steps:
                             st.step = step
@@ -375,6 +380,8 @@ class Runner:
                 failure = await self._save_state(context, state_path)
             if failure is not None and page is not None:
                 await self._screenshot(st, page, f"failure-{st.attempt}", "failure")
+            if context is not None:
+                await self._finish_trace(st, tracer, context, failed=failure is not None)
             return (FAILED, failure) if failure is not None else (COMPLETED, None)
         finally:
             if context is not None:
@@ -383,6 +390,14 @@ class Runner:
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)
 
+    async def _finish_trace(self, st: AccountRun, tracer: Tracer, context: BrowserContext, *, failed: bool) -> None:
+        """Stop the attempt's trace; keep it as ``trace-<attempt>.zip`` when the tracer gives one."""
+        outcome = await tracer.stop(context, failed=failed)
+        if outcome.data is not None:
+            self._save_artifact(st, f"trace-{st.attempt}", "trace", outcome.data, suffix=".zip")
+        if outcome.note is not None:
+            self.progress.note(f"{st.account.id}: {self.rec.scrub(outcome.note)}")
+
     async def _close_context(self, context: BrowserContext) -> None:
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
@@ -390,15 +405,17 @@ class Runner:
         except (PlaywrightError, TimeoutError):
             pass
 
-    async def _new_context(self, browser: Browser, state_path: Path | None) -> tuple[BrowserContext | None, str | None]:
-        options: dict[str, Any] = {}
+    async def _new_context(
+        self, browser: Browser, account: Account, state_path: Path | None
+    ) -> tuple[BrowserContext | None, str | None]:
+        state: dict[str, Any] | None = None
         if state_path is not None and state_path.exists():
             try:
-                options["storage_state"] = orjson.loads(state_path.read_bytes())
+                state = orjson.loads(state_path.read_bytes())
             except (OSError, orjson.JSONDecodeError) as exc:
                 return None, f"cannot load storage state {state_path}: {describe_error(exc)}"
         try:
-            return await browser.new_context(**options), None
+            return await browser.new_context(**context_options(self.task, account, state)), None
         except PlaywrightError as exc:
             return None, f"cannot open a browser context: {describe_error(exc)}"
 
@@ -426,7 +443,7 @@ class Runner:
             values = {key: self.task.step_value(step, key, account) for key in step.args}
             budget_ms = step.timeout_ms + inherent_ms(step.action, values) + SAFETY_MARGIN_MS
             async with asyncio.timeout(budget_ms / 1000):
-                png = await perform(page, step.action, values, step.timeout_ms)
+                png = (await perform(page, step.action, values, step.timeout_ms, base_dir=self.task.path.parent)).png
         except TimeoutError:
             error = f"timed out after {step.timeout_ms} ms"
         except Exception as exc:  # a step's failure is recorded, never a crash of the run
@@ -497,22 +514,22 @@ class Runner:
             return None
         return base64.b64decode(shot["data"])
 
-    def _save_artifact(self, st: AccountRun, name: str, kind: str, png: bytes) -> None:
-        """Write and record one of the runner's own screenshots; a file that cannot be written is a note."""
-        relative, error = self._write_artifact(st, name, png)
+    def _save_artifact(self, st: AccountRun, name: str, kind: str, png: bytes, *, suffix: str = ".png") -> None:
+        """Write and record one of the runner's own files; a file that cannot be written is a note."""
+        relative, error = self._write_artifact(st, name, png, suffix=suffix)
         if error is not None:
             self.progress.note(f"{st.account.id}: {self.rec.scrub(error)}")
             return
         self._artifact_event(st, relative, kind, png)
 
-    def _write_artifact(self, st: AccountRun, name: str, png: bytes) -> tuple[str, str | None]:
-        """Create ``RUN/ACCOUNT/NAME.png``; returns its relative path and None, or an error text.
+    def _write_artifact(self, st: AccountRun, name: str, png: bytes, *, suffix: str = ".png") -> tuple[str, str | None]:
+        """Create ``RUN/ACCOUNT/NAME.png`` (or another suffix); returns its relative path and None, or an error.
 
         Invariant: a file is never overwritten (``O_EXCL``). Task validation already keeps one
         account's names apart (reserved ``failure-*``/``trace-*``/``*-attemptN``, rendered names
         unique); this is the last net, so two steps can never keep only one picture silently.
         """
-        relative = f"{self.rec.run_id}/{st.account.id}/{name}.png"
+        relative = f"{self.rec.run_id}/{st.account.id}/{name}{suffix}"
         path = self.artifacts_dir / relative
         try:
             make_private_dir(path.parent)  # 0700 whatever the umask

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from warmup.tasks.common import (
     _reason,
     _var_value,
 )
+from warmup.tasks.identity import IDENTITY_KEYS, check_identity
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Account:
     vars: dict[str, str]
     storage_state: str | None  # as written (may hold references); relative to the task file
     source: str  # where it was defined, for messages: "accounts[2]" or "accounts.csv line 4"
+    base_url: str | None = None  # as written; overrides the task's
+    identity: dict[str, Any] = field(default_factory=dict)  # browser identity as written (tasks.identity)
 
 
 
@@ -54,14 +57,17 @@ def _account_vars(raw: dict[str, Any], where: str) -> dict[str, str]:
 def _account_from_table(raw: Any, where: str, source: str) -> Account:
     if not isinstance(raw, dict):
         raise UsageError(f"{where}: must be a table with an id, not {_describe(raw)}")
-    unknown = sorted(set(raw) - ACCOUNT_KEYS)
+    known = ACCOUNT_KEYS | IDENTITY_KEYS
+    unknown = sorted(set(raw) - known)
     if unknown:
-        raise UsageError(f"{where}: unknown key {unknown[0]!r} (known: id, vars, storage_state)")
+        raise UsageError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     account_id = _check_account_id(raw.get("id"), where)
     where = f"{where} ({account_id})"
     raw_vars = _get(raw, "vars", dict, where, default={})
     storage_state = _get(raw, "storage_state", str, where, default=None)
-    return Account(account_id, _account_vars(raw_vars, where), storage_state, source)
+    base_url = _get(raw, "base_url", str, where, default=None) or None
+    identity = check_identity(raw, where)
+    return Account(account_id, _account_vars(raw_vars, where), storage_state, source, base_url, identity)
 
 
 def _load_accounts_file(path: Path, task_where: str) -> list[Account]:
@@ -91,9 +97,11 @@ def _accounts_from_csv(text: str, name: str, where: str) -> list[Account]:
             raise UsageError(f"{where}: line {reader.line_num} has more fields than the header")
         account_id = _check_account_id(row.pop("id"), f"{where}: line {reader.line_num}")
         storage_state = row.pop("storage_state", None) or None
+        base_url = row.pop("base_url", None) or None
         values = {k: v for k, v in row.items() if v is not None}
         accounts.append(
-            Account(account_id, _account_vars(values, f"{where}: line {reader.line_num}"), storage_state, line_where)
+            Account(account_id, _account_vars(values, f"{where}: line {reader.line_num}"), storage_state, line_where,
+                    base_url)
         )
     return accounts
 
@@ -114,9 +122,14 @@ def _accounts_from_jsonl(text: str, name: str, where: str) -> list[Account]:
         storage_state = obj.pop("storage_state", None)
         if storage_state is not None and not isinstance(storage_state, str):
             raise UsageError(f"{line_where}: storage_state must be a string")
+        base_url = obj.pop("base_url", None) or None
+        if base_url is not None and not isinstance(base_url, str):
+            raise UsageError(f"{line_where}: base_url must be a string")
         nested = obj.pop("vars", {})
         if not isinstance(nested, dict):
             raise UsageError(f"{line_where}: vars must be an object")
         values = {**obj, **nested}
-        accounts.append(Account(account_id, _account_vars(values, line_where), storage_state, f"{name} line {number}"))
+        accounts.append(
+            Account(account_id, _account_vars(values, line_where), storage_state, f"{name} line {number}", base_url)
+        )
     return accounts

@@ -33,6 +33,9 @@ DEFAULT_SCROLL_PAUSE_MS = 250
 
 TASK_KEYS = {
     "vars",
+    "base_url",
+    "trace",
+    "script",
     "id",
     "name",
     "concurrency",
@@ -44,7 +47,9 @@ TASK_KEYS = {
     "accounts",
     "steps",
 }
-ACCOUNT_KEYS = {"id", "vars", "storage_state"}
+ACCOUNT_KEYS = {"id", "vars", "storage_state", "base_url"}
+TRACE_MODES = ("off", "on-failure", "on")
+DEFAULT_TRACE = "on-failure"
 
 
 def _reason(exc: BaseException) -> str:

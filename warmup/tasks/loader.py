@@ -33,6 +33,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from warmup.errors import UsageError
 from warmup.tasks.accounts import Account, _account_from_table, _load_accounts_file
@@ -40,6 +41,7 @@ from warmup.tasks.common import (
     DEFAULT_ACCOUNT_TIMEOUT_S,
     DEFAULT_CONCURRENCY,
     DEFAULT_STEP_TIMEOUT_MS,
+    DEFAULT_TRACE,
     MAX_DEPTH,
     REDACTED,
     REFERENCE,
@@ -49,6 +51,7 @@ from warmup.tasks.common import (
     SECRET_VAR,
     SHORT_SECRET,
     TASK_KEYS,
+    TRACE_MODES,
     VAR_NAME,
     _check_ms,
     _get,
@@ -56,6 +59,7 @@ from warmup.tasks.common import (
     _var_value,
     references,
 )
+from warmup.tasks.identity import IDENTITY_KEYS, check_identity, identity_templates
 from warmup.tasks.model import Task, _render
 from warmup.tasks.steps import Step, _step_from_table, _templates
 
@@ -106,7 +110,8 @@ def task_from_record(
                     "recorded; put it in ${env.NAME} and run the task file again"
                 )
         accounts.append(account)
-    doc = {k: v for k, v in record.items() if k in TASK_KEYS and v is not None and k != "accounts_file"}
+    known = TASK_KEYS | IDENTITY_KEYS
+    doc = {k: v for k, v in record.items() if k in known and v is not None and k != "accounts_file"}
     doc["accounts"] = accounts
     folder = Path(str(record.get("folder") or Path(str(record.get("source") or "task.toml")).parent))
     path = folder / Path(str(record.get("source") or "task.toml")).name
@@ -139,9 +144,10 @@ def _check_numbers(value: Any, where: str, path: str = "", depth: int = 0) -> No
 def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, where: str | None = None) -> Task:
     where = where or f"task file {path}"
     _check_numbers(doc, where)
-    unknown = sorted(set(doc) - TASK_KEYS)
+    known = TASK_KEYS | IDENTITY_KEYS
+    unknown = sorted(set(doc) - known)
     if unknown:
-        raise UsageError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(TASK_KEYS))})")
+        raise UsageError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(known))})")
 
     task_id = _get(doc, "id", str, where, default=path.stem)
     if not SAFE_ID.match(task_id):
@@ -160,6 +166,12 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
     storage_state = _get(doc, "storage_state", str, where, default=None)
     accounts_file = _get(doc, "accounts_file", str, where, default=None)
     task_vars = _task_vars(_get(doc, "vars", dict, where, default={}), where)
+    base_url = _get(doc, "base_url", str, where, default=None) or None
+    identity = check_identity(doc, where)
+    trace = _get(doc, "trace", str, where, default=DEFAULT_TRACE)
+    if trace not in TRACE_MODES:
+        raise UsageError(f"{where}: trace must be one of {', '.join(map(repr, TRACE_MODES))}, not {trace!r}")
+    script = _get(doc, "script", str, where, default=None)
 
     accounts: list[Account] = []
     raw_accounts = _get(doc, "accounts", list, where, default=[])
@@ -195,6 +207,10 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
         storage_state=storage_state,
         accounts_file=accounts_file,
         vars=task_vars,
+        base_url=base_url,
+        identity=identity,
+        trace=trace,
+        script=script,
     )
     rendered_names: list[tuple[str, str]] = []
     task.env_names = frozenset(_check_references(task, env, where, rendered_names))
@@ -354,6 +370,21 @@ def _check_references(
                 _render(template, account, env, where=f"{where}: account {account.id!r}: storage_state: ",
                         task_vars=task.vars),
             ))
+        base_template = account.base_url or task.base_url
+        if base_template:
+            base = _render(base_template, account, env, where=f"{where}: account {account.id!r}: base_url: ",
+                           task_vars=task.vars)
+            if urlsplit(base).scheme not in ("http", "https", "file") or not (urlsplit(base).netloc or
+                                                                              base.startswith("file:")):
+                shown = base if not any(r.startswith("env.") for r in references(base_template)) else base_template
+                raise UsageError(
+                    f"{where}: account {account.id!r}: base_url {shown!r} is not an absolute URL "
+                    "(write it as http://host/ or https://host/path/)"
+                )
+            env_names.update(ref[4:] for ref in references(base_template) if ref.startswith("env."))
+        for key, template in identity_templates({**task.identity, **account.identity}):
+            _render(template, account, env, where=f"{where}: account {account.id!r}: {key}: ", task_vars=task.vars)
+            env_names.update(ref[4:] for ref in references(template) if ref.startswith("env."))
         shots: dict[str, Step] = {}  # rendered screenshot name (casefolded) -> its step
         for step in task.steps:
             for template in _templates(step):

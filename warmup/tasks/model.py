@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 from warmup.errors import UsageError
 from warmup.tasks.accounts import Account
 from warmup.tasks.actions import ACTIONS
-from warmup.tasks.common import REDACTED, REFERENCE, SECRET_VAR, SHORT_SECRET, references
+from warmup.tasks.common import DEFAULT_TRACE, REDACTED, REFERENCE, SECRET_VAR, SHORT_SECRET, references
 from warmup.tasks.scrubber import Scrubber
 from warmup.tasks.steps import Step
 
@@ -32,6 +33,10 @@ class Task:
     accounts_file: str | None = None
     env_names: frozenset[str] = frozenset()
     vars: dict[str, str] = field(default_factory=dict)  # [vars]: plain text, never secret (${vars.NAME})
+    base_url: str | None = None  # as written; relative URLs of steps resolve against it (an account's wins)
+    identity: dict[str, Any] = field(default_factory=dict)  # task-wide browser identity (tasks.identity)
+    trace: str = DEFAULT_TRACE  # "off" | "on-failure" | "on": a Playwright trace per attempt
+    script: str | None = None  # "package.module:function" in place of steps
 
     # -- variables -----------------------------------------------------------------------------
     def render(self, template: str, account: Account, *, env: Mapping[str, str] | None = None) -> str:
@@ -44,8 +49,23 @@ class Task:
         if step.action == "expect_text" and key == "":
             return {k: self.render(v, account) for k, v in value.items()}
         if key in ACTIONS[step.action].templated and isinstance(value, str):
-            return self.render(value, account)
+            rendered = self.render(value, account)
+            return self.url(rendered, account) if step.action == "goto" and key == "" else rendered
         return value
+
+    def base_url_for(self, account: Account) -> str | None:
+        """The account's base URL (its own, else the task's), rendered; None when neither sets one."""
+        template = account.base_url or self.base_url
+        return self.render(template, account) if template else None
+
+    def url(self, value: str, account: Account) -> str:
+        """A step's URL (already rendered) made absolute against the account's base URL.
+
+        Standard URL resolution, as a browser and Playwright's own ``base_url`` do it: ``/x`` is
+        from the site's root, ``x`` from the base's folder (so give a base ending in ``/``).
+        """
+        base = self.base_url_for(account)
+        return urljoin(base, value) if base else value
 
     def storage_state_path(self, account: Account) -> Path | None:
         template = account.storage_state or self.storage_state
@@ -99,11 +119,17 @@ class Task:
             "storage_state": self.storage_state,
             "accounts_file": self.accounts_file,
             "vars": self.vars,
+            "base_url": self.base_url,
+            **self.identity,
+            "trace": self.trace,
+            "script": self.script,
             "accounts": [
                 {
                     "id": a.id,
                     "vars": {k: (REDACTED if k in _secret_literal_names(a) else v) for k, v in a.vars.items()},
                     "storage_state": a.storage_state,
+                    **({"base_url": a.base_url} if a.base_url else {}),
+                    **a.identity,
                 }
                 for a in self.accounts
             ],
