@@ -26,6 +26,7 @@ POLL_S = 0.1
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _API_PREFIX = re.compile(r"^[A-Za-z]+\.[A-Za-z_]+: ")
 MAX_ERROR_CHARS = 500
+BASE_URL_KEY = "__base_url__"  # in ``values``: the account's base URL (or None), for URL patterns
 
 
 class StepFailed(Exception):

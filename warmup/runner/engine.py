@@ -39,7 +39,7 @@ from warmup.events.envelope import host_and_pid
 from warmup.events.writer import LogWriteError
 from warmup.locks import AccountLock, Holder
 from warmup.paths import make_private_dir
-from warmup.runner.actions import describe_error, describe_launch_error, inherent_ms, perform
+from warmup.runner.actions import BASE_URL_KEY, describe_error, describe_launch_error, inherent_ms, perform
 from warmup.runner.context import context_options
 from warmup.runner.progress import Progress
 from warmup.runner.recorder import Recorder
@@ -441,6 +441,7 @@ class Runner:
         png: bytes | None = None
         try:
             values = {key: self.task.step_value(step, key, account) for key in step.args}
+            values[BASE_URL_KEY] = self.task.base_url_for(account)  # URL patterns resolve against it
             budget_ms = step.timeout_ms + inherent_ms(step.action, values) + SAFETY_MARGIN_MS
             async with asyncio.timeout(budget_ms / 1000):
                 png = (await perform(page, step.action, values, step.timeout_ms, base_dir=self.task.path.parent)).png
