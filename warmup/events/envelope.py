@@ -117,6 +117,7 @@ class StepFinished(AccountEvent, tag="step_finished"):
     attempt: Int | None = None
     optional: bool = False
     url: str | None = None
+    name: str | None = None  # a Python-scripted step's name (action "script")
 
 
 class ArtifactSaved(AccountEvent, tag="artifact_saved"):

@@ -43,8 +43,10 @@ from warmup.runner.actions import BASE_URL_KEY, describe_error, describe_launch_
 from warmup.runner.context import context_options
 from warmup.runner.progress import Progress
 from warmup.runner.recorder import Recorder
+from warmup.runner.script import ScriptStep, ScriptStepFailed, ScriptSteps, script_account
 from warmup.runner.trace import Tracer
 from warmup.tasks import Account, Step, Task
+from warmup.tasks.script import resolve_script
 
 COMPLETED, FAILED, CANCELLED, INTERRUPTED = "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"
 SAFETY_MARGIN_MS = 2_000  # the outer timeout of a step beyond Playwright's own
@@ -361,6 +363,8 @@ class Runner:
                     if context is not None:
                         await tracer.start(context)
                         page = await context.new_page()
+                        if self.task.script is not None:
+                            failure = await self._run_script(st, page)
                         for step in self.task.steps:
                             st.step = step
                             ok, error = await self._step(st, page, step)
@@ -397,6 +401,37 @@ class Runner:
             self._save_artifact(st, f"trace-{st.attempt}", "trace", outcome.data, suffix=".zip")
         if outcome.note is not None:
             self.progress.note(f"{st.account.id}: {self.rec.scrub(outcome.note)}")
+
+    async def _run_script(self, st: AccountRun, page: Page) -> str | None:
+        """Run a Python-scripted task's function on the page; the attempt's failure, or None.
+
+        Each ``step(...)`` block is recorded as it ends (``warmup.runner.script``); a required one
+        that failed fails the account even if the script caught the exception.
+        """
+        assert self.task.script is not None
+
+        def started(step: ScriptStep) -> None:
+            st.step, st.step_started = step, time.perf_counter()
+
+        def finished(step: ScriptStep, ok: bool, duration_ms: float, error: str | None) -> None:
+            if ok:
+                st.steps_ok += 1
+            else:
+                st.steps_failed += 1
+            self._step_event(st, step, ok=ok, duration_ms=duration_ms, error=error, url=None if ok else _url(page))
+            st.step = None
+
+        steps = ScriptSteps(page, default_timeout_ms=self.task.timeout_ms, on_start=started, on_finish=finished)
+        try:
+            function = resolve_script(self.task.script, self.task.path.parent, f"task {self.task.id}")
+            await function(page, script_account(self.task, st.account), steps)
+        except ScriptStepFailed:
+            pass
+        except WarmupError as exc:
+            return str(exc)
+        except Exception as exc:  # raised outside any step block: the script itself failed
+            return f"script{_script_line(exc)}: {describe_error(exc)}"
+        return str(steps.failed) if steps.failed is not None else None
 
     async def _close_context(self, context: BrowserContext) -> None:
         try:
@@ -480,6 +515,8 @@ class Runner:
         }
         if not ok:
             fields["url"] = url
+        if isinstance(step, ScriptStep):
+            fields["name"] = step.args[""]
         self.rec.emit("step_finished", account_id=st.account.id, **fields)
 
     async def _screenshot(self, st: AccountRun, page: Page, name: str, kind: str) -> None:
@@ -557,6 +594,18 @@ class Runner:
             kind=kind,
             attempt=st.attempt,
         )
+
+
+def _script_line(exc: BaseException) -> str:
+    """`` (warm.py line 12)``: the last place in a file outside warmup and Playwright that raised."""
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if "/warmup/" not in filename and "/playwright/" not in filename and "/asyncio/" not in filename:
+            where = f" ({Path(filename).name} line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return where
 
 
 def _url(page: Page | None) -> str | None:

@@ -61,6 +61,7 @@ from warmup.tasks.common import (
 )
 from warmup.tasks.identity import IDENTITY_KEYS, check_identity, identity_templates
 from warmup.tasks.model import Task, _render
+from warmup.tasks.script import resolve_script
 from warmup.tasks.steps import Step, _step_from_table, _templates
 
 
@@ -190,8 +191,13 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
         seen[account.id] = account.source
 
     raw_steps = _get(doc, "steps", list, where, default=None)
-    if not raw_steps:
-        raise UsageError(f"{where}: no steps (add at least one [[steps]] table)")
+    if script is not None:
+        if raw_steps:
+            raise UsageError(f"{where}: give script or [[steps]], not both (a script's steps are its step() blocks)")
+        resolve_script(script, path.parent, where)  # a bad reference fails here, before any browser starts
+        raw_steps = []
+    elif not raw_steps:
+        raise UsageError(f"{where}: no steps (add at least one [[steps]] table, or script = \"module:function\")")
     steps = [_step_from_table(raw, i, timeout_ms, where) for i, raw in enumerate(raw_steps)]
 
     task = Task(
