@@ -5,21 +5,31 @@ a secret inside stays in its raw form, which the scrubber matches exactly. (Play
 messages escape selectors JSON-style; the scrubber knows those forms too.)
 
 Each action honours ``timeout_ms`` through Playwright's own timeouts (which give the clearest
-messages); the engine adds an outer safety timeout. ``screenshot`` returns the PNG bytes and lets
-the engine name and record the file. ``values`` are already rendered (variables filled in).
+messages), or its own deadline for the checks it polls; the engine adds an outer safety timeout.
+``screenshot`` returns the PNG bytes and lets the engine name and record the file; ``evaluate``
+returns its expression's result, made JSON-able. ``values`` are already rendered (variables filled
+in), keyed as the task's ``Step.args`` (see ``warmup.tasks.actions``), plus ``BASE_URL_KEY``.
+``save_state`` is the engine's: ``perform`` refuses it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
+from warmup.tasks.urls import REGEX_PREFIX, url_matcher
 
 SCROLL_PIXELS = 600
 POLL_S = 0.1
@@ -27,6 +37,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _API_PREFIX = re.compile(r"^[A-Za-z]+\.[A-Za-z_]+: ")
 MAX_ERROR_CHARS = 500
 BASE_URL_KEY = "__base_url__"  # in ``values``: the account's base URL (or None), for URL patterns
+MAX_VALUE_DEPTH = 32  # how deeply an ``evaluate`` result may nest (as a task file's values)
 
 
 class StepFailed(Exception):
@@ -57,6 +68,8 @@ async def perform(
 
     ``base_dir`` is the task file's folder (files named by a step are relative to it).
     """
+    if action == "save_state":  # the engine saves the state itself; reaching here is a bug
+        raise RuntimeError("save_state is done by the engine, never by perform()")
     value = values[""]
     if action == "goto":
         response = await page.goto(value, timeout=timeout_ms, wait_until="load")
@@ -66,6 +79,17 @@ async def perform(
         await page.click(value, timeout=timeout_ms)
     elif action == "fill":
         await page.fill(value, values["value"], timeout=timeout_ms)
+    elif action == "select":
+        if "label" in values:
+            await page.select_option(value, label=values["label"], timeout=timeout_ms)
+        else:
+            await page.select_option(value, value=values["value"], timeout=timeout_ms)
+    elif action == "check":
+        await page.check(value, timeout=timeout_ms)
+    elif action == "uncheck":
+        await page.uncheck(value, timeout=timeout_ms)
+    elif action == "upload":
+        await page.set_input_files(value, _upload_paths(values["files"], base_dir), timeout=timeout_ms)
     elif action == "press":
         if values.get("selector"):
             await page.press(values["selector"], value, timeout=timeout_ms)
@@ -83,10 +107,16 @@ async def perform(
         await asyncio.sleep(value / 1000)
     elif action == "wait_for":
         await page.wait_for_selector(value, state="visible", timeout=timeout_ms)
+    elif action == "wait_for_url":
+        await _wait_for_url(page, value, values.get(BASE_URL_KEY), timeout_ms)
+    elif action == "evaluate":
+        return ActionResult(value=await _evaluate(page, value, timeout_ms))
     elif action == "expect_title":
-        await _expect_title(page, value, timeout_ms)
+        await _expect_title(page, _TextCheck.of(value, values), timeout_ms)
     elif action == "expect_text":
-        await _expect_text(page, value["selector"], value["text"], timeout_ms)
+        await _expect_text(page, value["selector"], _TextCheck.of(value["text"], values), timeout_ms)
+    elif action == "expect_url":
+        await _expect_url(page, value, values.get(BASE_URL_KEY), timeout_ms)
     elif action == "screenshot":
         return ActionResult(png=await page.screenshot(timeout=timeout_ms))
     else:  # the task loader refuses unknown actions; this is a programming error
@@ -94,18 +124,61 @@ async def perform(
     return ActionResult()
 
 
-async def _expect_title(page: Page, text: str, timeout_ms: int) -> None:
+def _upload_paths(files: list[str], base_dir: Path) -> list[Path]:
+    """The files to upload, relative to the task file's folder; each one must exist now."""
+    paths = [base_dir / name for name in files]
+    for path in paths:
+        if not path.is_file():
+            raise StepFailed(f"no file '{path}' to upload")
+    return paths
+
+
+@dataclass(frozen=True)
+class _TextCheck:
+    """What ``expect_title`` / ``expect_text`` look for: text contained, or a regular expression searched."""
+
+    text: str
+    ignore_case: bool = False
+    regex: bool = False
+
+    @classmethod
+    def of(cls, text: str, values: dict[str, Any]) -> _TextCheck:
+        return cls(text, bool(values.get("ignore_case")), bool(values.get("regex")))
+
+    def matcher(self) -> Callable[[str], bool]:
+        """A test of an actual text; a pattern that does not compile (after rendering) fails the step."""
+        if self.regex:
+            try:
+                pattern = re.compile(self.text, re.IGNORECASE if self.ignore_case else 0)
+            except re.error as exc:
+                raise StepFailed(f"{_quoted(self.text)} is not a valid regular expression ({exc})") from None
+            return lambda actual: pattern.search(actual) is not None
+        if self.ignore_case:
+            folded = self.text.casefold()
+            return lambda actual: folded in actual.casefold()
+        return lambda actual: self.text in actual
+
+    def __str__(self) -> str:
+        if self.regex:
+            return f"match the regular expression {_quoted(self.text)}" + (" ignoring case" if self.ignore_case else "")
+        return f"contain {_quoted(self.text)}" + (" (ignoring case)" if self.ignore_case else "")
+
+
+async def _expect_title(page: Page, check: _TextCheck, timeout_ms: int) -> None:
+    matches = check.matcher()
     deadline = time.monotonic() + timeout_ms / 1000
     while True:
         title = await page.title()
-        if text in title:
+        if matches(title):
             return
         if time.monotonic() >= deadline:
-            raise StepFailed(f"the title {_quoted(title)} does not contain {_quoted(text)} after {timeout_ms} ms")
+            raise StepFailed(f"the title {_quoted(title)} does not {check} after {timeout_ms} ms")
         await asyncio.sleep(POLL_S)
 
 
-async def _expect_text(page: Page, selector: str, text: str, timeout_ms: int) -> None:
+async def _expect_text(page: Page, selector: str, check: _TextCheck, timeout_ms: int) -> None:
+    """The element's rendered text (``inner_text``: CSS ``text-transform`` applied) passes ``check``."""
+    matches = check.matcher()
     deadline = time.monotonic() + timeout_ms / 1000
     locator = page.locator(selector).first
     actual: str | None = None
@@ -118,14 +191,78 @@ async def _expect_text(page: Page, selector: str, text: str, timeout_ms: int) ->
                 if actual is None:
                     raise StepFailed(f"no element matches {_quoted(selector, None)} after {timeout_ms} ms") from None
         else:
-            if text in actual:
+            if matches(actual):
                 return
         if time.monotonic() >= deadline:
             raise StepFailed(
-                f"the text of {_quoted(selector, None)} is {_quoted(actual or '')}, which does not contain "
-                f"{_quoted(text)} after {timeout_ms} ms"
+                f"the text of {_quoted(selector, None)} is {_quoted(actual or '')}, which does not {check} "
+                f"after {timeout_ms} ms"
             )
         await asyncio.sleep(POLL_S)
+
+
+def _url_mismatch(url: str, pattern: str, base_url: str | None) -> str:
+    """Why a URL does not match: the actual URL quoted, and a hint for a relative glob with no base."""
+    text = f"the URL is {_quoted(url, 200)}, which does not match {_quoted(pattern, 200)}"
+    if not base_url and not pattern.startswith((REGEX_PREFIX, "*")) and not urlsplit(pattern).scheme:
+        text += " (a relative pattern, and the account has no base_url)"
+    return text
+
+
+async def _expect_url(page: Page, pattern: str, base_url: str | None, timeout_ms: int) -> None:
+    """The page's URL matches ``pattern`` (a glob or ``re:``), checked until the timeout."""
+    matcher = url_matcher(pattern, base_url)
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        if matcher.search(page.url):
+            return
+        if time.monotonic() >= deadline:
+            raise StepFailed(f"{_url_mismatch(page.url, pattern, base_url)} after {timeout_ms} ms")
+        await asyncio.sleep(POLL_S)
+
+
+async def _wait_for_url(page: Page, pattern: str, base_url: str | None, timeout_ms: int) -> None:
+    """Wait until the page is at a URL matching ``pattern`` and that page has loaded."""
+    matcher = url_matcher(pattern, base_url)
+    try:
+        await page.wait_for_url(lambda url: matcher.search(url) is not None, timeout=timeout_ms)
+    except PlaywrightTimeoutError:
+        if matcher.search(page.url):
+            raise StepFailed(f"the page at {_quoted(page.url, 200)} did not finish loading after {timeout_ms} ms"
+                             ) from None
+        raise StepFailed(f"{_url_mismatch(page.url, pattern, base_url)} after {timeout_ms} ms") from None
+
+
+async def _evaluate(page: Page, expression: str, timeout_ms: int) -> Any:
+    """The expression's result (a promise is awaited), as JSON would hold it."""
+    try:
+        result = await asyncio.wait_for(page.evaluate(expression), timeout_ms / 1000)
+    except TimeoutError:
+        raise StepFailed(f"the expression did not finish in {timeout_ms} ms") from None
+    return _jsonable(result)
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    """A value from the page as JSON holds it, as ``JSON.stringify`` would write it in spirit.
+
+    NaN and the infinities become None; a date becomes its ISO text; an integer beyond 64 bits
+    (a BigInt) becomes its decimal text; anything else unknown becomes its text.
+    """
+    if depth > MAX_VALUE_DEPTH:
+        raise StepFailed(f"the expression's result nests more than {MAX_VALUE_DEPTH} levels deep")
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_jsonable(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item, depth + 1) for key, item in value.items()}
+    return str(value)
 
 
 def _quoted(text: str, limit: int | None = 80) -> str:
@@ -142,16 +279,28 @@ def _short(text: str, limit: int | None = 80) -> str:
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Call-log lines that say nothing about the cause: a retry's pause, a retry itself.
+_LOG_NOISE = re.compile(r"\Await(?:ing)? \d+ ?ms\Z|\Aretrying .*action(?:, attempt #\d+)?\Z")
+_LOG_REPEAT = re.compile(r"\A(?:-|\d+ ×)\s*")
+
+
 def describe_error(exc: BaseException) -> str:
-    """One line for people: Playwright's message without its API prefix, plus what it was waiting for."""
+    """One line for people: Playwright's message without its API prefix, plus where it stopped.
+
+    For a call log (``Call log:`` and its ``- ...`` lines), the LAST line that says something is
+    quoted: it is where the call stood when it gave up (``waiting for scheduled navigations to
+    finish`` after a click whose navigation never came, ``<div> intercepts pointer events``), where
+    the first line only repeats what the call was (``waiting for locator("#go")``).
+    """
     if isinstance(exc, PlaywrightError):
         message = _ANSI.sub("", exc.message or str(exc))
         head, _, log = message.partition("Call log:")
         first = head.strip().splitlines()[0] if head.strip() else type(exc).__name__
         first = _API_PREFIX.sub("", first)
-        entries = [line.strip().lstrip("- ").strip() for line in log.splitlines() if line.strip()]
-        if entries and entries[0] not in first:
-            first = f"{first.rstrip('.')} ({entries[0]})"
+        entries = [_LOG_REPEAT.sub("", line.strip()).strip() for line in log.splitlines() if line.strip()]
+        entries = [entry for entry in entries if entry and not _LOG_NOISE.search(entry)]
+        if entries and entries[-1] not in first:
+            first = f"{first.rstrip('.')} ({entries[-1]})"
         text = first
     elif isinstance(exc, StepFailed):
         text = str(exc)

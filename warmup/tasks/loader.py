@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from warmup.errors import UsageError
 from warmup.tasks.accounts import Account, _account_from_table, _load_accounts_file
+from warmup.tasks.actions import check_upload_files
 from warmup.tasks.common import (
     DEFAULT_ACCOUNT_TIMEOUT_S,
     DEFAULT_CONCURRENCY,
@@ -199,6 +200,7 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
     elif not raw_steps:
         raise UsageError(f"{where}: no steps (add at least one [[steps]] table, or script = \"module:function\")")
     steps = [_step_from_table(raw, i, timeout_ms, where) for i, raw in enumerate(raw_steps)]
+    check_upload_files(steps, path.parent, where)
 
     task = Task(
         id=task_id,
