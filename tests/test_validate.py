@@ -164,3 +164,12 @@ click = "div[data-token=${env.WARMUP_TEST_SECRET_H5}"
         "not valid: " + lines(result.stderr)[0].split("is not valid: ", 1)[1]
     ]
     assert "***" in result.stderr  # Playwright quoted the rendered selector: the secret in it was hidden
+
+
+def test_no_browser_for_browser_still_lists_the_tasks_problems(work: Workdir) -> None:
+    path = work.task(BAD)
+    result = warmup("validate", "--browser", "--browser-path", str(work.root / "no-chromium"), str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    found = lines(result.stderr)
+    assert len(found) == 7 and found[-2] == f"warmup: task file {path}: 5 problems"
+    assert found[-1] == f"warmup: --browser: --browser-path: no such file: {work.root / 'no-chromium'}"

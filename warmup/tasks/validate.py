@@ -3,13 +3,14 @@
 A run stops at the task's first problem (``load_task``). To name more of them, a task that fails
 is checked again in parts, each by the loader itself (never a second copy of its rules):
 
-1. the task without its steps (one stand-in step, ``FILLER``): accounts, fields, ``[vars]``... A
-   problem here stops the reference checks (they need the accounts), but each ``[[steps]]`` table
-   is still checked on its own (fields, types, actions);
-2. otherwise the steps one at a time, in order, each added to those before it that were fine (a
-   bad one is replaced by ``FILLER``, which keeps every step's number): a step that fails adds
-   its own problem (a reference not defined for an account, a screenshot name another step has
-   taken...), and a later step is still checked against the good ones before it.
+1. each ``[[steps]]`` table on its own (fields, types, actions);
+2. the task without its steps (one stand-in step, ``FILLER``): accounts, fields, ``[vars]``... A
+   problem here ends the check (the references need the accounts);
+3. the task with its bad steps replaced by ``FILLER`` (which keeps every step's number): while the
+   loader refuses it, the first step it refuses is found by bisection over the steps' prefixes
+   (a step's checks look only at it and the steps before it: references for each account, a
+   screenshot name an earlier step took...), reported and replaced, and the task tried again.
+   So P problems in N steps cost about P * log2(N) loads, not N.
 
 The loader's first problem is always among those reported. With ``--browser`` the selectors of
 the steps that are fine (``SELECTOR_FIELDS``, the one list of which fields hold one) are rendered
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from warmup.errors import UsageError
+from warmup.errors import UsageError, WarmupError
 from warmup.tasks.common import DEFAULT_STEP_TIMEOUT_MS
 from warmup.tasks.loader import _build_task, load_task
 from warmup.tasks.model import Task
@@ -91,34 +92,57 @@ def _check_in_parts(path: Path, env: Mapping[str, str]) -> Checked:
     steps = doc.get("steps")
     if not isinstance(steps, list) or not steps:
         return Checked(None)
-    try:
-        task = _build_task({**doc, "steps": [FILLER]}, path, env)
-    except UsageError as exc:
-        checked = Checked(None, [str(exc)])
-        timeout_ms = doc.get("timeout_ms") if isinstance(doc.get("timeout_ms"), int) else DEFAULT_STEP_TIMEOUT_MS
-        for i, raw in enumerate(steps):
-            try:
-                _step_from_table(raw, i, timeout_ms, f"task file {path}")
-            except UsageError as step_exc:
-                checked.problems.append(str(step_exc))
-        return checked
-    checked = Checked(None)
-    kept: list[Any] = []
-    for i, raw in enumerate(steps):
+    found: dict[int, str] = {}  # step index -> its problem
+    timeout_ms = doc.get("timeout_ms") if isinstance(doc.get("timeout_ms"), int) else DEFAULT_STEP_TIMEOUT_MS
+    for i, raw in enumerate(steps):  # each table on its own: fields, types, actions
         try:
-            task = _build_task({**doc, "steps": [*kept, raw]}, path, env)
-            kept.append(raw)
+            _step_from_table(raw, i, timeout_ms, f"task file {path}")
         except UsageError as exc:
-            checked.problems.append(str(exc))
-            checked.bad_steps.add(i)
-            kept.append(FILLER)
-    if len(task.steps) < len(steps):  # the last steps were bad: the task with their fillers
+            found[i] = str(exc)
+    try:
+        _build_task({**doc, "steps": [FILLER]}, path, env)
+    except UsageError as exc:  # outside the steps: the references cannot be checked without it
+        return Checked(None, [str(exc), *(found[i] for i in sorted(found))], set(found))
+    kept = [FILLER if i in found else raw for i, raw in enumerate(steps)]
+    task: Task | None = None
+    passing = 0  # the first `passing` steps of `kept` are known to load
+    while task is None:
         try:
             task = _build_task({**doc, "steps": kept}, path, env)
         except UsageError:
-            return checked
-    checked.task = task
-    return checked
+            bad, message = _first_bad_step(doc, kept, path, env, passing)
+            passing = bad + 1
+            if bad in found:  # replacing it changed nothing: not a step's own problem
+                return Checked(None, [found[i] for i in sorted(found)] + [message], set(found))
+            found[bad] = message
+            kept[bad] = FILLER
+    return Checked(task, [found[i] for i in sorted(found)], set(found))
+
+
+def _first_bad_step(
+    doc: dict[str, Any], steps: list[Any], path: Path, env: Mapping[str, str], passing: int
+) -> tuple[int, str]:
+    """The first step whose task (it and the steps before it) the loader refuses, and why.
+
+    Called when ``steps`` as a whole are refused and their first ``passing`` steps are not (nor
+    ``[FILLER]``). A step's checks look at it and the steps before it only, so the steps before
+    the first bad one pass: a bisection over the prefixes finds it in log2(len(steps)) loads.
+    """
+    lo, hi = max(1, passing + 1), len(steps)  # the first lo - 1 steps pass; all hi of them are refused
+    message = ""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            _build_task({**doc, "steps": steps[:mid]}, path, env)
+            lo = mid + 1
+        except UsageError as exc:
+            hi, message = mid, str(exc)
+    if not message:
+        try:
+            _build_task({**doc, "steps": steps[:hi]}, path, env)
+        except UsageError as exc:
+            message = str(exc)
+    return hi - 1, message
 
 
 # -- selectors in a browser -----------------------------------------------------------------------
@@ -170,7 +194,6 @@ async def _check_selectors(
     from playwright.async_api import async_playwright
 
     from warmup.browser import launch_args
-    from warmup.errors import WarmupError
     from warmup.runner.actions import describe_launch_error
 
     scrub = task.scrubber()
@@ -197,21 +220,32 @@ async def _check_selectors(
 
 
 def run_validate(path: Path, *, with_browser: bool, browser_path: Path | None) -> int:
-    """``warmup validate``: problems on stderr (exit 2), or one OK line on stdout (exit 0)."""
+    """``warmup validate``: problems on stderr (exit 2), or one OK line on stdout (exit 0).
+
+    No browser for ``--browser`` (or one that will not start): the task's problems are still
+    listed, then that; the exit code is 2 if the task has problems, else the browser error's.
+    """
     where = f"task file {path}"
     checked = check_task(path)
     count = 0
+    browser_error: WarmupError | None = None
     if with_browser and checked.task is not None:
         from warmup.browser import find_browser
 
-        executable = find_browser(browser_path, headless=True)
-        count, found = asyncio.run(_check_selectors(checked.task, checked.bad_steps, executable, where))
-        checked.problems.extend(found)
+        try:
+            executable = find_browser(browser_path, headless=True)
+            count, found = asyncio.run(_check_selectors(checked.task, checked.bad_steps, executable, where))
+            checked.problems.extend(found)
+        except WarmupError as exc:
+            browser_error = exc
+    for problem in checked.problems:
+        print(f"warmup: {problem}", file=sys.stderr)
+    if len(checked.problems) > 1:
+        print(f"warmup: {where}: {len(checked.problems)} problems", file=sys.stderr)
+    if browser_error is not None:
+        print(f"warmup: --browser: {browser_error}", file=sys.stderr)
+        return 2 if checked.problems else browser_error.exit_code
     if checked.problems:
-        for problem in checked.problems:
-            print(f"warmup: {problem}", file=sys.stderr)
-        if len(checked.problems) > 1:
-            print(f"warmup: {where}: {len(checked.problems)} problems", file=sys.stderr)
         return 2
     task = checked.task
     assert task is not None
