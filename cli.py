@@ -55,6 +55,7 @@ def cli() -> None:
 
     \b
     warmup run TASK.toml      drive the task's accounts through real Chromium (appends events)
+    warmup validate TASK.toml check a task file without running it (--browser: selectors too)
     warmup run --resume ID    run again the accounts of a past run that did not complete
     warmup recover            close the runs whose runner died
     warmup project            fold new events of the log into the SQLite tables
@@ -303,6 +304,11 @@ def status(db_path: Path, as_json: bool, limit: int) -> None:
     help="Like --resume, for the FAILED accounts of RUN_ID only.",
 )
 @click.option(
+    "--account", "accounts", multiple=True, metavar="ID",
+    help="Run only this account (repeatable; in the task's order). With --resume/--retry-failed: "
+    "only those of its accounts left to do.",
+)
+@click.option(
     "--account-wait",
     "account_wait_s",
     type=click.FloatRange(min=0),
@@ -322,6 +328,7 @@ def run(
     fsync: str,
     resume: str | None,
     retry_failed: str | None,
+    accounts: tuple[str, ...],
     account_wait_s: float,
     projection_specs: tuple[str, ...],
     targets: tuple[str, ...],
@@ -338,6 +345,8 @@ def run(
       warmup run morning.toml --concurrency 8 --no-project
       warmup run --resume 20261129T070000-1a2b3c        # the accounts that did not complete
       warmup run --retry-failed 20261129T070000-1a2b3c  # the FAILED ones only
+      warmup run morning.toml --retry-failed last       # the FAILED ones of morning's latest run
+      warmup run morning.toml --account alice --account bob
       warmup run morning.toml --projection steps        # the projector keeps `steps` current too
     """
     from warmup.runner.command import run_command
@@ -358,6 +367,7 @@ def run(
             account_wait_s=account_wait_s,
             projection_specs=projection_specs,
             targets=targets,
+            accounts=accounts,
         )
     )
 
@@ -384,6 +394,32 @@ def recover(ctx: click.Context, log_path: Path, force: bool) -> None:
 
 
 # --- end of run ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("task_file", type=click.Path(dir_okay=False, path_type=Path), shell_complete=complete_task_file)
+@click.option("--browser", "with_browser", is_flag=True,
+              help="Also check each selector's syntax in a real (headless) Chromium.")
+@click.option(
+    "--browser-path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="WARMUP_BROWSER",
+    help="The Chromium executable for --browser. Env: WARMUP_BROWSER. Default: discovered.",
+)
+def validate(task_file: Path, with_browser: bool, browser_path: Path | None) -> None:
+    """Check TASK_FILE as `warmup run` would before a browser starts; run nothing, append nothing.
+
+    Exit 0 with one line (task id, accounts, steps) when it is valid; exit 2 with one line per
+    problem found, each naming its step. `${env.*}` variables must be set, as for a run.
+
+    \b
+    Examples:
+      warmup validate morning.toml
+      warmup validate morning.toml --browser      # also: is each selector valid CSS/XPath/text=...?
+    """
+    from warmup.tasks.validate import run_validate
+
+    sys.exit(run_validate(task_file, with_browser=with_browser, browser_path=browser_path))
 
 
 @cli.command()

@@ -121,7 +121,7 @@ def test_refusals_are_one_line_exit_2(site: str, work: Workdir) -> None:
 
     assert f"--resume nope: no run 'nope' in {work.log}: see `warmup runs`" in refused("--resume", "nope")
     task = work.task('[[accounts]]\nid = "a"\n[[steps]]\nwait_ms = 1\n')
-    assert "give no TASK_FILE" in refused(str(task), "--resume", "old-4")
+    assert "run old-4 is a run of task 'resumable', not of task 'task'" in refused(str(task), "--resume", "old-4")
     assert "missing TASK_FILE" in refused()
     assert "not both" in refused("--resume", "old-4", "--retry-failed", "old-4")
     lock = RunLock(work.log, "old-4")

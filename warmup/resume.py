@@ -14,10 +14,14 @@ recovered (started on another host); a run with no task record (written by an ol
 account whose credential-named literal variable was recorded as ``***`` (it was never in the log:
 put it in ``${env.*}``).
 A run with nothing left to do is not an error: the caller says so and exits 0.
+
+``--account ID`` (``only``) narrows the accounts to those ids: with a resume, the intersection with
+what is left to do; an id the run never had is refused (``pick_accounts``, shared with a task file).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from warmup.recover import RunState, lock_is_held, scan_run
 from warmup.tasks import Task, task_from_record
 
 RESUMABLE = ("FAILED", "INTERRUPTED", "CANCELLED")
+SHOWN_KNOWN = 5  # known account ids an unknown --account lists
 
 
 @dataclass
@@ -37,10 +42,27 @@ class ResumePlan:
     task: Task | None  # None when there is nothing to run
 
 
-def plan_resume(log_path: Path, run_id: str, *, failed_only: bool) -> ResumePlan:
+def pick_accounts(known: Sequence[str], only: Sequence[str], where: str) -> list[str]:
+    """The ids of ``known`` (in its order) that ``only`` names; all of them when ``only`` is empty.
+
+    An id of ``only`` not in ``known`` is refused (``UsageError``, one line naming it and a few known ids).
+    """
+    if not only:
+        return list(known)
+    unknown = [a for a in dict.fromkeys(only) if a not in known]
+    if unknown:
+        shown = ", ".join(known[:SHOWN_KNOWN]) + (f" and {len(known) - SHOWN_KNOWN} more"
+                                                  if len(known) > SHOWN_KNOWN else "")
+        raise UsageError(f"--account {unknown[0][:80]!r}: no such account in {where} (its accounts: {shown})")
+    wanted = set(only)
+    return [a for a in known if a in wanted]
+
+
+def plan_resume(log_path: Path, run_id: str, *, failed_only: bool, only: Sequence[str] = ()) -> ResumePlan:
     """What a resume of ``run_id`` would run. Call after dead runs were recovered.
 
     ``run_id`` is a whole id: the caller resolves a prefix or ``last`` first (``warmup.run_ids``).
+    ``only`` (``--account``, may be empty: every account) keeps those of the accounts left to do.
     """
     option = "--retry-failed" if failed_only else "--resume"
     log = as_log(log_path)
@@ -69,7 +91,8 @@ def plan_resume(log_path: Path, run_id: str, *, failed_only: bool) -> ResumePlan
             "once you know it is gone"
         )
     wanted = ("FAILED",) if failed_only else RESUMABLE
-    account_ids = [a for a, s in state.accounts.items() if s.status in wanted]
+    chosen = set(pick_accounts(list(state.started.accounts), only, f"run {run_id}"))
+    account_ids = [a for a, s in state.accounts.items() if s.status in wanted and a in chosen]
     if not account_ids:
         return ResumePlan(run_id, state, [], None)
     record = state.started.task

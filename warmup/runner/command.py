@@ -10,7 +10,10 @@ the next ``warmup run`` or ``warmup recover`` closes the run from the log.
 
 ``--resume RUN_ID`` / ``--retry-failed RUN_ID`` take the task from that run's record instead of a
 file (``warmup.resume``) and run only the accounts that did not complete. RUN_ID may be a unique
-prefix or ``last``, resolved from the log (``warmup.run_ids``) before anything is appended.
+prefix or ``last``, resolved from the log (``warmup.run_ids``) before anything is appended. Given
+with a task file, ``last`` is that task's latest run, and another task's run is refused; the task
+that runs is still the recorded one. ``--account ID`` (repeatable) keeps only those accounts (with
+a resume: those of them left to do).
 
 SIGXFSZ is ignored: a file-size limit (RLIMIT_FSIZE) then fails a write with EFBIG, which the
 writer turns into a clean ``LogWriteError``, instead of killing the runner mid-line.
@@ -27,6 +30,7 @@ import asyncio
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -36,7 +40,7 @@ from warmup.events.envelope import new_run_id
 from warmup.events.writer import EventWriter, LogWriteError
 from warmup.locks import RunLock
 from warmup.recover import recover_dead_runs
-from warmup.resume import plan_resume
+from warmup.resume import pick_accounts, plan_resume
 from warmup.run_ids import resolve_from_log
 from warmup.runner.engine import COMPLETED, DEFAULT_ACCOUNT_WAIT_S, INTERRUPTED, Runner
 from warmup.runner.progress import make_progress
@@ -85,30 +89,35 @@ def run_command(
     account_wait_s: float = DEFAULT_ACCOUNT_WAIT_S,
     projection_specs: tuple[str, ...] = (),
     targets: tuple[str, ...] = (),
+    accounts: tuple[str, ...] = (),
 ) -> int:
+    """``warmup run``: check everything, then drive the accounts and append events; the exit code.
+
+    ``accounts`` (``--account``, repeatable) keeps only those accounts, in the task's order. With
+    ``--resume``/``--retry-failed`` the recorded task of the run runs (never the file's): a task
+    file then only says whose run ``last`` is, and that an explicit run id is one of its runs.
+    """
     resume_id = resume or retry_failed
+    option = "--resume" if resume else "--retry-failed"
     if resume and retry_failed:
         raise UsageError("give --resume or --retry-failed, not both")
     if resume_id is not None and not SAFE_ID.match(resume_id):
         raise UsageError(
             f"{resume_id[:80]!r} is not a run id (they look like 20261129T070000-1a2b3c; see `warmup runs`)"
         )
-    if resume_id is not None and task_file is not None:
-        raise UsageError(
-            f"{'--resume' if resume else '--retry-failed'} runs the task recorded in run {resume_id}; "
-            f"give no TASK_FILE (or run {task_file} as a new run without it)"
-        )
     if resume_id is None and task_file is None:
         raise UsageError("missing TASK_FILE (or --resume RUN_ID / --retry-failed RUN_ID)")
     if account_wait_s < 0:
         raise UsageError(f"--account-wait must be 0 or more seconds, not {account_wait_s:g}")
+    task = load_task(task_file) if task_file is not None else None
     if resume_id is not None:  # a prefix or `last` names one run of the log; before anything is appended
-        option = "--resume" if resume else "--retry-failed"
-        try:
-            resume_id = resolve_from_log(log_path, resume_id)
+        try:  # with a task file, `last` is that task's latest run, and another task's run is refused
+            resume_id = resolve_from_log(log_path, resume_id, task_id=task.id if task is not None else None)
         except UsageError as exc:
             raise UsageError(f"{option} {resume_id}: {exc}") from None
-    task = load_task(task_file) if task_file is not None else None
+    elif task is not None and accounts:
+        chosen = set(pick_accounts([a.id for a in task.accounts], accounts, f"task file {task_file}"))
+        task = replace(task, accounts=[a for a in task.accounts if a.id in chosen])
     child_args = projection_args(projection_specs, targets)
     if child_args and not with_projector:
         raise UsageError("--projection and --target need the projector beside the run: leave out --no-project")
@@ -130,12 +139,15 @@ def run_command(
     try:
         recover_dead_runs(log_path, writer=writer, on_result=lambda r: _say(r.describe()))
         if resume_id is not None:
-            plan = plan_resume(log_path, resume_id, failed_only=retry_failed is not None)
+            plan = plan_resume(log_path, resume_id, failed_only=retry_failed is not None, only=accounts)
             if plan.task is None:
                 what = "failed" if retry_failed else "failed, interrupted or cancelled"
-                print(f"run {resume_id}: nothing to resume: no {what} account", flush=True)
+                chosen = " among the --account ones" if accounts else ""
+                print(f"run {resume_id}: nothing to resume: no {what} account{chosen}", flush=True)
                 writer.close()
                 return 0
+            if task is not None and task.record()["steps"] != plan.task.record()["steps"]:
+                _say(f"note: {task_file} changed since run {resume_id}; its recorded task runs, as it was then")
             task = plan.task
     except LogWriteError as exc:
         writer.close()

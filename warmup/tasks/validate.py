@@ -1,0 +1,259 @@
+"""``warmup validate TASK``: every problem a run would refuse before a browser starts, one line each.
+
+A run stops at the task's first problem (``load_task``). To name more of them, a task that fails
+is checked again in parts, each by the loader itself (never a second copy of its rules):
+
+1. each ``[[steps]]`` table on its own (fields, types, actions);
+2. the task without its steps (one stand-in step, ``FILLER``): accounts, fields, ``[vars]``... A
+   problem here ends the check (the references need the accounts);
+3. the task with its bad steps replaced by ``FILLER`` (which keeps every step's number): while the
+   loader refuses it, the first step it refuses is found by bisection over the steps' prefixes
+   (a step's checks look only at it and the steps before it: references for each account, a
+   screenshot name an earlier step took...), reported and replaced, and the task tried again.
+   So P problems in N steps cost about P * log2(N) loads, not N.
+
+The loader's first problem is always among those reported. With ``--browser`` the selectors of
+the steps that are fine (``SELECTOR_FIELDS``, the one list of which fields hold one) are rendered
+for every account and each distinct one is asked for in headless Chromium on ``about:blank``:
+Playwright refuses a selector it cannot parse there. Its message passes the task's scrubber, and
+the selector is shown as written (``${env.*}`` unresolved), so no secret is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from warmup.errors import UsageError, WarmupError
+from warmup.tasks.common import DEFAULT_STEP_TIMEOUT_MS
+from warmup.tasks.loader import _build_task, load_task
+from warmup.tasks.model import Task
+from warmup.tasks.steps import _step_from_table
+
+# A step valid in any task that refers to nothing: stands in for a bad step, or for all of them.
+FILLER: dict[str, Any] = {"wait_ms": 0}
+
+# Where a [[steps]] table holds a selector: paths of keys (extend here when an action gains one).
+SELECTOR_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("click",),
+    ("fill",),
+    ("hover",),
+    ("wait_for",),
+    ("select",),
+    ("check",),
+    ("uncheck",),
+    ("upload",),
+    ("selector",),  # press's element (and any action's own selector field)
+    ("expect_text", "selector"),
+    ("extract", "selector"),
+    ("when", "visible"),
+    ("unless", "visible"),
+    ("fail_if",),
+)
+
+
+@dataclass
+class Checked:
+    """What ``check_task`` found: the task (None when not even its accounts load), and the problems.
+
+    When there are problems, ``task`` holds the steps that were fine and ``FILLER`` in place of the
+    others, whose indexes are ``bad_steps``: what a ``--browser`` check may still look at.
+    """
+
+    task: Task | None
+    problems: list[str] = field(default_factory=list)
+    bad_steps: set[int] = field(default_factory=set)
+
+
+def check_task(path: Path, env: Mapping[str, str] | None = None) -> Checked:
+    """Every problem of the task file ``path`` found before a browser, each a one-line message."""
+    env = os.environ if env is None else env
+    try:
+        return Checked(load_task(path, env=env))
+    except UsageError as exc:
+        first = str(exc)
+    checked = _check_in_parts(path, env)
+    if first not in checked.problems:
+        checked.problems.insert(0, first)
+    return checked
+
+
+def _check_in_parts(path: Path, env: Mapping[str, str]) -> Checked:
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return Checked(None)  # load_task's own message says why
+    steps = doc.get("steps")
+    if not isinstance(steps, list) or not steps:
+        return Checked(None)
+    found: dict[int, str] = {}  # step index -> its problem
+    timeout_ms = doc.get("timeout_ms") if isinstance(doc.get("timeout_ms"), int) else DEFAULT_STEP_TIMEOUT_MS
+    for i, raw in enumerate(steps):  # each table on its own: fields, types, actions
+        try:
+            _step_from_table(raw, i, timeout_ms, f"task file {path}")
+        except UsageError as exc:
+            found[i] = str(exc)
+    try:
+        _build_task({**doc, "steps": [FILLER]}, path, env)
+    except UsageError as exc:  # outside the steps: the references cannot be checked without it
+        return Checked(None, [str(exc), *(found[i] for i in sorted(found))], set(found))
+    kept = [FILLER if i in found else raw for i, raw in enumerate(steps)]
+    task: Task | None = None
+    passing = 0  # the first `passing` steps of `kept` are known to load
+    while task is None:
+        try:
+            task = _build_task({**doc, "steps": kept}, path, env)
+        except UsageError:
+            bad, message = _first_bad_step(doc, kept, path, env, passing)
+            passing = bad + 1
+            if bad in found:  # replacing it changed nothing: not a step's own problem
+                return Checked(None, [found[i] for i in sorted(found)] + [message], set(found))
+            found[bad] = message
+            kept[bad] = FILLER
+    return Checked(task, [found[i] for i in sorted(found)], set(found))
+
+
+def _first_bad_step(
+    doc: dict[str, Any], steps: list[Any], path: Path, env: Mapping[str, str], passing: int
+) -> tuple[int, str]:
+    """The first step whose task (it and the steps before it) the loader refuses, and why.
+
+    Called when ``steps`` as a whole are refused and their first ``passing`` steps are not (nor
+    ``[FILLER]``). A step's checks look at it and the steps before it only, so the steps before
+    the first bad one pass: a bisection over the prefixes finds it in log2(len(steps)) loads.
+    """
+    lo, hi = max(1, passing + 1), len(steps)  # the first lo - 1 steps pass; all hi of them are refused
+    message = ""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            _build_task({**doc, "steps": steps[:mid]}, path, env)
+            lo = mid + 1
+        except UsageError as exc:
+            hi, message = mid, str(exc)
+    if not message:
+        try:
+            _build_task({**doc, "steps": steps[:hi]}, path, env)
+        except UsageError as exc:
+            message = str(exc)
+    return hi - 1, message
+
+
+# -- selectors in a browser -----------------------------------------------------------------------
+def _selector_fields(raw: Any, label: str) -> Iterator[tuple[str, str, str]]:
+    """(step label, what it is, selector as written) for each selector of a step table and of its own steps.
+
+    What it is: "selector" for the action's own (``click = ...``, ``selector = ...``), else the
+    field's path, e.g. "when.visible selector".
+    """
+    if not isinstance(raw, dict):
+        return
+    for path in SELECTOR_FIELDS:
+        value: Any = raw
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            plain = path[-1] == "selector" or (len(path) == 1 and path[0] in raw and path[0] != "fail_if")
+            yield label, "selector" if plain else f"{'.'.join(path)} selector", value
+    inner_steps = raw.get("steps")
+    for j, inner in enumerate(inner_steps if isinstance(inner_steps, list) else []):
+        yield from _selector_fields(inner, f"{label}, its step {j + 1}")
+
+
+def selectors_to_check(task: Task, skip: set[int]) -> list[tuple[str, str, str, list[str]]]:
+    """(step label, field, selector as written, its distinct renderings) of every step not in ``skip``.
+
+    A selector that cannot be rendered now (it uses a value only a run knows) is left out.
+    """
+    found = []
+    for step in task.steps:
+        if step.index in skip:
+            continue
+        for label, name, template in _selector_fields(step.raw, step.label):
+            rendered: dict[str, None] = {}
+            for account in task.accounts:
+                try:
+                    rendered.setdefault(task.render(template, account), None)
+                except UsageError:
+                    pass
+            if rendered:
+                found.append((label, name, template, list(rendered)))
+    return found
+
+
+async def _check_selectors(
+    task: Task, skip: set[int], executable: str, where: str
+) -> tuple[int, list[str]]:
+    from playwright.async_api import Error as PlaywrightError
+    from playwright.async_api import async_playwright
+
+    from warmup.browser import launch_args
+    from warmup.runner.actions import describe_launch_error
+
+    scrub = task.scrubber()
+    wanted = selectors_to_check(task, skip)
+    problems: list[str] = []
+    async with async_playwright() as pw:
+        try:
+            browser = await pw.chromium.launch(executable_path=executable, headless=True, args=launch_args())
+        except PlaywrightError as exc:
+            raise WarmupError(f"cannot start the browser {executable}: {describe_launch_error(exc)}") from None
+        try:
+            page = await browser.new_page()
+            for label, name, template, renderings in wanted:
+                for selector in renderings:
+                    try:
+                        await page.locator(selector).count()
+                    except PlaywrightError as exc:
+                        reason = (exc.message or str(exc)).strip().splitlines()[0].removeprefix("Locator.count: ")
+                        problems.append(f"{where}: {label}: {name} {template!r} is not valid: {scrub(reason)}")
+                        break
+        finally:
+            await browser.close()
+    return sum(len(r) for *_, r in wanted), problems
+
+
+def run_validate(path: Path, *, with_browser: bool, browser_path: Path | None) -> int:
+    """``warmup validate``: problems on stderr (exit 2), or one OK line on stdout (exit 0).
+
+    No browser for ``--browser`` (or one that will not start): the task's problems are still
+    listed, then that; the exit code is 2 if the task has problems, else the browser error's.
+    """
+    where = f"task file {path}"
+    checked = check_task(path)
+    count = 0
+    browser_error: WarmupError | None = None
+    if with_browser and checked.task is not None:
+        from warmup.browser import find_browser
+
+        try:
+            executable = find_browser(browser_path, headless=True)
+            count, found = asyncio.run(_check_selectors(checked.task, checked.bad_steps, executable, where))
+            checked.problems.extend(found)
+        except WarmupError as exc:
+            browser_error = exc
+    for problem in checked.problems:
+        print(f"warmup: {problem}", file=sys.stderr)
+    if len(checked.problems) > 1:
+        print(f"warmup: {where}: {len(checked.problems)} problems", file=sys.stderr)
+    if browser_error is not None:
+        print(f"warmup: --browser: {browser_error}", file=sys.stderr)
+        return 2 if checked.problems else browser_error.exit_code
+    if checked.problems:
+        return 2
+    task = checked.task
+    assert task is not None
+    body = f"script {task.script}" if task.script and not task.steps else _plural(len(task.steps), "step")
+    browser = f", {_plural(count, 'selector')} valid in Chromium" if with_browser else ""
+    print(f"{where}: OK: task {task.id!r}, {_plural(len(task.accounts), 'account')}, {body}{browser}")
+    return 0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
