@@ -77,7 +77,8 @@ def test_resume_last_with_a_task_file_takes_that_tasks_latest_run(site: str, wor
     assert code == 1, err  # /broken still fails
     assert started(events)["resumed_from"] == alpha_id and started(events)["task_id"] == "alpha"
     assert finished(events) == {"a3": "FAILED"}  # failed ones, among those named (a1 had completed)
-    assert "changed since" not in err  # the file is the recorded task
+    assert "no longer in" not in err
+    previous = started(events)["run_id"]
 
     # an id of beta's run with alpha's file: one line; nothing appended
     code, err, events = run(work, alpha, "--resume", beta_id)
@@ -87,13 +88,17 @@ def test_resume_last_with_a_task_file_takes_that_tasks_latest_run(site: str, wor
         "give a run of 'alpha' (or 'last'), or leave out the task file"
     ]
 
-    # a file changed since: said, and the task recorded in that run runs (its one step, not the file's two)
-    alpha.write_text(alpha.read_text() + '[[steps]]\nwait_ms = 1\n')
-    code, err, events = run(work, alpha, "--retry-failed", "last", "--account", "a3")
-    assert code == 1 and finished(events) == {"a3": "FAILED"}, err
-    assert f"warmup: note: {alpha} changed since run {started(events)['resumed_from']}" in err
-    assert started(events)["steps"] == 1
+    # a file that no longer has the account left to do: said, and nothing runs
+    alpha.write_text(task_text(site, "alpha", {"a9": "/whoami"}))
+    code, err, events = run(work, alpha, "--retry-failed", "last")
+    assert code == 0 and events == [], err
+    assert f"warmup: note: 1 account(s) of run {previous} are no longer in {alpha} and are left out: a3" in err
 
+    # the file as it is now runs (a fixed step, one more step): a3 completes
+    alpha.write_text(task_text(site, "alpha", {"a3": "/whoami"}) + '[[steps]]\nwait_ms = 1\n')
+    code, err, events = run(work, alpha, "--retry-failed", "last")
+    assert code == 0 and finished(events) == {"a3": "COMPLETED"}, err
+    assert started(events)["resumed_from"] == previous and started(events)["steps"] == 2
 
 
 def test_resume_last_of_a_task_with_no_run_is_refused_in_one_line(site: str, work: Workdir) -> None:

@@ -94,8 +94,9 @@ def run_command(
     """``warmup run``: check everything, then drive the accounts and append events; the exit code.
 
     ``accounts`` (``--account``, repeatable) keeps only those accounts, in the task's order. With
-    ``--resume``/``--retry-failed`` the recorded task of the run runs (never the file's): a task
-    file then only says whose run ``last`` is, and that an explicit run id is one of its runs.
+    ``--resume``/``--retry-failed`` and no task file, the task recorded in the run runs again. With
+    a task file, the file as it is now runs, for the accounts the run left (so a fixed selector is
+    used): ``last`` is then that task's latest run, and another task's run id is refused.
     """
     resume_id = resume or retry_failed
     option = "--resume" if resume else "--retry-failed"
@@ -146,9 +147,20 @@ def run_command(
                 print(f"run {resume_id}: nothing to resume: no {what} account{chosen}", flush=True)
                 writer.close()
                 return 0
-            if task is not None and task.record()["steps"] != plan.task.record()["steps"]:
-                _say(f"note: {task_file} changed since run {resume_id}; its recorded task runs, as it was then")
-            task = plan.task
+            if task is None:
+                task = plan.task
+            else:  # the file as it is now (a fixed selector, say), for the accounts the run left
+                left = [a.id for a in plan.task.accounts]
+                gone = [a for a in left if a not in {b.id for b in task.accounts}]
+                if gone:
+                    _say(f"note: {len(gone)} account(s) of run {resume_id} are no longer in {task_file} "
+                         f"and are left out: {', '.join(gone[:5])}{' ...' if len(gone) > 5 else ''}")
+                task = replace(task, accounts=[a for a in task.accounts if a.id in set(left)])
+                if not task.accounts:
+                    print(f"run {resume_id}: nothing to resume: its accounts are no longer in {task_file}",
+                          flush=True)
+                    writer.close()
+                    return 0
     except LogWriteError as exc:
         writer.close()
         raise WarmupError(exc.strerror or str(exc), exit_code=1) from None
