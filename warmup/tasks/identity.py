@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import re
 import zoneinfo
 from pathlib import Path
@@ -41,7 +42,7 @@ MAX_VIEWPORT = 10_000
 # Headers whose value is a credential, beyond any name SECRET_VAR matches (token, api_key...).
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 HEADER_NAME = re.compile(r"\A[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # an HTTP token (RFC 9110)
-LOCALE = re.compile(r"\A[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*\Z")
+LOCALE = re.compile(r"\A[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*\Z")  # BCP 47, loosely
 PROXY_SCHEMES = ("http", "https", "socks4", "socks5")
 
 _SCALARS = ("user_agent", "locale", "timezone_id", "color_scheme", "device")
@@ -116,7 +117,7 @@ def _check_table(key: str, value: Any, where: str) -> None:
                     continue
                 raise UsageError(f"{at} needs {name!r}")
             number = value[name]
-            if not _is(number, (int, float)):
+            if not _is(number, (int, float)) or not math.isfinite(number):
                 raise UsageError(f"{at}.{name} must be a number, not {_describe(number)}")
             if number < low or (high is not None and number > high):
                 bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
@@ -211,33 +212,45 @@ def check_rendered(key: str, value: str, where: str, *, template: str | None = N
 
     Values with a vocabulary are checked: ``device``, ``color_scheme``, ``timezone_id``, ``locale``
     and ``proxy.server``. ``template`` is what was written: when it refers to ``${env.*}`` or a
-    credential variable the message quotes the template, never the (secret) value.
+    credential variable the message quotes the template, never the (secret) value. Called for
+    every template of every account, so the usual case (nothing wrong) does little.
     """
-    at = f"{where}: {key}"
-    shown = repr(value) if template is None or not any(_is_secret_ref(r) for r in references(template)) \
-        else f"{template!r} (as rendered)"
+    if key not in _VOCABULARY_KEYS:
+        return
+    problem = _vocabulary_problem(key, value)
+    if problem is None:
+        return
+    secret = template is not None and any(_is_secret_ref(ref) for ref in references(template))
+    shown = f"{template!r} (as rendered)" if secret else repr(value)
+    raise UsageError(f"{where}: {key}{problem.replace('{shown}', shown)}")
+
+
+_VOCABULARY_KEYS = frozenset({"device", "color_scheme", "timezone_id", "locale", "proxy.server"})
+
+
+def _vocabulary_problem(key: str, value: str) -> str | None:
+    """What is wrong with ``value`` at ``key``, to follow the key in a message ({shown} is the value)."""
     if key == "device":
-        if value not in device_descriptors():
-            close = difflib.get_close_matches(value, list(device_descriptors()), n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}?" if close else "see Playwright's device list"
-            raise UsageError(f"{at}: unknown device {shown} ({hint})")
-    elif key == "color_scheme":
-        if value not in COLOR_SCHEMES:
-            raise UsageError(f"{at} must be one of {', '.join(map(repr, COLOR_SCHEMES))}, not {shown}")
-    elif key == "timezone_id":
-        if not _known_time_zone(value):
-            raise UsageError(f"{at}: unknown time zone {shown} (use an IANA name such as 'Europe/Paris')")
-    elif key == "locale":
-        if not LOCALE.match(value):
-            raise UsageError(f"{at}: {shown} is not a locale (write it as 'en-US' or 'fr')")
-    elif key == "proxy.server":
-        _check_proxy_server(value, at, shown)
+        if value in device_descriptors():
+            return None
+        close = difflib.get_close_matches(value, list(device_descriptors()), n=1, cutoff=0.6)
+        return f": unknown device {{shown}} ({f'did you mean {close[0]!r}?' if close else 'see Playwright devices'})"
+    if key == "color_scheme":
+        schemes = ", ".join(map(repr, COLOR_SCHEMES))
+        return None if value in COLOR_SCHEMES else f" must be one of {schemes}, not {{shown}}"
+    if key == "timezone_id":
+        hint = "use an IANA name such as 'Europe/Paris'"
+        return None if _known_time_zone(value) else f": unknown time zone {{shown}} ({hint})"
+    if key == "locale":
+        return None if LOCALE.match(value) else ": {shown} is not a locale (write it as 'en-US' or 'fr')"
+    return _proxy_server_problem(value)
 
 
+@functools.lru_cache(maxsize=1024)  # checked for every account: a time zone is looked up once
 def _known_time_zone(name: str) -> bool:
     if name.startswith("/") or ".." in name or "\\" in name:  # zoneinfo would read it as a path
         return False
-    if not zoneinfo.available_timezones():  # no time zone data here: Chromium will say
+    if not _have_time_zone_data():  # none installed here: Chromium will say
         return True
     try:
         zoneinfo.ZoneInfo(name)
@@ -246,18 +259,23 @@ def _known_time_zone(name: str) -> bool:
     return True
 
 
-def _check_proxy_server(value: str, at: str, shown: str) -> None:
+@functools.cache
+def _have_time_zone_data() -> bool:
+    return bool(zoneinfo.available_timezones())
+
+
+def _proxy_server_problem(value: str) -> str | None:
     scheme, sep, rest = value.partition("://")
     if not sep:
         scheme, rest = "http", value
     if scheme.lower() not in PROXY_SCHEMES:
-        raise UsageError(f"{at}: {shown} has an unknown scheme (use {', '.join(PROXY_SCHEMES)})")
+        return f": {{shown}} has an unknown scheme (use {', '.join(PROXY_SCHEMES)})"
     host = rest.split("/", 1)[0]
     if "@" in host:
-        raise UsageError(f"{at}: put the proxy's user and password in proxy.username and proxy.password, "
-                         "not in the server's address")
+        return ": put the proxy's user and password in proxy.username and proxy.password, not in the server's address"
     if not host or host.startswith(":"):
-        raise UsageError(f"{at}: {shown} names no host (write it as http://host:port)")
+        return ": {shown} names no host (write it as http://host:port)"
+    return None
 
 
 # -- the templates a loader renders -------------------------------------------------------------
