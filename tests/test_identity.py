@@ -18,6 +18,7 @@ import html
 import http.client
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -169,7 +170,9 @@ class _Proxy(ThreadingHTTPServer):
         self.challenged = 0
 
 
-def _serve(server: ThreadingHTTPServer) -> Iterator[None]:
+@contextmanager
+def _serving(server: ThreadingHTTPServer) -> Iterator[None]:
+    """``server`` answering in a thread of this process until the block ends."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -191,13 +194,15 @@ class Echo:
 @pytest.fixture
 def echo() -> Iterator[Echo]:
     server = _EchoSite()
-    yield from (Echo(server) for _ in _serve(server))
+    with _serving(server):
+        yield Echo(server)
 
 
 @pytest.fixture
 def proxy(echo: Echo) -> Iterator[_Proxy]:
     server = _Proxy(echo.server.port)
-    yield from (server for _ in _serve(server))
+    with _serving(server):
+        yield server
 
 
 def step_events(work: Workdir, account_id: str) -> list[dict]:
@@ -535,6 +540,8 @@ BAD = [
      "extra_http_headers.Authorization is a credential"),
     ("literal-token-header", 'extra_http_headers = { X-Auth-Token = "abc" }\n' + ACCOUNT + STEP,
      "extra_http_headers.X-Auth-Token is a credential"),
+    ("literal-api-key-header", 'extra_http_headers = { X-Goog-Api-Key = "abc" }\n' + ACCOUNT + STEP,
+     "extra_http_headers.X-Goog-Api-Key is a credential"),
     ("header-name", 'extra_http_headers = { "X Team" = "blue" }\n' + ACCOUNT + STEP, "'X Team' is not a header name"),
     ("header-twice", 'extra_http_headers = { X-Team = "a", x-team = "b" }\n' + ACCOUNT + STEP,
      "the header 'x-team' is set twice"),

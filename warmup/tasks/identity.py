@@ -154,7 +154,7 @@ def _check_headers(value: Any, at: str) -> None:
 
 def is_secret_header(name: str) -> bool:
     """A header whose value is a credential (it must come from a secret reference)."""
-    return name.lower() in SECRET_HEADERS or bool(SECRET_VAR.search(name))
+    return name.lower() in SECRET_HEADERS or bool(SECRET_VAR.search(name.replace("-", "_")))  # X-Goog-Api-Key
 
 
 def _require_secret_reference(value: str, at: str) -> None:
