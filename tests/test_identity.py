@@ -26,11 +26,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import Workdir, cli_env, warmup
+from playwright.sync_api import sync_playwright
 
 from warmup.errors import UsageError
 from warmup.runner.context import basic_auth_forms, context_options
 from warmup.tasks import load_task
-from warmup.tasks.identity import device_descriptors
+from warmup.tasks.identity import device_descriptors, device_options
 
 pytestmark = pytest.mark.browser
 
@@ -656,3 +657,14 @@ def test_bad_identity_columns_are_refused_in_one_line(tmp_path: Path, header: st
     with pytest.raises(UsageError) as caught:
         load_task(tmp_path / "t.toml", env={})
     assert message in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+
+
+def test_device_descriptors_read_from_the_package_are_playwrights_own() -> None:
+    """Read without starting Playwright, they match what a started Playwright gives (the oracle)."""
+    with sync_playwright() as pw:
+        theirs = pw.devices
+    ours = device_descriptors()
+    assert set(ours) == set(theirs) and len(ours) > 100
+    for name in ours:
+        expected = {k: v for k, v in theirs[name].items() if k != "default_browser_type"}
+        assert device_options(name) == expected, name
