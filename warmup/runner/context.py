@@ -1,20 +1,60 @@
 """The options of an account's browser context: its storage state and its browser identity.
 
-SEAM (issue 11, point 1): ``context_options`` maps the task's and the account's identity
-(``warmup.tasks.identity``; the account's values win) onto Playwright's ``new_context`` keyword
-arguments, rendering ``${...}`` for the account. ``storage_state`` is the loaded state or None.
+``context_options`` maps the task's and the account's identity (``warmup.tasks.identity``) onto
+Playwright's ``new_context`` keyword arguments, rendering ``${...}`` for the account now (the
+loader already rendered and checked every template, so rendering cannot fail here unless the
+environment changed). Layers, later wins key by key: the task's ``device``, the task's keys, the
+account's ``device``, the account's keys; ``extra_http_headers`` merge header by header.
+``storage_state`` is the loaded state or None. The values returned may hold secrets: they go to
+Playwright only, never to the log.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from warmup.tasks import Account, Task
+from warmup.tasks.identity import device_options, merge_headers
 
 
 def context_options(task: Task, account: Account, storage_state: dict[str, Any] | None) -> dict[str, Any]:
     """Keyword arguments for ``Browser.new_context`` for one account."""
     options: dict[str, Any] = {}
+    for identity in (task.identity, account.identity):
+        if "device" in identity:
+            options.update(device_options(task.render(identity["device"], account)))
+        for key, value in identity.items():
+            if key == "device":
+                continue
+            rendered = _rendered(task, account, value)
+            if key == "extra_http_headers" and key in options:
+                rendered = merge_headers(options[key], rendered)
+            options[key] = rendered
+    if "geolocation" in options:
+        options["permissions"] = ["geolocation"]  # so pages can read the position they are given
     if storage_state is not None:
         options["storage_state"] = storage_state
     return options
+
+
+def _rendered(task: Task, account: Account, value: Any) -> Any:
+    """Every string of ``value`` (a string or a table of them, numbers as they are) rendered."""
+    if isinstance(value, str):
+        return task.render(value, account)
+    if isinstance(value, dict):
+        return {name: _rendered(task, account, item) for name, item in value.items()}
+    return value
+
+
+def basic_auth_forms(options: dict[str, Any]) -> list[str]:
+    """The base64 ``username:password`` tokens Chromium sends for these options' ``proxy`` and
+    ``http_credentials`` (``Authorization: Basic <token>``, ``Proxy-Authorization``): the passwords in
+    another form, for whatever must hide them beside their raw values (a trace's network log)."""
+    forms = []
+    for key in ("proxy", "http_credentials"):
+        credentials = options.get(key) or {}
+        if credentials.get("password"):
+            pair = f"{credentials.get('username', '')}:{credentials['password']}"
+            forms.append(base64.b64encode(pair.encode()).decode())
+    return forms

@@ -21,7 +21,7 @@ from warmup.tasks.common import (
     _reason,
     _var_value,
 )
-from warmup.tasks.identity import IDENTITY_KEYS, check_identity
+from warmup.tasks.identity import IDENTITY_KEYS, check_identity, identity_from_columns
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,12 @@ def _accounts_from_csv(text: str, name: str, where: str) -> list[Account]:
         account_id = _check_account_id(row.pop("id"), f"{where}: line {reader.line_num}")
         storage_state = row.pop("storage_state", None) or None
         base_url = row.pop("base_url", None) or None
+        identity = check_identity(identity_from_columns(row, f"{where}: line {reader.line_num}"),
+                                  f"{where}: line {reader.line_num} ({account_id})")
         values = {k: v for k, v in row.items() if v is not None}
         accounts.append(
             Account(account_id, _account_vars(values, f"{where}: line {reader.line_num}"), storage_state, line_where,
-                    base_url)
+                    base_url, identity)
         )
     return accounts
 
@@ -125,11 +127,13 @@ def _accounts_from_jsonl(text: str, name: str, where: str) -> list[Account]:
         base_url = obj.pop("base_url", None) or None
         if base_url is not None and not isinstance(base_url, str):
             raise UsageError(f"{line_where}: base_url must be a string")
+        identity = check_identity({k: obj.pop(k) for k in IDENTITY_KEYS & set(obj)}, f"{line_where} ({account_id})")
         nested = obj.pop("vars", {})
         if not isinstance(nested, dict):
             raise UsageError(f"{line_where}: vars must be an object")
         values = {**obj, **nested}
         accounts.append(
-            Account(account_id, _account_vars(values, line_where), storage_state, f"{name} line {number}", base_url)
+            Account(account_id, _account_vars(values, line_where), storage_state, f"{name} line {number}", base_url,
+                    identity)
         )
     return accounts

@@ -60,7 +60,7 @@ from warmup.tasks.common import (
     _var_value,
     references,
 )
-from warmup.tasks.identity import IDENTITY_KEYS, check_identity, identity_templates
+from warmup.tasks.identity import IDENTITY_KEYS, check_identity, check_rendered, identity_templates, merge_identity
 from warmup.tasks.model import Task, _render
 from warmup.tasks.script import resolve_script
 from warmup.tasks.steps import Step, _step_from_table, _templates
@@ -390,8 +390,10 @@ def _check_references(
                     "(write it as http://host/ or https://host/path/)"
                 )
             env_names.update(ref[4:] for ref in references(base_template) if ref.startswith("env."))
-        for key, template in identity_templates({**task.identity, **account.identity}):
-            _render(template, account, env, where=f"{where}: account {account.id!r}: {key}: ", task_vars=task.vars)
+        for key, template in identity_templates(merge_identity(task.identity, account.identity)):
+            value = _render(template, account, env, where=f"{where}: account {account.id!r}: {key}: ",
+                            task_vars=task.vars)
+            check_rendered(key, value, f"{where}: account {account.id!r}", template=template)
             env_names.update(ref[4:] for ref in references(template) if ref.startswith("env."))
         shots: dict[str, Step] = {}  # rendered screenshot name (casefolded) -> its step
         for step in task.steps:
