@@ -90,6 +90,7 @@ class AttemptSteps:
     steps_ok: int = 0
     steps_failed: int = 0  # steps that failed the attempt (not optional)
     steps_failed_optional: int = 0  # optional steps that failed: the attempt went on
+    steps_skipped: int = 0  # steps a condition skipped: neither ok nor failed
     status: str | None = None  # its account_finished status (FAILED with retrying: it was tried again)
     retried: bool = False
 
@@ -115,7 +116,9 @@ def attempts_from_log(log_path: Log | Path, run_id: str) -> dict[str, list[Attem
     for account, account_steps in timings.steps.items():
         for step in account_steps:
             steps = out.setdefault(account, {}).setdefault(step.attempt, AttemptSteps(step.attempt))
-            if step.ok:
+            if step.skipped:
+                steps.steps_skipped += 1
+            elif step.ok:
                 steps.steps_ok += 1
             elif step.optional:
                 steps.steps_failed_optional += 1

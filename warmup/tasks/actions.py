@@ -31,6 +31,7 @@ ACTIONS: dict[str, ActionSpec] = {
     "expect_title": ActionSpec(str, templated=("",), what="text the title contains"),
     "expect_text": ActionSpec(dict, templated=("selector", "text"), what="{ selector, text }"),
     "screenshot": ActionSpec(str, templated=("",), what="a name"),
+    "save_state": ActionSpec(bool, what="true"),
 }
 
 
