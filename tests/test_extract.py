@@ -127,7 +127,8 @@ expect_text = {{ selector = "#q", text = "Profile of /profile" }}
      "step 1 (extract): extract: unknown field 'text'"),
     ('[[steps]]\nextract = { selector = "#a", as = "x" }\nvalue = "y"', "step 1 (extract): unknown field 'value'"),
     ('[[steps]]\nextract = "#a"', "step 1 (extract): extract must be a table, not '#a'"),
-    ('[[steps]]\ngroup = "g"\nwhen = { visible = "${page.x}" }\nsteps = [ { extract = { selector = "#a", as = "x" } } ]',
+    ('[[steps]]\ngroup = "g"\nwhen = { visible = "${page.x}" }\n'
+     'steps = [ { extract = { selector = "#a", as = "x" } } ]',
      "step 1 (extract) in group 'g': ${page.x} is not extracted by an earlier step"),
 ])
 def test_bad_extracts_and_page_references_are_refused_with_one_line(

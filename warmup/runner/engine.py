@@ -5,6 +5,13 @@ Per account the log gets ``account_started``, one ``step_finished`` per step tri
 ends ``account_finished`` FAILED with ``retrying: true`` and the next attempt starts. The run is
 framed by ``run_started`` (with the task's record, secrets unresolved) and ``run_finished``.
 
+Conditions: a step (or a group's first step, for the whole group) whose ``when``/``unless`` says
+skip is recorded ``ok`` and ``skipped`` and counted in neither ``steps_ok`` nor ``steps_failed``;
+a group skipped gets one such event per step, so each step's ``index`` appears once per attempt.
+A step's ``fail_if`` and ``extract`` run around its action (``runner.guards``); extracted values
+live in the attempt (``AccountRun.page_values``, ``${page.NAME}``) and start empty at each attempt.
+``save_state`` is the engine's own action; a task that has one saves the state only there.
+
 Stopping (SIGINT/SIGTERM): no account starts any more; accounts still waiting end CANCELLED
 (attempt 0); running ones get ``grace_s`` to finish, then their tasks are cancelled and they end
 INTERRUPTED. A second signal cancels at once. ``run_finished`` says INTERRUPTED.
