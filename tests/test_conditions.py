@@ -117,6 +117,9 @@ def test_login_if_needed_signed_out_then_signed_in_with_state_saved_before_logou
     detail = orjson.loads(shown.stdout)["accounts"][0]["attempts_detail"][0]
     assert (detail["steps_ok"], detail["steps_failed"], detail["steps_skipped"]) == (5, 0, 3)
 
+    table = warmup("show", run_id, "--db", str(work.db), "--log", str(work.log))
+    assert table.returncode == 0 and "5 (3 skipped)" in table.stdout, table.stdout
+
     # the steps projection keeps every step, skipped ones marked
     projected = warmup("project", "--log", str(work.log), "--db", str(work.db), "--projection", "steps")
     assert projected.returncode == 0, projected.stderr

@@ -195,10 +195,16 @@ def _steps_cells(a: dict[str, Any]) -> tuple[str, str, str]:
         return str(a["steps_ok"]), str(a["steps_failed"]), "?"
     if len(tried) <= 1:
         one = tried[0] if tried else asdict(AttemptSteps(1))
-        return str(one["steps_ok"]), _failed(one), _optional(one)
-    return ("\n".join(f"#{t['attempt']}: {t['steps_ok']}" for t in tried),
+        return _ok(one), _failed(one), _optional(one)
+    return ("\n".join(f"#{t['attempt']}: {_ok(t)}" for t in tried),
             "\n".join(f"#{t['attempt']}: {_failed(t)}" for t in tried),
             "\n".join(f"#{t['attempt']}: {_optional(t)}" for t in tried))
+
+
+def _ok(t: dict[str, Any]) -> str:
+    """Steps ok, and those a condition skipped (counted as neither ok nor failed) beside them."""
+    skipped = t.get("steps_skipped", 0)
+    return f"{t['steps_ok']} ({skipped} skipped)" if skipped else str(t["steps_ok"])
 
 
 def _failed(t: dict[str, Any]) -> str:

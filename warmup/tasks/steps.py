@@ -17,7 +17,7 @@ is refused).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from warmup.errors import UsageError
@@ -125,9 +125,7 @@ def _group_from_table(raw: dict[str, Any], position: int, first: int, default_ti
         at = f"{task_where}: step {index + 1} in group '{name}'"
         if isinstance(table, dict) and "group" in table:
             raise UsageError(f"{at}: a group cannot hold another group (give the inner steps their own when)")
-        step = _step_from_table(table, index, default_timeout_ms, at)
-        steps.append(Step(step.index, step.action, step.args, step.timeout_ms, step.optional, step.raw,
-                          step.when, step.unless, step.fail_if, step.extract, group))
+        steps.append(replace(_step_from_table(table, index, default_timeout_ms, at), group=group))
     return steps
 
 
