@@ -120,6 +120,12 @@ def test_login_if_needed_signed_out_then_signed_in_with_state_saved_before_logou
     table = warmup("show", run_id, "--db", str(work.db), "--log", str(work.log))
     assert table.returncode == 0 and "5 (3 skipped)" in table.stdout, table.stdout
 
+    tail = warmup("tail", "--log", str(work.log), "--run", run_id, "--type", "step_finished", "-n", "all")
+    assert tail.returncode == 0, tail.stderr
+    assert [line.split(" step ", 1)[1].split()[:3] for line in tail.stdout.splitlines()][:4] == [
+        ["1", "goto", "ok"], ["2", "fill", "skipped"], ["3", "fill", "skipped"], ["4", "click", "skipped"],
+    ], tail.stdout
+
     # the steps projection keeps every step, skipped ones marked
     projected = warmup("project", "--log", str(work.log), "--db", str(work.db), "--projection", "steps")
     assert projected.returncode == 0, projected.stderr
