@@ -214,15 +214,24 @@ id = "a"
 [[steps]]
 goto = "{admin}profile"
 [[steps]]
+group = "maybe"
+when = {{ visible = "#me >>> [" }}
+steps = [ {{ wait_for = "#me", optional = true }}, {{ wait_for = "#nothing-here" }} ]
+[[steps]]
 group = "broken"
 when = {{ visible = "#me >>> [" }}
 steps = [ {{ wait_for = "#me" }} ]
 """)
     result = warmup(*work.run_args(task))
     assert result.returncode == 1, result.stderr
-    step = steps_of(work.events(), "a")[-1]
-    assert step["index"] == 1 and not step["ok"]
-    assert step["error"].startswith("group 'broken': condition: ")
+    steps = steps_of(work.events(), "a")
+    # an optional first step: it fails, the attempt goes on, and the rest of its group never runs unchecked
+    assert [(s["index"], s["ok"], s.get("skipped", False)) for s in steps] == [
+        (0, True, False), (1, False, False), (2, True, True), (3, False, False),
+    ]
+    assert steps[1]["error"].startswith("group 'maybe': condition: ")
+    assert steps[3]["error"].startswith("group 'broken': condition: ")
+    assert finished(work.events(), "a")["error"].startswith("step 4 (wait_for) in group 'broken': group 'broken'")
     assert "Traceback" not in result.stderr
 
 

@@ -458,7 +458,8 @@ class Runner:
 
         A group's condition is checked once, when it starts: when it says skip, each of its steps is
         recorded skipped (one ``step_finished`` per step: indexes stay unique and every step shows).
-        A condition that cannot be checked fails the group's first step.
+        A group condition that cannot be checked fails the group's first step (an optional one lets
+        the attempt go on, the group's other steps recorded skipped: they never run unchecked).
         """
         steps = self.task.steps
         index = 0
@@ -473,7 +474,9 @@ class Runner:
                     self._record_failed(st, page, step, error)
                     if not step.optional:
                         return f"{step.label}: {error}"
-                    index += 1
+                    for inner in steps[index + 1 : index + group.count]:  # never run unchecked
+                        self._record_skipped(st, inner, 0.0)
+                    index += group.count
                     continue
                 if skip:
                     took_ms = (time.perf_counter() - st.step_started) * 1000
