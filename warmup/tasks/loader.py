@@ -8,7 +8,11 @@ so a wrong file costs one clear line (``UsageError``, exit 2) and appends nothin
 - TOML syntax, unknown keys, missing or mistyped fields, unknown actions;
 - account ids (a safe set of characters: they name artifact folders) and duplicates;
 - every ``${...}`` reference of every step, for every account: ``${account.id}``,
-  ``${account.<var>}`` (defined for that account) and ``${env.NAME}`` (set in the environment).
+  ``${account.<var>}`` (defined for that account) and ``${env.NAME}`` (set in the environment);
+  ``${page.NAME}`` only in a step after one that extracts ``NAME`` (a placeholder at load: its value
+  comes from the page at run time);
+- conditions, groups (one level), ``fail_if``, ``extract``; ``save_state`` only for an account with
+  a ``storage_state``.
 
 Secrets. ``${env.NAME}`` values are looked up only when a step runs (``Task.render``), and every
 text the runner writes passes through ``Task.scrub``, which replaces each secret value with
