@@ -90,6 +90,7 @@ class AttemptSteps:
     steps_ok: int = 0
     steps_failed: int = 0  # steps that failed the attempt (not optional)
     steps_failed_optional: int = 0  # optional steps that failed: the attempt went on
+    steps_skipped: int = 0  # steps a condition skipped: neither ok nor failed
     status: str | None = None  # its account_finished status (FAILED with retrying: it was tried again)
     retried: bool = False
 
@@ -115,7 +116,9 @@ def attempts_from_log(log_path: Log | Path, run_id: str) -> dict[str, list[Attem
     for account, account_steps in timings.steps.items():
         for step in account_steps:
             steps = out.setdefault(account, {}).setdefault(step.attempt, AttemptSteps(step.attempt))
-            if step.ok:
+            if step.skipped:
+                steps.steps_skipped += 1
+            elif step.ok:
                 steps.steps_ok += 1
             elif step.optional:
                 steps.steps_failed_optional += 1
@@ -192,10 +195,16 @@ def _steps_cells(a: dict[str, Any]) -> tuple[str, str, str]:
         return str(a["steps_ok"]), str(a["steps_failed"]), "?"
     if len(tried) <= 1:
         one = tried[0] if tried else asdict(AttemptSteps(1))
-        return str(one["steps_ok"]), _failed(one), _optional(one)
-    return ("\n".join(f"#{t['attempt']}: {t['steps_ok']}" for t in tried),
+        return _ok(one), _failed(one), _optional(one)
+    return ("\n".join(f"#{t['attempt']}: {_ok(t)}" for t in tried),
             "\n".join(f"#{t['attempt']}: {_failed(t)}" for t in tried),
             "\n".join(f"#{t['attempt']}: {_optional(t)}" for t in tried))
+
+
+def _ok(t: dict[str, Any]) -> str:
+    """Steps ok, and those a condition skipped (counted as neither ok nor failed) beside them."""
+    skipped = t.get("steps_skipped", 0)
+    return f"{t['steps_ok']} ({skipped} skipped)" if skipped else str(t["steps_ok"])
 
 
 def _failed(t: dict[str, Any]) -> str:

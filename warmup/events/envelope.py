@@ -117,6 +117,8 @@ class StepFinished(AccountEvent, tag="step_finished"):
     attempt: Int | None = None
     optional: bool = False
     url: str | None = None
+    skipped: bool = False  # its condition said no: ok is true, and it counts as neither ok nor failed
+    extracted: dict[str, str] | None = None  # {name: value} read from the page (``extract``)
     name: str | None = None  # a Python-scripted step's name (action "script")
 
 

@@ -58,6 +58,7 @@ class Step:
     attempt: int
     error: str | None
     url: str | None
+    skipped: bool = False  # its condition said no (ok is true): neither ok nor failed
 
     @property
     def start(self) -> float:
@@ -231,7 +232,7 @@ def _fold(out: LogTimings, current: dict[str, int], event: Any) -> None:
         attempt = event.attempt if event.attempt is not None else current.get(event.account_id, 1)
         out.steps.setdefault(event.account_id, []).append(Step(
             event.account_id, event.index, event.action, event.ok, event.optional, event.duration_ms, ts,
-            attempt, event.error, event.url,
+            attempt, event.error, event.url, event.skipped,
         ))
         out.first = min(out.first, ts - event.duration_ms / 1000)
     elif isinstance(event, AccountStarted):

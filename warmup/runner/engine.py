@@ -5,6 +5,13 @@ Per account the log gets ``account_started``, one ``step_finished`` per step tri
 ends ``account_finished`` FAILED with ``retrying: true`` and the next attempt starts. The run is
 framed by ``run_started`` (with the task's record, secrets unresolved) and ``run_finished``.
 
+Conditions: a step (or a group's first step, for the whole group) whose ``when``/``unless`` says
+skip is recorded ``ok`` and ``skipped`` and counted in neither ``steps_ok`` nor ``steps_failed``;
+a group skipped gets one such event per step, so each step's ``index`` appears once per attempt.
+A step's ``fail_if`` and ``extract`` run around its action (``runner.guards``); extracted values
+live in the attempt (``AccountRun.page_values``, ``${page.NAME}``) and start empty at each attempt.
+``save_state`` is the engine's own action; a task that has one saves the state only there.
+
 Stopping (SIGINT/SIGTERM): no account starts any more; accounts still waiting end CANCELLED
 (attempt 0); running ones get ``grace_s`` to finish, then their tasks are cancelled and they end
 INTERRUPTED. A second signal cancels at once. ``run_finished`` says INTERRUPTED.
@@ -34,19 +41,29 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from warmup.browser import launch_args
-from warmup.errors import WarmupError
+from warmup.errors import UsageError, WarmupError
 from warmup.events.envelope import host_and_pid
 from warmup.events.writer import LogWriteError
 from warmup.locks import AccountLock, Holder
 from warmup.paths import make_private_dir
-from warmup.runner.actions import BASE_URL_KEY, describe_error, describe_launch_error, inherent_ms, perform
+from warmup.runner.actions import (
+    BASE_URL_KEY,
+    ActionResult,
+    StepFailed,
+    describe_error,
+    describe_launch_error,
+    inherent_ms,
+    perform,
+)
 from warmup.runner.context import context_options
+from warmup.runner.guards import condition_holds, extract_value, with_fail_if
 from warmup.runner.progress import Progress
 from warmup.runner.recorder import Recorder
 from warmup.runner.script import ScriptStep, ScriptStepFailed, ScriptSteps, script_account
 from warmup.runner.trace import Tracer
 from warmup.tasks import Account, Step, Task
 from warmup.tasks.script import resolve_script
+from warmup.tasks.steps import EXTRACT_ONLY, SAVE_STATE, Condition
 
 COMPLETED, FAILED, CANCELLED, INTERRUPTED = "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"
 SAFETY_MARGIN_MS = 2_000  # the outer timeout of a step beyond Playwright's own
@@ -54,6 +71,7 @@ SCREENSHOT_TIMEOUT_MS = 5_000
 ACCOUNT_LOCK_POLL_S = 0.2
 DEFAULT_ACCOUNT_WAIT_S = 60.0
 CLOSE_TIMEOUT_S = 10.0
+MAX_EXTRACTED_CHARS = 1_000  # of an extracted value in step_finished
 
 
 class AccountLockError(Exception):
@@ -70,6 +88,8 @@ class AccountRun:
     step_started: float = 0.0
     steps_ok: int = 0
     steps_failed: int = 0
+    steps_skipped: int = 0  # neither ok nor failed: a condition said no
+    page_values: dict[str, str] = field(default_factory=dict)  # ${page.NAME}: extracted in this attempt
     started: float = 0.0
     status: str | None = None
 
@@ -111,6 +131,9 @@ class Runner:
         self.account_wait_s = account_wait_s
         self.resumed_from = resumed_from
         self.secrets = task.secret_values()  # every form of these is kept out of traces (runner.trace)
+        # A task with save_state steps saves there only: the state at its end (after a logout, say)
+        # would overwrite the one it chose to keep.
+        self._saves_midway = any(step.action == SAVE_STATE for step in task.steps)
         self.stopping = False
         self.reason: str | None = None
         self.signalled = False
@@ -265,7 +288,8 @@ class Runner:
             self.running[account.id] = me
             while True:
                 st.attempt += 1
-                st.step, st.steps_ok, st.steps_failed = None, 0, 0
+                st.step, st.steps_ok, st.steps_failed, st.steps_skipped = None, 0, 0, 0
+                st.page_values = {}
                 st.started = time.monotonic()
                 self.rec.emit("account_started", account_id=account.id, attempt=st.attempt)
                 status, error = await self._attempt(browser, st)
@@ -345,7 +369,9 @@ class Runner:
         detail = error or ""
         if status == COMPLETED:
             optional = f" ({st.steps_failed} optional failed)" if st.steps_failed else ""  # COMPLETED: all optional
-            detail = f"{st.steps_ok}/{len(self.task.steps)} steps{optional}, {time.monotonic() - st.started:.1f} s"
+            skipped = f" ({st.steps_skipped} skipped)" if st.steps_skipped else ""
+            detail = (f"{st.steps_ok}/{len(self.task.steps)} steps{optional}{skipped}, "
+                      f"{time.monotonic() - st.started:.1f} s")
         self.progress.account_done(st.account.id, status, self.rec.scrub(detail))
 
     async def _attempt(self, browser: Browser, st: AccountRun) -> tuple[str, str | None]:
@@ -365,14 +391,8 @@ class Runner:
                         page = await context.new_page()
                         if self.task.script is not None:
                             failure = await self._run_script(st, page)
-                        for step in self.task.steps:
-                            st.step = step
-                            ok, error = await self._step(st, page, step)
-                            if not ok and not step.optional:
-                                failure = f"{step.label}: {error}"
-                                break
                         else:
-                            st.step = None
+                            failure = await self._steps(st, page)
             except TimeoutError:
                 failure = f"account timeout: {self.task.account_timeout_s:g} s reached"
                 if st.step is not None:
@@ -380,7 +400,7 @@ class Runner:
                     duration_ms = (time.perf_counter() - st.step_started) * 1000
                     self._step_event(st, st.step, ok=False, duration_ms=duration_ms, error=failure, url=_url(page))
                     st.steps_failed += 1
-            if failure is None and context is not None and state_path is not None:
+            if failure is None and context is not None and state_path is not None and not self._saves_midway:
                 failure = await self._save_state(context, state_path)
             if failure is not None and page is not None:
                 await self._screenshot(st, page, f"failure-{st.attempt}", "failure")
@@ -469,19 +489,107 @@ class Runner:
             return f"cannot save storage state to {path}: {describe_error(exc)}"
         return None
 
+    async def _steps(self, st: AccountRun, page: Page) -> str | None:
+        """Each step in order; the attempt's failure, or None.
+
+        A group's condition is checked once, when it starts: when it says skip, each of its steps is
+        recorded skipped (one ``step_finished`` per step: indexes stay unique and every step shows).
+        A group condition that cannot be checked fails the group's first step (an optional one lets
+        the attempt go on, the group's other steps recorded skipped: they never run unchecked).
+        """
+        steps = self.task.steps
+        index = 0
+        while index < len(steps):
+            step = st.step = steps[index]
+            group = step.group
+            if group is not None and index == group.first:
+                st.step_started = time.perf_counter()
+                skip, error = await self._skip_reason(st, page, group.when, group.unless, step)
+                if error is not None:
+                    error = f"group '{group.name}': {error}"
+                    self._record_failed(st, page, step, error)
+                    if not step.optional:
+                        return f"{step.label}: {error}"
+                    for inner in steps[index + 1 : index + group.count]:  # never run unchecked
+                        self._record_skipped(st, inner, 0.0)
+                    index += group.count
+                    continue
+                if skip:
+                    took_ms = (time.perf_counter() - st.step_started) * 1000
+                    for inner in steps[index : index + group.count]:
+                        self._record_skipped(st, inner, took_ms if inner is step else 0.0)
+                    index += group.count
+                    continue
+            ok, error = await self._step(st, page, step)
+            if not ok and not step.optional:
+                return f"{step.label}: {error}"
+            index += 1
+        st.step = None
+        return None
+
+    async def _skip_reason(
+        self, st: AccountRun, page: Page, when: Condition | None, unless: Condition | None, step: Step
+    ) -> tuple[bool, str | None]:
+        """(skip, error): whether ``when``/``unless`` say to skip, checked now (never waited for)."""
+        account = st.account
+        try:
+            async with asyncio.timeout((step.timeout_ms + SAFETY_MARGIN_MS) / 1000):
+                for condition, wanted in ((when, True), (unless, False)):
+                    if condition is None:
+                        continue
+                    value = self.task.render(condition.value, account, page=st.page_values)
+                    if await condition_holds(page, condition, value, self.task.base_url_for(account)) != wanted:
+                        return True, None
+        except TimeoutError:
+            return False, f"the condition took more than {step.timeout_ms} ms"
+        except UsageError as exc:
+            return False, str(exc)
+        except Exception as exc:  # a selector the browser refuses, a closed page
+            return False, f"condition: {describe_error(exc)}"
+        return False, None
+
+    def _record_skipped(self, st: AccountRun, step: Step, duration_ms: float) -> None:
+        """A step its condition skipped: ``ok`` (nothing went wrong) and ``skipped``; counted in neither."""
+        st.steps_skipped += 1
+        self._step_event(st, step, ok=True, duration_ms=duration_ms, error=None, url=None, skipped=True)
+
+    def _record_failed(self, st: AccountRun, page: Page, step: Step, error: str) -> None:
+        st.steps_failed += 1
+        duration_ms = (time.perf_counter() - st.step_started) * 1000
+        self._step_event(st, step, ok=False, duration_ms=duration_ms, error=error, url=_url(page))
+
     async def _step(self, st: AccountRun, page: Page, step: Step) -> tuple[bool, str | None]:
         account = st.account
         started = st.step_started = time.perf_counter()
+        if step.when is not None or step.unless is not None:
+            skip, problem = await self._skip_reason(st, page, step.when, step.unless, step)
+            if problem is not None:
+                self._record_failed(st, page, step, problem)
+                return False, problem
+            if skip:
+                self._record_skipped(st, step, (time.perf_counter() - started) * 1000)
+                return True, None
         error: str | None = None
         png: bytes | None = None
+        extracted: dict[str, str] | None = None
         try:
-            values = {key: self.task.step_value(step, key, account) for key in step.args}
+            values = {key: self.task.step_value(step, key, account, st.page_values) for key in step.args}
             values[BASE_URL_KEY] = self.task.base_url_for(account)  # URL patterns resolve against it
             budget_ms = step.timeout_ms + inherent_ms(step.action, values) + SAFETY_MARGIN_MS
             async with asyncio.timeout(budget_ms / 1000):
-                png = (await perform(page, step.action, values, step.timeout_ms, base_dir=self.task.path.parent)).png
+                action = self._action(st, page, step, values)
+                if step.fail_if is not None:
+                    fail_if = self.task.render(step.fail_if, account, page=st.page_values)
+                    result = await with_fail_if(page, fail_if, action, step.timeout_ms)
+                else:
+                    result = await action
+                png = result.png
+                if step.extract is not None:
+                    extracted = await self._extract(st, page, step, result.value)
         except TimeoutError:
             error = f"timed out after {step.timeout_ms} ms"
+        except UsageError as exc:  # a ${page.NAME} whose step was skipped or failed
+            error = str(exc)
         except Exception as exc:  # a step's failure is recorded, never a crash of the run
             error = describe_error(exc)
         duration_ms = (time.perf_counter() - started) * 1000
@@ -494,15 +602,41 @@ class Runner:
         ok = error is None
         if ok:
             st.steps_ok += 1
+            if extracted is not None:
+                st.page_values.update(extracted)
         else:
             st.steps_failed += 1
-        self._step_event(st, step, ok=ok, duration_ms=duration_ms, error=error, url=None if ok else _url(page))
+        self._step_event(st, step, ok=ok, duration_ms=duration_ms, error=error, url=None if ok else _url(page),
+                         extracted=extracted if ok else None)
         if ok and relative is not None and png is not None:
             self._artifact_event(st, relative, "screenshot", png)
         return ok, error
 
+    async def _action(self, st: AccountRun, page: Page, step: Step, values: dict[str, Any]) -> ActionResult:
+        """The step's action; ``save_state`` and ``extract`` alone are the engine's own."""
+        if step.action == EXTRACT_ONLY:
+            return ActionResult()
+        if step.action == SAVE_STATE:
+            state_path = self.task.storage_state_path(st.account)
+            assert state_path is not None  # (the loader refuses save_state without a storage_state)
+            problem = await self._save_state(page.context, state_path)
+            if problem is not None:
+                raise StepFailed(problem)
+            return ActionResult()
+        return await perform(page, step.action, values, step.timeout_ms, base_dir=self.task.path.parent)
+
+    async def _extract(self, st: AccountRun, page: Page, step: Step, result: Any) -> dict[str, str]:
+        """The step's extracted value as ``{name: value}``."""
+        extract = step.extract
+        assert extract is not None
+        selector = None
+        if extract.selector is not None:
+            selector = self.task.render(extract.selector, st.account, page=st.page_values)
+        return {extract.name: await extract_value(page, extract, selector, result, step.timeout_ms)}
+
     def _step_event(
-        self, st: AccountRun, step: Step, *, ok: bool, duration_ms: float, error: str | None, url: str | None
+        self, st: AccountRun, step: Step, *, ok: bool, duration_ms: float, error: str | None, url: str | None,
+        skipped: bool = False, extracted: dict[str, str] | None = None,
     ) -> None:
         fields: dict[str, Any] = {
             "index": step.index,
@@ -517,6 +651,10 @@ class Runner:
             fields["url"] = url
         if isinstance(step, ScriptStep):
             fields["name"] = step.args[""]
+        if skipped:
+            fields["skipped"] = True
+        if extracted:
+            fields["extracted"] = {name: _cut(value) for name, value in extracted.items()}
         self.rec.emit("step_finished", account_id=st.account.id, **fields)
 
     async def _screenshot(self, st: AccountRun, page: Page, name: str, kind: str) -> None:
@@ -606,6 +744,11 @@ def _script_line(exc: BaseException) -> str:
             where = f" ({Path(filename).name} line {tb.tb_lineno})"
         tb = tb.tb_next
     return where
+
+
+def _cut(value: str) -> str:
+    """An extracted value as the event records it: at most ``MAX_EXTRACTED_CHARS`` (later steps get it whole)."""
+    return value if len(value) <= MAX_EXTRACTED_CHARS else value[: MAX_EXTRACTED_CHARS - 1] + "…"
 
 
 def _url(page: Page | None) -> str | None:

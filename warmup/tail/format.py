@@ -125,7 +125,9 @@ class Formatter:
         elif t == "account_started":
             parts.append(f"attempt={e['attempt']}")
         elif t == "step_finished":
-            if e["ok"]:
+            if e.get("skipped"):  # its condition said skip: neither ok nor failed
+                ok = s("skipped", "dim")
+            elif e["ok"]:
                 ok = s("ok", "green")
             elif e.get("optional"):  # recorded, and the account went on: not a failure of the account
                 ok, error_style = s(OPTIONAL_FAILED, "orange"), "orange"

@@ -8,7 +8,11 @@ so a wrong file costs one clear line (``UsageError``, exit 2) and appends nothin
 - TOML syntax, unknown keys, missing or mistyped fields, unknown actions;
 - account ids (a safe set of characters: they name artifact folders) and duplicates;
 - every ``${...}`` reference of every step, for every account: ``${account.id}``,
-  ``${account.<var>}`` (defined for that account) and ``${env.NAME}`` (set in the environment).
+  ``${account.<var>}`` (defined for that account) and ``${env.NAME}`` (set in the environment);
+  ``${page.NAME}`` only in a step after one that extracts ``NAME`` (a placeholder at load: its value
+  comes from the page at run time);
+- conditions, groups (one level), ``fail_if``, ``extract``; ``save_state`` only for an account with
+  a ``storage_state``.
 
 Secrets. ``${env.NAME}`` values are looked up only when a step runs (``Task.render``), and every
 text the runner writes passes through ``Task.scrub``, which replaces each secret value with
@@ -63,7 +67,7 @@ from warmup.tasks.common import (
 from warmup.tasks.identity import IDENTITY_KEYS, check_identity, check_rendered, identity_templates, merge_identity
 from warmup.tasks.model import Task, _render
 from warmup.tasks.script import resolve_script
-from warmup.tasks.steps import Step, _step_from_table, _templates
+from warmup.tasks.steps import SAVE_STATE, Step, _steps_from_list, _templates
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -199,7 +203,7 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
         raw_steps = []
     elif not raw_steps:
         raise UsageError(f"{where}: no steps (add at least one [[steps]] table, or script = \"module:function\")")
-    steps = [_step_from_table(raw, i, timeout_ms, where) for i, raw in enumerate(raw_steps)]
+    steps = _steps_from_list(raw_steps, timeout_ms, where)
     check_upload_files(steps, path.parent, where)
 
     task = Task(
@@ -314,7 +318,8 @@ def _record_strings(value: Any, path: str, names: list[tuple[str, str]], others:
 
 # Where a task record holds an id or a file name (see Task.record).
 _NAME_PATH = re.compile(
-    r"id|source|folder|storage_state|accounts_file|accounts\[[0-9]+\]\.(?:id|storage_state)|steps\[[0-9]+\]\.screenshot"
+    r"id|source|folder|storage_state|accounts_file|accounts\[[0-9]+\]\.(?:id|storage_state)"
+    r"|steps\[[0-9]+\](?:\.steps\[[0-9]+\])?\.screenshot"
 )
 
 
@@ -396,9 +401,17 @@ def _check_references(
             check_rendered(key, value, f"{where}: account {account.id!r}", template=template)
             env_names.update(ref[4:] for ref in references(template) if ref.startswith("env."))
         shots: dict[str, Step] = {}  # rendered screenshot name (casefolded) -> its step
+        extracted: dict[str, str] = {}  # ${page.NAME} -> a placeholder, once an earlier step extracts NAME
         for step in task.steps:
+            if step.action == SAVE_STATE and not (account.storage_state or task.storage_state):
+                raise UsageError(
+                    f"{where}: {step.label}: account {account.id!r} has no storage_state to save to "
+                    "(set storage_state for the task or the account)"
+                )
             for template in _templates(step):
-                rendered = _render(template, account, env, where=f"{where}: {step.label}: ", task_vars=task.vars)
+                _check_page_refs(template, step, extracted, where)
+                rendered = _render(template, account, env, where=f"{where}: {step.label}: ", task_vars=task.vars,
+                                   page=extracted)
                 if step.action == "screenshot":
                     if any(ref.startswith("account.") and _has_env(account, ref) for ref in references(template)):
                         raise UsageError(
@@ -417,7 +430,24 @@ def _check_references(
                     _check_screenshot_name(rendered, step, account, shots, where)
                     rendered_names.append((f"the screenshot name of {step.label} for account {account.id!r}", rendered))
                 env_names.update(ref[4:] for ref in references(template) if ref.startswith("env."))
+            if step.extract is not None:
+                extracted[step.extract.name] = f"page-{step.extract.name}"
     return env_names
+
+
+def _check_page_refs(template: str, step: Step, extracted: Mapping[str, str], where: str) -> None:
+    """``${page.NAME}`` only after a step that extracts NAME, and never in a file name."""
+    for ref in references(template):
+        if not ref.startswith("page."):
+            continue
+        if step.action == "screenshot":
+            raise UsageError(f"{where}: {step.label}: a screenshot name cannot use ${{{ref}}} (text from the page "
+                             "in a file name)")
+        if ref[5:] not in extracted:
+            raise UsageError(
+                f"{where}: {step.label}: ${{{ref}}} is not extracted by an earlier step "
+                f"(add extract = {{ selector = \"...\", as = \"{ref[5:]}\" }} to a step before it)"
+            )
 
 
 def _check_screenshot_name(name: str, step: Step, account: Account, shots: dict[str, Step], where: str) -> None:

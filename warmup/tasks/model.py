@@ -39,17 +39,23 @@ class Task:
     script: str | None = None  # "package.module:function" in place of steps
 
     # -- variables -----------------------------------------------------------------------------
-    def render(self, template: str, account: Account, *, env: Mapping[str, str] | None = None) -> str:
-        """``template`` with every reference filled in for ``account``; ${env.*} read now."""
-        return _render(template, account, os.environ if env is None else env, where="", task_vars=self.vars)
+    def render(self, template: str, account: Account, *, env: Mapping[str, str] | None = None,
+               page: Mapping[str, str] | None = None) -> str:
+        """``template`` with every reference filled in for ``account``; ${env.*} read now.
 
-    def step_value(self, step: Step, key: str, account: Account) -> Any:
+        ``page`` holds the values extracted so far in the account's attempt (``${page.NAME}``);
+        a name not in it raises UsageError (the step that extracts it was skipped or failed).
+        """
+        return _render(template, account, os.environ if env is None else env, where="", task_vars=self.vars,
+                       page=page)
+
+    def step_value(self, step: Step, key: str, account: Account, page: Mapping[str, str] | None = None) -> Any:
         """A step's field for ``account``: templated strings rendered, other values as written."""
         value = step.args.get(key)
         if step.action == "expect_text" and key == "":
-            return {k: self.render(v, account) for k, v in value.items()}
-        if key in ACTIONS[step.action].templated and isinstance(value, str):
-            rendered = self.render(value, account)
+            return {k: self.render(v, account, page=page) for k, v in value.items()}
+        if step.action in ACTIONS and key in ACTIONS[step.action].templated and isinstance(value, str):
+            rendered = self.render(value, account, page=page)
             return self.url(rendered, account) if step.action == "goto" and key == "" else rendered
         return value
 
@@ -133,8 +139,16 @@ class Task:
                 }
                 for a in self.accounts
             ],
-            "steps": [s.raw for s in self.steps],
+            "steps": self.raw_steps(),
         }
+
+    def raw_steps(self) -> list[dict[str, Any]]:
+        """The ``steps`` list as written: a group's table once, in its place (not its inner steps)."""
+        return [
+            s.raw if s.group is None else s.group.raw
+            for s in self.steps
+            if s.group is None or s.index == s.group.first
+        ]
 
 
 def _secret_literal_names(account: Account) -> set[str]:
@@ -149,10 +163,19 @@ def _only_env_refs(value: str) -> bool:
 
 
 def _render(template: str, account: Account, env: Mapping[str, str], *, where: str, depth: int = 0,
-            task_vars: Mapping[str, str]) -> str:
+            task_vars: Mapping[str, str], page: Mapping[str, str] | None = None) -> str:
+    """Fill every reference. ``page``: the values extracted so far (``${page.NAME}``); None where
+    page values cannot be used (account variables, base URL, identity, storage_state)."""
     def fill(match: re.Match[str]) -> str:
         ref = match.group(1)
         scope, _, name = ref.partition(".")
+        if scope == "page" and page is not None and depth == 0:
+            if name not in page:
+                raise UsageError(f"{where}${{{ref}}}: no value extracted as {name!r} yet in this attempt "
+                                 "(the step that extracts it was skipped or failed)")
+            return page[name]
+        if scope == "page":
+            raise UsageError(f"{where}${{{ref}}}: page values can be used only in the fields of steps")
         if scope == "account" and name == "id":
             return account.id
         if scope == "vars":

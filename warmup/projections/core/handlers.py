@@ -265,6 +265,9 @@ class Handlers:
             _check_ts(event)  # (a failed step stores its time; an ok one's is checked for length only)
         seen[event_id] = ra  # (every check passed: from here on the event applies; marks ra changed)
         if ok:
+            if event.skipped:  # neither ok nor failed: the log line is where it shows
+                ra["log"] += f"{event.ts[11:23]} step {event.index + 1} {event.action} skipped\n"
+                return
             ra["steps_ok"] += 1
             return
         ra["steps_failed"] += 1
