@@ -30,14 +30,28 @@ set +e
 code=$?
 set -e
 echo "demo: warmup run exited with $code (1 is expected: dave's account fails on purpose)"
+
 echo
 "$PY" -m cli status
 echo
 "$PY" -m cli report last -o warmup-data/report.html
+
+echo
+# The second example: an admin site, logging in only when needed (run twice: the second run finds
+# the saved sign-in and skips the login steps), per-account user agents, a link read from the page.
+sed "s#http://127.0.0.1:8000#http://127.0.0.1:$PORT#g" examples/admin.toml >"$DEMO/admin.toml"
+for round in first second; do
+    set +e
+    "$PY" -m cli run "$DEMO/admin.toml"
+    code=$?
+    set -e
+    echo "demo: admin.toml, $round run: exited with $code (1 is expected: mallory is not staff, her login is refused)"
+done
+echo
 # `make demo` installs warmup into .venv, which is not on your PATH: the hints name .venv/bin/warmup
 # (or `source .venv/bin/activate` once, then plain `warmup`).
 WARMUP=.venv/bin/warmup
 echo "demo: the log is warmup-data/events.jsonl ('$WARMUP tail -n all'), screenshots are under warmup-data/artifacts/,"
-echo "      and a report of the run is warmup-data/report.html (open it in a browser)"
+echo "      and a report of the demo.toml run is warmup-data/report.html (open it in a browser)"
 echo "demo: try '$WARMUP show last', '$WARMUP runs', '$WARMUP tail -n all' (or run"
 echo "      'source .venv/bin/activate' once and leave out the .venv/bin/; tab completion: see README)"

@@ -350,7 +350,7 @@ def test_a_bad_step_is_one_line_and_exit_2_from_the_cli(work: Workdir) -> None:
 
 def test_the_text_checks_options_are_recorded_as_written_and_carried_as_fields(tmp_path: Path) -> None:
     path = tmp_path / "t.toml"
-    path.write_text('[[accounts]]\nid = "a"\n[[steps]]\n'
+    path.write_text('storage_state = "s.json"\n[[accounts]]\nid = "a"\n[[steps]]\n'
                     'expect_text = { selector = "#a", text = "x", ignore_case = true }\n'
                     '[[steps]]\nexpect_title = "plain"\n[[steps]]\nsave_state = true\n')
     task = load_task(path)

@@ -255,7 +255,7 @@ steps = [ {{ wait_for = "#me" }} ]
      "step 2 in group 'g': unknown action 'clack'"),
     ('[[steps]]\nclick = "#a"\nfail_if = ""', "step 1 (click): fail_if must be a selector, not empty"),
     ('[[steps]]\nsave_state = true', "step 1 (save_state): account 'a' has no storage_state to save to"),
-    ('[[steps]]\nsave_state = false', "step 1 (save_state): write save_state = true"),
+    ('[[steps]]\nsave_state = false', "step 1 (save_state): save_state must be true"),
 ])
 def test_bad_conditions_groups_and_save_state_are_refused_with_one_line(
     work: Workdir, steps: str, message: str

@@ -181,8 +181,6 @@ def _step_from_table(raw: Any, index: int, default_timeout_ms: int, where: str) 
             if not _is(raw[extra], kinds):
                 raise UsageError(f"{where}: {extra} must be {_type_name(kinds)}, not {_describe(raw[extra])}")
             args[extra] = raw[extra]
-        if action == SAVE_STATE and value is not True:
-            raise UsageError(f"{where}: write save_state = true (or leave the step out)")
         _check_action_values(action, args, where)
     return Step(index, action, args, timeout_ms, optional, dict(raw), when, unless, fail_if, extract)
 

@@ -34,7 +34,7 @@ from warmup.errors import UsageError, WarmupError
 from warmup.tasks.common import DEFAULT_STEP_TIMEOUT_MS
 from warmup.tasks.loader import _build_task, load_task
 from warmup.tasks.model import Task
-from warmup.tasks.steps import _step_from_table
+from warmup.tasks.steps import _group_from_table, _step_from_table
 
 # A step valid in any task that refers to nothing: stands in for a bad step, or for all of them.
 FILLER: dict[str, Any] = {"wait_ms": 0}
@@ -94,11 +94,17 @@ def _check_in_parts(path: Path, env: Mapping[str, str]) -> Checked:
         return Checked(None)
     found: dict[int, str] = {}  # step index -> its problem
     timeout_ms = doc.get("timeout_ms") if isinstance(doc.get("timeout_ms"), int) else DEFAULT_STEP_TIMEOUT_MS
+    count = 0  # steps before this table, groups flattened: how the loader numbers them
     for i, raw in enumerate(steps):  # each table on its own: fields, types, actions
+        inner = raw.get("steps") if isinstance(raw, dict) and "group" in raw else None
         try:
-            _step_from_table(raw, i, timeout_ms, f"task file {path}")
+            if inner is not None:
+                _group_from_table(raw, i, count, timeout_ms, f"task file {path}")
+            else:
+                _step_from_table(raw, count, timeout_ms, f"task file {path}: step {count + 1}")
         except UsageError as exc:
             found[i] = str(exc)
+        count += len(inner) if isinstance(inner, list) else 1
     try:
         _build_task({**doc, "steps": [FILLER]}, path, env)
     except UsageError as exc:  # outside the steps: the references cannot be checked without it

@@ -29,21 +29,23 @@ function requireLogin() {
 
 function setUpLogin() {
   const form = document.getElementById("login-form");
+  if (new URLSearchParams(location.search).get("error")) {
+    const note = document.getElementById("errornote");
+    note.textContent = "Please enter the correct username and password for a staff account.";
+    note.hidden = false;
+  }
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const user = document.getElementById("id_username").value.trim();
     const password = document.getElementById("id_password").value;
-    const note = document.getElementById("errornote");
     if (!STAFF.includes(user) || !password) {
-      // Django's wording, shown after a round trip to the server.
-      setTimeout(() => {
-        note.textContent = "Please enter the correct username and password for a staff account.";
-        note.hidden = false;
-      }, 150);
+      // Like Django: the form comes back from the server with an error note (here, a new page load).
+      const next = new URLSearchParams(location.search).get("next") || "index.html";
+      location.assign("login.html?error=1&next=" + encodeURIComponent(next));
       return;
     }
     document.cookie = "admin_session=" + encodeURIComponent(user) + "; max-age=86400; path=/; samesite=lax";
     const next = new URLSearchParams(location.search).get("next") || "index.html";
-    setTimeout(() => location.assign(/^[a-z-]+\.html(\?[a-z0-9=&]*)?$/.test(next) ? next : "index.html"), 150);
+    location.assign(/^[a-z-]+\.html(\?[a-z0-9=&]*)?$/.test(next) ? next : "index.html");
   });
 }
