@@ -118,7 +118,7 @@ def test_login_if_needed_signed_out_then_signed_in_with_state_saved_before_logou
     assert (detail["steps_ok"], detail["steps_failed"], detail["steps_skipped"]) == (5, 0, 3)
 
     table = warmup("show", run_id, "--db", str(work.db), "--log", str(work.log))
-    assert table.returncode == 0 and "5 (3 skipped)" in table.stdout, table.stdout
+    assert table.returncode == 0 and "5 (+3 skipped)" in table.stdout, table.stdout
 
     tail = warmup("tail", "--log", str(work.log), "--run", run_id, "--type", "step_finished", "-n", "all")
     assert tail.returncode == 0, tail.stderr

@@ -204,7 +204,7 @@ def _steps_cells(a: dict[str, Any]) -> tuple[str, str, str]:
 def _ok(t: dict[str, Any]) -> str:
     """Steps ok, and those a condition skipped (counted as neither ok nor failed) beside them."""
     skipped = t.get("steps_skipped", 0)
-    return f"{t['steps_ok']} ({skipped} skipped)" if skipped else str(t["steps_ok"])
+    return f"{t['steps_ok']} (+{skipped} skipped)" if skipped else str(t["steps_ok"])
 
 
 def _failed(t: dict[str, Any]) -> str:
