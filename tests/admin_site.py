@@ -28,6 +28,9 @@ GOOD_PASSWORD = "good-pass"
 REFUSED = "Please enter the correct username and password for a staff account."
 
 
+CSRF = "tok-9d8e7f6a5b"  # the /profile page's form token
+
+
 def page(title: str, body: str) -> bytes:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
             f"<body>{body}</body></html>").encode()
@@ -84,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif url.path == "/profile":
             self._send(200, page("Profile", (
                 "<a id='me' href='/users/42/'> Alice </a><p id='hidden' style='display:none'>hidden</p>"
-                f"<p id='leak'>{GOOD_PASSWORD}</p>")))
+                f"<p id='leak'>{GOOD_PASSWORD}</p><input type='hidden' name='csrfmiddlewaretoken' value='{CSRF}'>")))
         elif url.path.startswith("/users/"):
             uid = html.escape(url.path.split("/")[2])
             self._send(200, page(f"User {uid}", f"<h1 id='uid'>User {uid}</h1>"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from admin_site import GOOD_PASSWORD, admin_site
+from admin_site import CSRF, GOOD_PASSWORD, admin_site
 from conftest import Workdir, warmup
 
 from warmup.tasks import ACTIONS
@@ -139,3 +139,41 @@ def test_bad_extracts_and_page_references_are_refused_with_one_line(
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_a_value_with_a_credential_name_or_a_cookie_in_it_is_a_secret(admin: str, work: Workdir) -> None:
+    """Recorded as ***, and hidden from every later message of the attempt: never in the log."""
+    task = work.task(f"""
+base_url = "{admin}"
+[[accounts]]
+id = "a"
+vars = {{ password = "{GOOD_PASSWORD}" }}
+
+[[steps]]
+goto = "/admin/login/"
+[[steps]]
+fill = "#id_username"
+value = "alice-7f3k9"
+[[steps]]
+fill = "#id_password"
+value = "${{account.password}}"
+[[steps]]
+click = "#login"
+[[steps]]
+goto = "/profile"
+extract = {{ selector = "input[name=csrfmiddlewaretoken]", attribute = "value", as = "csrf_token" }}
+[[steps]]
+evaluate = "document.cookie"
+extract = {{ as = "jar" }}
+[[steps]]
+extract = {{ selector = "#me", as = "name" }}
+[[steps]]
+goto = "/nope/${{page.csrf_token}}/${{page.jar}}"
+""")
+    result = warmup(*work.run_args(task))
+    assert result.returncode == 1
+    steps = steps_of(work.events())
+    assert [s.get("extracted") for s in steps[4:7]] == [{"csrf_token": "***"}, {"jar": "***"}, {"name": "Alice"}]
+    assert steps[7]["error"].startswith("HTTP 404") and "/nope/***/***" in steps[7]["error"], steps[7]["error"]
+    for text in (work.log.read_text(), result.stdout, result.stderr):
+        assert CSRF not in text and "sessionid=" not in text

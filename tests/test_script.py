@@ -148,6 +148,7 @@ async def warm(page, account, step):
         ("warm:warm", {"warm.py": "import nothing_here_at_all\n"},
          "importing warm failed: ModuleNotFoundError: No module named 'nothing_here_at_all'"),
         ("warm:warm", {"warm.py": "1/0\n"}, "importing warm failed: ZeroDivisionError: division by zero"),
+        ("warm:warm", {"warm.py": "import sys\nsys.exit(0)\n"}, "importing warm failed: SystemExit: 0"),
     ],
 )
 def test_a_bad_script_reference_is_one_line_before_any_browser(

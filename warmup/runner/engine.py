@@ -61,7 +61,8 @@ from warmup.runner.progress import Progress
 from warmup.runner.recorder import Recorder
 from warmup.runner.script import ScriptStep, ScriptStepFailed, ScriptSteps, script_account
 from warmup.runner.trace import Tracer
-from warmup.tasks import Account, Step, Task
+from warmup.tasks import REDACTED, SECRET_VAR, Account, Scrubber, Step, Task
+from warmup.tasks.common import SHORT_SECRET
 from warmup.tasks.script import resolve_script
 from warmup.tasks.steps import EXTRACT_ONLY, SAVE_STATE, Condition
 
@@ -90,6 +91,10 @@ class AccountRun:
     steps_failed: int = 0
     steps_skipped: int = 0  # neither ok nor failed: a condition said no
     page_values: dict[str, str] = field(default_factory=dict)  # ${page.NAME}: extracted in this attempt
+    # Extracted values that are secrets (a credential-like name, or holding a cookie's value): recorded
+    # as ***, and hidden from every later message of the attempt (``Runner._hide``).
+    page_secrets: list[str] = field(default_factory=list)
+    page_scrub: Scrubber | None = None
     started: float = 0.0
     status: str | None = None
 
@@ -289,7 +294,7 @@ class Runner:
             while True:
                 st.attempt += 1
                 st.step, st.steps_ok, st.steps_failed, st.steps_skipped = None, 0, 0, 0
-                st.page_values = {}
+                st.page_values, st.page_secrets, st.page_scrub = {}, [], None
                 st.started = time.monotonic()
                 self.rec.emit("account_started", account_id=account.id, attempt=st.attempt)
                 status, error = await self._attempt(browser, st)
@@ -357,6 +362,7 @@ class Runner:
             fields["duration_ms"] = round((time.monotonic() - st.started) * 1000, 3)
             fields["steps_ok"] = st.steps_ok
             fields["steps_failed"] = st.steps_failed
+        error = self._hide(st, error)
         self.rec.emit(
             "account_finished", account_id=st.account.id, status=status, error=error, attempt=st.attempt, **fields
         )
@@ -632,7 +638,18 @@ class Runner:
         selector = None
         if extract.selector is not None:
             selector = self.task.render(extract.selector, st.account, page=st.page_values)
-        return {extract.name: await extract_value(page, extract, selector, result, step.timeout_ms)}
+        value = await extract_value(page, extract, selector, result, step.timeout_ms)
+        if value and (SECRET_VAR.search(extract.name) or await _holds_a_cookie(page, value)):
+            st.page_secrets.append(value)
+            st.page_scrub = Scrubber(st.page_secrets)
+        return {extract.name: value}
+
+    @staticmethod
+    def _hide(st: AccountRun, text: str | None) -> str | None:
+        """``text`` without the attempt's secret extracted values (the recorder hides the task's own)."""
+        if text is None or st.page_scrub is None:
+            return text
+        return st.page_scrub(text)
 
     def _step_event(
         self, st: AccountRun, step: Step, *, ok: bool, duration_ms: float, error: str | None, url: str | None,
@@ -643,18 +660,20 @@ class Runner:
             "action": step.action,
             "ok": ok,
             "duration_ms": round(duration_ms, 3),
-            "error": error,
+            "error": self._hide(st, error),
             "attempt": st.attempt,
             "optional": step.optional,
         }
         if not ok:
-            fields["url"] = url
+            fields["url"] = self._hide(st, url)
         if isinstance(step, ScriptStep):
             fields["name"] = step.args[""]
         if skipped:
             fields["skipped"] = True
         if extracted:
-            fields["extracted"] = {name: _cut(value) for name, value in extracted.items()}
+            fields["extracted"] = {
+                name: REDACTED if value in st.page_secrets else _cut(value) for name, value in extracted.items()
+            }
         self.rec.emit("step_finished", account_id=st.account.id, **fields)
 
     async def _screenshot(self, st: AccountRun, page: Page, name: str, kind: str) -> None:
@@ -744,6 +763,15 @@ def _script_line(exc: BaseException) -> str:
             where = f" ({Path(filename).name} line {tb.tb_lineno})"
         tb = tb.tb_next
     return where
+
+
+async def _holds_a_cookie(page: Page, value: str) -> bool:
+    """Whether ``value`` holds the value of one of the context's cookies (4 characters or more)."""
+    try:
+        cookies = await page.context.cookies()
+    except PlaywrightError:
+        return False
+    return any(len(c.get("value", "")) >= SHORT_SECRET and c["value"] in value for c in cookies)
 
 
 def _cut(value: str) -> str:

@@ -37,26 +37,31 @@ class ActionSpec:
     extras: dict[str, tuple[type | tuple[type, ...], bool]] = field(default_factory=dict)
     templated: tuple[str, ...] = ()  # which fields may hold ${...} references ("" is the main value)
     what: str = ""  # the main value in words, for messages and docs
+    # which values are selectors: paths into the step's args ("" is the main value; ("", "selector")
+    # is the main value's own selector field): the one list `warmup validate --browser` reads
+    selectors: tuple[tuple[str, ...], ...] = ()
 
 
 ACTIONS: dict[str, ActionSpec] = {
     "goto": ActionSpec(str, templated=("",), what="a URL"),
-    "click": ActionSpec(str, templated=("",), what="a selector"),
-    "fill": ActionSpec(str, {"value": (str, True)}, templated=("", "value"), what="a selector"),
+    "click": ActionSpec(str, templated=("",), what="a selector", selectors=(("",),)),
+    "fill": ActionSpec(str, {"value": (str, True)}, templated=("", "value"), what="a selector", selectors=(("",),)),
     "select": ActionSpec(str, {"value": (str, False), "label": (str, False)}, templated=("", "value", "label"),
-                         what="a selector"),
-    "check": ActionSpec(str, templated=("",), what="a selector"),
-    "uncheck": ActionSpec(str, templated=("",), what="a selector"),
-    "upload": ActionSpec(str, {"files": ((str, list), True)}, templated=("",), what="a selector"),
-    "press": ActionSpec(str, {"selector": (str, False)}, templated=("", "selector"), what="a key name"),
-    "hover": ActionSpec(str, templated=("",), what="a selector"),
+                         what="a selector", selectors=(("",),)),
+    "check": ActionSpec(str, templated=("",), what="a selector", selectors=(("",),)),
+    "uncheck": ActionSpec(str, templated=("",), what="a selector", selectors=(("",),)),
+    "upload": ActionSpec(str, {"files": ((str, list), True)}, templated=("",), what="a selector", selectors=(("",),)),
+    "press": ActionSpec(str, {"selector": (str, False)}, templated=("", "selector"), what="a key name",
+                        selectors=(("selector",),)),
+    "hover": ActionSpec(str, templated=("",), what="a selector", selectors=(("",),)),
     "scroll": ActionSpec(int, {"pause_ms": (int, False)}, what="how many times"),
     "wait_ms": ActionSpec(int, what="milliseconds"),
-    "wait_for": ActionSpec(str, templated=("",), what="a selector"),
+    "wait_for": ActionSpec(str, templated=("",), what="a selector", selectors=(("",),)),
     "wait_for_url": ActionSpec(str, templated=("",), what="a URL pattern"),
     "evaluate": ActionSpec(str, templated=("",), what="a JavaScript expression"),
     "expect_title": ActionSpec((str, dict), templated=("",), what="text the title contains, or { text, ... }"),
-    "expect_text": ActionSpec(dict, templated=("selector", "text"), what="{ selector, text }"),
+    "expect_text": ActionSpec(dict, templated=("selector", "text"), what="{ selector, text }",
+                              selectors=(("", "selector"),)),
     "expect_url": ActionSpec(str, templated=("",), what="a URL pattern"),
     "screenshot": ActionSpec(str, templated=("",), what="a name"),
     "save_state": ActionSpec(bool, what="true"),

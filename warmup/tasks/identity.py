@@ -153,8 +153,17 @@ def _check_headers(value: Any, at: str) -> None:
 
 
 def is_secret_header(name: str) -> bool:
-    """A header whose value is a credential (it must come from a secret reference)."""
-    return name.lower() in SECRET_HEADERS or bool(SECRET_VAR.search(name.replace("-", "_")))  # X-Goog-Api-Key
+    """A header whose value is a credential (it must come from a secret reference).
+
+    Generous on purpose: a header value is written into the task's record as it is, so a name
+    that may carry one (X-Auth, X-Session-Id, X-Signature, X-CSRF-Token...) needs a reference.
+    """
+    lowered = name.lower()
+    return (lowered in SECRET_HEADERS or bool(SECRET_VAR.search(name.replace("-", "_")))  # X-Goog-Api-Key
+            or bool(_CREDENTIAL_HEADER.search(lowered)))
+
+
+_CREDENTIAL_HEADER = re.compile(r"auth|session|key|sig|csrf|xsrf|jwt|bearer")
 
 
 def _require_secret_reference(value: str, at: str) -> None:
@@ -212,7 +221,8 @@ def check_rendered(key: str, value: str, where: str, *, template: str | None = N
 
     Values with a vocabulary are checked: ``device``, ``color_scheme``, ``timezone_id``, ``locale``
     and ``proxy.server``. ``template`` is what was written: when it refers to ``${env.*}`` or a
-    credential variable the message quotes the template, never the (secret) value. Called for
+    a reference that may hold a secret (the loader's ``mentions_secret``) the message quotes the
+    template, never the value. Called for
     every template of every account, so the usual case (nothing wrong) does little.
     """
     if key not in _VOCABULARY_KEYS:
@@ -220,8 +230,7 @@ def check_rendered(key: str, value: str, where: str, *, template: str | None = N
     problem = _vocabulary_problem(key, value)
     if problem is None:
         return
-    secret = template is not None and any(_is_secret_ref(ref) for ref in references(template))
-    shown = f"{template!r} (as rendered)" if secret else repr(value)
+    shown = f"{template!r} (as rendered)" if template is not None else repr(value)
     raise UsageError(f"{where}: {key}{problem.replace('{shown}', shown)}")
 
 

@@ -230,6 +230,29 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
     return task
 
 
+def _mentions_secret(template: str, account: Account) -> bool:
+    """Whether ``template`` may render to a secret: a ``${env.*}``, or an account variable that holds
+    one or has a credential's name. A message then quotes the template, never what it renders to."""
+    return any(
+        ref.startswith("env.")
+        or (ref.startswith("account.") and (_has_env(account, ref) or bool(SECRET_VAR.search(ref[8:]))))
+        for ref in references(template)
+    )
+
+
+_SCHEME = re.compile(r"\A[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _absolute_url(url: str) -> bool:
+    """An http(s) URL with a host, or a file: URL (what a base URL must be)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port out of range or not a number raises here)
+    except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 address)
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.netloc)) or parts.scheme == "file"
+
+
 def _check_secrets_not_structural(
     task: Task, env: Mapping[str, str], where: str, rendered_names: list[tuple[str, str]]
 ) -> None:
@@ -387,18 +410,18 @@ def _check_references(
         if base_template:
             base = _render(base_template, account, env, where=f"{where}: account {account.id!r}: base_url: ",
                            task_vars=task.vars)
-            if urlsplit(base).scheme not in ("http", "https", "file") or not (urlsplit(base).netloc or
-                                                                              base.startswith("file:")):
-                shown = base if not any(r.startswith("env.") for r in references(base_template)) else base_template
+            if not _absolute_url(base):
+                shown = f"{base_template!r} (as rendered)" if _mentions_secret(base_template, account) else repr(base)
                 raise UsageError(
-                    f"{where}: account {account.id!r}: base_url {shown!r} is not an absolute URL "
+                    f"{where}: account {account.id!r}: base_url {shown} is not an absolute URL "
                     "(write it as http://host/ or https://host/path/)"
                 )
             env_names.update(ref[4:] for ref in references(base_template) if ref.startswith("env."))
         for key, template in identity_templates(merge_identity(task.identity, account.identity)):
             value = _render(template, account, env, where=f"{where}: account {account.id!r}: {key}: ",
                             task_vars=task.vars)
-            check_rendered(key, value, f"{where}: account {account.id!r}", template=template)
+            check_rendered(key, value, f"{where}: account {account.id!r}",
+                           template=template if _mentions_secret(template, account) else None)
             env_names.update(ref[4:] for ref in references(template) if ref.startswith("env."))
         shots: dict[str, Step] = {}  # rendered screenshot name (casefolded) -> its step
         extracted: dict[str, str] = {}  # ${page.NAME} -> a placeholder, once an earlier step extracts NAME
@@ -412,6 +435,12 @@ def _check_references(
                 _check_page_refs(template, step, extracted, where)
                 rendered = _render(template, account, env, where=f"{where}: {step.label}: ", task_vars=task.vars,
                                    page=extracted)
+                if (step.action == "goto" and template is step.args[""] and not base_template
+                        and not template.startswith("${page.") and not _SCHEME.match(rendered)):
+                    raise UsageError(
+                        f"{where}: {step.label}: {template!r} is a relative URL, and account {account.id!r} has "
+                        "no base_url to resolve it against (set base_url, or write the whole URL)"
+                    )
                 if step.action == "screenshot":
                     if any(ref.startswith("account.") and _has_env(account, ref) for ref in references(template)):
                         raise UsageError(

@@ -87,8 +87,18 @@ class Task:
         for account in self.accounts:
             for name in sorted(_secret_literal_names(account)):
                 # by where it was defined, not by id: the id may hold the value
-                sources.append((f"the variable {name!r} of {account.source}", account.vars[name]))
+                sources.append((f"the variable {name!r} of {account.source}", self._rendered_var(account, name, env)))
         return [(label, value) for label, value in sources if value]
+
+    def _rendered_var(self, account: Account, name: str, env: Mapping[str, str]) -> str:
+        """A credential variable as steps see it (``${vars.X}`` and ``${env.X}`` filled in): what to hide."""
+        value = account.vars[name]
+        if "${" not in value:
+            return value
+        try:
+            return _render(value, account, env, where="", task_vars=self.vars)
+        except UsageError:  # (an unset ${env.*}: the loader says so; nothing rendered to hide)
+            return value
 
     def short_secret_warning(self, env: Mapping[str, str] | None = None) -> str | None:
         """One line naming the secrets shorter than 4 characters (never their values), or None."""

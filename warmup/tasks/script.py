@@ -4,8 +4,9 @@ The reference is resolved when the task is loaded (``resolve_script``), so a bad
 line and exit 2 before any browser starts: not ``MODULE:FUNCTION``, a module that cannot be found
 or raises on import, no such function, or one that is not ``async def f(page, account, step)``.
 
-The module is looked up from the task file's folder first (it is put at the front of
-``sys.path``), then on the usual import path, so a ``warm.py`` beside the task needs no install.
+The module is looked up on the usual import path, then in the task file's folder (added at the
+end of ``sys.path``, so a file there never shadows a library), so a ``warm.py`` beside the task
+needs no install.
 The function runs in the runner's process, on its event loop, like the TOML steps' actions: it
 drives the page and never touches a database (the runner imports none).
 """
@@ -34,15 +35,17 @@ def resolve_script(ref: str, folder: Path, where: str) -> Callable[..., Any]:
         raise UsageError(f"{at} is not MODULE:FUNCTION (e.g. \"warm:run\" for async def run in warm.py)")
     module_name, function_name = match.groups()
     folder_text = str(folder.resolve())
-    if folder_text not in sys.path:
-        sys.path.insert(0, folder_text)
+    if folder_text not in sys.path:  # after the rest: a file beside the task never shadows a library
+        sys.path.append(folder_text)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise UsageError(f"{at}: no module {exc.name!r} (looked in {folder_text} and the import path)") from None
         raise UsageError(f"{at}: importing {module_name} failed: {_one_line(exc)}") from None
-    except Exception as exc:  # the user's module raised while importing: one line, no traceback
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the module raised (or called sys.exit) while importing: one line
         raise UsageError(f"{at}: importing {module_name} failed: {_one_line(exc)}") from None
     function = getattr(module, function_name, None)
     if function is None:

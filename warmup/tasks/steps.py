@@ -116,7 +116,8 @@ def _group_from_table(raw: dict[str, Any], position: int, first: int, default_ti
         )
     inner = raw.get("steps")
     if not isinstance(inner, list) or not inner:
-        raise UsageError(f"{where}: steps must be a non-empty list of steps, not {_describe(inner)}")
+        got = "nothing" if inner is None else _describe(inner)
+        raise UsageError(f"{where}: steps must be a non-empty list of steps, not {got}")
     group = Group(name, first, len(inner), _condition(raw, "when", where), _condition(raw, "unless", where),
                   dict(raw))
     steps = []
@@ -251,4 +252,30 @@ def _option_templates(step: Step) -> list[str]:
         found.append(step.fail_if)
     if step.extract is not None and step.extract.selector is not None:
         found.append(step.extract.selector)
+    return found
+
+
+def step_selectors(step: Step) -> list[tuple[str, str]]:
+    """Every selector of ``step`` as written, with what it is (for messages): its action's own
+    (``ActionSpec.selectors``), its ``when``/``unless`` and its group's (on the group's first step)
+    ``visible``, ``fail_if`` and ``extract.selector``."""
+    found: list[tuple[str, str]] = []
+    spec = ACTIONS.get(step.action)
+    for path in spec.selectors if spec is not None else ():
+        value: Any = step.args
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            found.append(("selector", value))
+    conditions = [("when", step.when), ("unless", step.unless)]
+    if step.group is not None and step.group.first == step.index:
+        conditions += [(f"group '{step.group.name}' when", step.group.when),
+                       (f"group '{step.group.name}' unless", step.group.unless)]
+    for what, condition in conditions:
+        if condition is not None and condition.kind == "visible":
+            found.append((f"{what}.visible selector", condition.value))
+    if step.fail_if:
+        found.append(("fail_if selector", step.fail_if))
+    if step.extract is not None and step.extract.selector:
+        found.append(("extract.selector", step.extract.selector))
     return found

@@ -13,7 +13,8 @@ is checked again in parts, each by the loader itself (never a second copy of its
    So P problems in N steps cost about P * log2(N) loads, not N.
 
 The loader's first problem is always among those reported. With ``--browser`` the selectors of
-the steps that are fine (``SELECTOR_FIELDS``, the one list of which fields hold one) are rendered
+the steps that are fine (``steps.step_selectors``: the actions' ``ActionSpec.selectors`` and the
+steps' conditions, ``fail_if`` and ``extract``) are rendered
 for every account and each distinct one is asked for in headless Chromium on ``about:blank``:
 Playwright refuses a selector it cannot parse there. Its message passes the task's scrubber, and
 the selector is shown as written (``${env.*}`` unresolved), so no secret is printed.
@@ -25,7 +26,7 @@ import asyncio
 import os
 import sys
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,28 +35,10 @@ from warmup.errors import UsageError, WarmupError
 from warmup.tasks.common import DEFAULT_STEP_TIMEOUT_MS
 from warmup.tasks.loader import _build_task, load_task
 from warmup.tasks.model import Task
-from warmup.tasks.steps import _group_from_table, _step_from_table
+from warmup.tasks.steps import _group_from_table, _step_from_table, step_selectors
 
 # A step valid in any task that refers to nothing: stands in for a bad step, or for all of them.
 FILLER: dict[str, Any] = {"wait_ms": 0}
-
-# Where a [[steps]] table holds a selector: paths of keys (extend here when an action gains one).
-SELECTOR_FIELDS: tuple[tuple[str, ...], ...] = (
-    ("click",),
-    ("fill",),
-    ("hover",),
-    ("wait_for",),
-    ("select",),
-    ("check",),
-    ("uncheck",),
-    ("upload",),
-    ("selector",),  # press's element (and any action's own selector field)
-    ("expect_text", "selector"),
-    ("extract", "selector"),
-    ("when", "visible"),
-    ("unless", "visible"),
-    ("fail_if",),
-)
 
 
 @dataclass
@@ -95,21 +78,32 @@ def _check_in_parts(path: Path, env: Mapping[str, str]) -> Checked:
     found: dict[int, str] = {}  # step index -> its problem
     timeout_ms = doc.get("timeout_ms") if isinstance(doc.get("timeout_ms"), int) else DEFAULT_STEP_TIMEOUT_MS
     count = 0  # steps before this table, groups flattened: how the loader numbers them
+    spans: dict[int, range] = {}  # table -> the (flattened) indexes of its steps
     for i, raw in enumerate(steps):  # each table on its own: fields, types, actions
-        inner = raw.get("steps") if isinstance(raw, dict) and "group" in raw else None
+        group = isinstance(raw, dict) and "group" in raw
         try:
-            if inner is not None:
+            if group:
                 _group_from_table(raw, i, count, timeout_ms, f"task file {path}")
             else:
                 _step_from_table(raw, count, timeout_ms, f"task file {path}: step {count + 1}")
         except UsageError as exc:
             found[i] = str(exc)
-        count += len(inner) if isinstance(inner, list) else 1
+        size = len(raw["steps"]) if group and isinstance(raw.get("steps"), list) and raw["steps"] else 1
+        spans[i] = range(count, count + size)
+        count += size
+
+    def stand_in(i: int) -> Any:
+        """What replaces bad table ``i``: as many FILLER steps as it had, so later steps keep their numbers."""
+        size = len(spans[i])
+        return FILLER if size == 1 and "group" not in steps[i] else {"group": "_", "steps": [FILLER] * size}
+
+    def bad_steps() -> set[int]:
+        return {index for i in found for index in spans[i]}
     try:
         _build_task({**doc, "steps": [FILLER]}, path, env)
     except UsageError as exc:  # outside the steps: the references cannot be checked without it
-        return Checked(None, [str(exc), *(found[i] for i in sorted(found))], set(found))
-    kept = [FILLER if i in found else raw for i, raw in enumerate(steps)]
+        return Checked(None, [str(exc), *(found[i] for i in sorted(found))], bad_steps())
+    kept = [stand_in(i) if i in found else raw for i, raw in enumerate(steps)]
     task: Task | None = None
     passing = 0  # the first `passing` steps of `kept` are known to load
     while task is None:
@@ -119,10 +113,10 @@ def _check_in_parts(path: Path, env: Mapping[str, str]) -> Checked:
             bad, message = _first_bad_step(doc, kept, path, env, passing)
             passing = bad + 1
             if bad in found:  # replacing it changed nothing: not a step's own problem
-                return Checked(None, [found[i] for i in sorted(found)] + [message], set(found))
+                return Checked(None, [found[i] for i in sorted(found)] + [message], bad_steps())
             found[bad] = message
-            kept[bad] = FILLER
-    return Checked(task, [found[i] for i in sorted(found)], set(found))
+            kept[bad] = stand_in(bad)
+    return Checked(task, [found[i] for i in sorted(found)], bad_steps())
 
 
 def _first_bad_step(
@@ -152,26 +146,6 @@ def _first_bad_step(
 
 
 # -- selectors in a browser -----------------------------------------------------------------------
-def _selector_fields(raw: Any, label: str) -> Iterator[tuple[str, str, str]]:
-    """(step label, what it is, selector as written) for each selector of a step table and of its own steps.
-
-    What it is: "selector" for the action's own (``click = ...``, ``selector = ...``), else the
-    field's path, e.g. "when.visible selector".
-    """
-    if not isinstance(raw, dict):
-        return
-    for path in SELECTOR_FIELDS:
-        value: Any = raw
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, str) and value:
-            plain = path[-1] == "selector" or (len(path) == 1 and path[0] in raw and path[0] != "fail_if")
-            yield label, "selector" if plain else f"{'.'.join(path)} selector", value
-    inner_steps = raw.get("steps")
-    for j, inner in enumerate(inner_steps if isinstance(inner_steps, list) else []):
-        yield from _selector_fields(inner, f"{label}, its step {j + 1}")
-
-
 def selectors_to_check(task: Task, skip: set[int]) -> list[tuple[str, str, str, list[str]]]:
     """(step label, field, selector as written, its distinct renderings) of every step not in ``skip``.
 
@@ -181,7 +155,8 @@ def selectors_to_check(task: Task, skip: set[int]) -> list[tuple[str, str, str, 
     for step in task.steps:
         if step.index in skip:
             continue
-        for label, name, template in _selector_fields(step.raw, step.label):
+        for name, template in step_selectors(step):
+            label = step.label
             rendered: dict[str, None] = {}
             for account in task.accounts:
                 try:
