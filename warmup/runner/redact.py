@@ -147,11 +147,10 @@ class TextRedactor:
         self.long = Needles(self.secrets)  # (only those of SHORT_SECRET characters or more): in numbers
 
     def __call__(self, text: str) -> str:
-        text = self.extra.replace(text, REDACTED)  # first: whole forms, before the Scrubber redacts a piece
-        text = self.scrub(text)
-        if "asic" in text or "ASIC" in text:
+        if "asic" in text or "ASIC" in text:  # first: the whole token, before a piece of it is redacted
             text = _BASIC.sub(self._basic, text)
-        return text
+        text = self.extra.replace(text, REDACTED)  # then whole forms, before the Scrubber redacts a piece
+        return self.scrub(text)
 
     def _basic(self, match: re.Match[str]) -> str:
         token = match.group(2)
