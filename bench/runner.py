@@ -19,7 +19,12 @@ the fastest run is the one least disturbed by other work); every run's wall time
 interleaved, so a change in the machine's load hits both alike) and prints the cost of each mode
 against the first. Goal (issue 11): ``on-failure`` within 15% of ``off`` (no account fails here, so
 that is the cost of recording a trace that is then discarded).
-Measured (2 shared cores, 32 accounts, --repeat 2, best run): see TRACE_COST below.
+Measured (issue 11; 2 cores shared with other work, 32 accounts, --repeat 2, best run of each):
+on-failure against off: concurrency 1: 43.84 s against 41.53 s (+5.6%); concurrency 8: 10.89 s
+against 9.47 s (+15.0%; a quieter re-run at 8 with --repeat 3: 11.37 s against 11.88 s, within
+noise). That is with the DOM snapshots and no screencast, as the runner records on-failure; with
+the screencast as well (screenshots=True) the first, busier measurement gave +27% at 1 and +65%
+at 8, which is why only ``trace = "on"`` in a task without secrets records it.
 
 Usage:  .venv/bin/python bench/runner.py [--accounts 32] [--concurrency 1 8] [--repeat 1] [--browser-path PATH]
         [--trace off on-failure] [--json]

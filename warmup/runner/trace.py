@@ -9,6 +9,12 @@ Modes (the task's ``trace``): ``off`` records nothing; ``on-failure`` records ev
 keeps the trace of a failed one (a successful attempt's trace is discarded by Playwright, never
 written); ``on`` keeps every attempt's trace.
 
+What is recorded: the actions with their call logs, the network, and a DOM snapshot around each
+action (what the viewer shows of the page). The screencast (a JPEG filmstrip) is recorded only
+with ``on`` in a task without secrets: it is the costliest part of a trace (bench/runner.py's
+docstring), a secret typed into a plain text field shows in its frames so a task with secrets
+would drop them anyway (``warmup.runner.redact``), and a failure already gets its own screenshot.
+
 Invariants: a trace is written by Playwright into a private temporary folder, never under the
 artifacts folder; its bytes leave ``stop`` only redacted and checked (``warmup.runner.redact``),
 or as written when the task has no secret at all. Stopping never raises for a browser that went
@@ -66,7 +72,8 @@ class Tracer:
         if self.mode == "off":
             return
         try:
-            await context.tracing.start(screenshots=True, snapshots=True, sources=False)
+            screencast = self.mode == "on" and not self.secrets
+            await context.tracing.start(screenshots=screencast, snapshots=True, sources=False)
             self._started = True
         except PlaywrightError as exc:
             self._problem = f"no trace: tracing could not start: {describe_error(exc)}"
