@@ -328,7 +328,7 @@ def test_every_form_is_redacted_and_json_stays_valid() -> None:
     user_pass = base64.b64encode(f"someone:{secret}".encode()).decode()
     record = {"method": "fill", "params": {"value": secret}, "headers": [
         {"name": "Authorization", "value": f"Basic {user_pass}"},
-        {"name": secret, "value": "as a key too"}], "n": 1}
+        {"name": secret, "value": "a name"}], "n": 1, "by_key": {secret: "a key"}}
     lines = b"\n".join(orjson.dumps(r) for r in (record, {"url": "https://x/?q=" + quote_plus(secret)})) + b"\n"
     resource = "resources/" + hashlib.sha1(secret.encode()).hexdigest() + ".html"
     raw = archive({
@@ -347,6 +347,7 @@ def test_every_form_is_redacted_and_json_stays_valid() -> None:
     first, second = (orjson.loads(line) for line in z.read("trace.trace").splitlines())
     assert first["params"]["value"] == "***" and first["n"] == 1
     assert first["headers"][0]["value"] == "Basic ***" and first["headers"][1]["name"] == "***"
+    assert first["by_key"] == {"***": "a key"}
     assert second["url"] == "https://x/?q=***"
     network = orjson.loads(z.read("trace.network"))
     assert network["_file"] != resource and network["_file"] in z.namelist()  # renamed after its new content

@@ -38,7 +38,7 @@ import json
 import re
 import zipfile
 from collections.abc import Iterable
-from typing import Any, AnyStr
+from typing import Any, AnyStr, Generic
 from urllib.parse import quote, quote_plus
 
 import orjson
@@ -49,10 +49,9 @@ from warmup.tasks.common import REDACTED, SHORT_SECRET
 RESOURCES = "resources/"
 _SHA1_NAME = re.compile(r"^[0-9a-f]{40}")
 _BASIC = re.compile(r"(?i)(\bbasic\s+)([A-Za-z0-9+/_-]{4,}={0,2})")
-_URL_SAFE = ("", "/", "!$&'()*+,;=:@/?#[]~", "!$&'()*+,;=:@/?#[]~%")  # as Scrubber.URL_SAFE
 
 
-class Needles:
+class Needles(Generic[AnyStr]):
     """Finds and replaces any of many literal strings (each ``SHORT_SECRET`` long or more), longest first.
 
     Few needles: one ``in`` each. Many (a task may have 10,000 secrets): the text is walked once,
@@ -62,8 +61,8 @@ class Needles:
     DIRECT = 64
 
     def __init__(self, needles: Iterable[AnyStr]) -> None:
-        self.needles = sorted({n for n in needles if len(n) >= SHORT_SECRET}, key=len, reverse=True)
-        self._index: dict[Any, list[Any]] = {}
+        self.needles: list[AnyStr] = sorted({n for n in needles if len(n) >= SHORT_SECRET}, key=len, reverse=True)
+        self._index: dict[AnyStr, list[AnyStr]] = {}
         if len(self.needles) > self.DIRECT:
             for n in self.needles:
                 self._index.setdefault(n[:SHORT_SECRET], []).append(n)
@@ -72,7 +71,7 @@ class Needles:
         """The needles in ``text``, longest first."""
         if not self._index:
             return [n for n in self.needles if n in text]
-        hits: set[Any] = set()
+        hits: set[AnyStr] = set()
         for i in range(len(text) - SHORT_SECRET + 1):
             candidates = self._index.get(text[i : i + SHORT_SECRET])
             if candidates is not None:
@@ -102,7 +101,8 @@ def base64_cores(data: bytes) -> set[str]:
 
 def _url_forms(secret: str, encoding: str) -> set[str]:
     try:
-        forms = {quote_plus(secret, encoding=encoding)} | {quote(secret, safe=s, encoding=encoding) for s in _URL_SAFE}
+        forms = {quote_plus(secret, encoding=encoding)}
+        forms |= {quote(secret, safe=safe, encoding=encoding) for safe in Scrubber.URL_SAFE}
     except UnicodeEncodeError:
         return set()
     return forms | {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), f) for f in forms}
