@@ -3,7 +3,8 @@
 End to end: real Chromium, a local site on 127.0.0.1 that receives a password typed by ``fill``
 and sent by the page every way a site sends one (form POST, JSON body, query string, a basic-auth
 ``Authorization`` header, a custom header) and echoes it back (HTML, JSON). The archive is then
-scanned byte by byte for every form of the secret. Unit tests feed the redactor and the checker
+scanned byte by byte for every form of the secret, and opened in `playwright show-trace`. Unit tests
+feed the redactor and the checker
 hand-made archives.
 """
 
@@ -14,6 +15,10 @@ import hashlib
 import html
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -24,7 +29,9 @@ from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 import orjson
 import pytest
 from conftest import Workdir, cli_env, warmup
+from playwright.sync_api import sync_playwright
 
+from warmup.browser import find_browser, launch_args
 from warmup.runner.redact import base64_cores, find_leak, redact_archive
 from warmup.runner.trace import keep_without_secrets
 
@@ -215,6 +222,34 @@ def test_a_failing_attempt_keeps_a_trace_without_any_form_of_the_secret(form_sit
     assert leaks(work.log.read_bytes(), SECRET) == []
     assert leaks((result.stdout + result.stderr).encode(), SECRET) == []
     assert "trace_dropped" not in [e for e in events if e["type"] == "account_finished"][-1]
+
+    actions = actions_in_trace_viewer(work.artifacts / saved["path"])  # the redacted trace still opens
+    assert actions.count('Fill "***"') == 2 and 'Click' in actions and 'Wait for' in actions, actions
+
+
+def actions_in_trace_viewer(trace: Path) -> str:
+    """The action list that ``playwright show-trace`` shows for ``trace`` (served, read in Chromium)."""
+    viewer = subprocess.Popen(
+        [sys.executable, "-m", "playwright", "show-trace", "--host", "127.0.0.1", "--port", "0", str(trace)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )
+    try:
+        assert viewer.stdout is not None
+        line = viewer.stdout.readline().strip() or viewer.stdout.readline()  # "Listening on http://127.0.0.1:PORT"
+        assert line.startswith("Listening on http://127.0.0.1:"), line
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=find_browser(headless=True), args=launch_args())
+            try:
+                page = browser.new_page()
+                page.goto(line.split()[-1])
+                actions = page.locator(".action-title-method")
+                actions.filter(has_text="Wait for").first.wait_for(timeout=30_000)
+                return "\n".join(actions.all_inner_texts())
+            finally:
+                browser.close()
+    finally:
+        os.killpg(viewer.pid, signal.SIGTERM)  # the viewer's own session: python and its node driver
+        viewer.wait(timeout=30)
 
 
 def test_without_redaction_the_same_trace_holds_the_secret(form_site: _Site, work: Workdir) -> None:
