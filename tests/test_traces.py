@@ -3,9 +3,8 @@
 End to end: real Chromium, a local site on 127.0.0.1 that receives a password typed by ``fill``
 and sent by the page every way a site sends one (form POST, JSON body, query string, a basic-auth
 ``Authorization`` header, a custom header) and echoes it back (HTML, JSON). The archive is then
-scanned byte by byte for every form of the secret, and opened in `playwright show-trace`. Unit tests
-feed the redactor and the checker
-hand-made archives.
+scanned byte by byte for every form of the secret, and opened in ``playwright show-trace``. Unit
+tests feed the redactor and the checker hand-made archives.
 """
 
 from __future__ import annotations
