@@ -456,3 +456,19 @@ timeout_ms = 300
            "-o", str(out))
     text = out.read_text()
     assert "<a class='trace'" not in text and f"missing: no file {html.escape(str(file))}" in text
+
+
+def test_a_json_lines_entry_with_a_line_cut_short_is_redacted_line_by_line() -> None:
+    secret = "cut-short-secret"
+    lines = [orjson.dumps({"value": secret, "big": 1}), b'{"value": "' + secret.encode(),
+             orjson.dumps({"n": 12})]
+    clean, _ = redact_archive(archive({"trace.trace": b"\n".join(lines) + b"\n"}), [secret])
+    first, cut, last, end = zipfile.ZipFile(io.BytesIO(clean)).read("trace.trace").split(b"\n")
+    assert orjson.loads(first) == {"value": "***", "big": 1} and cut == b'{"value": "***'
+    assert orjson.loads(last) == {"n": 12} and end == b""
+
+
+def test_a_value_too_deep_to_walk_costs_the_trace_not_the_account() -> None:
+    deep = b"[" * 1020 + b"\"a secret value\"" + b"]" * 1020  # orjson reads it (up to 1024); too deep to walk
+    outcome = keep_without_secrets(archive({"trace.stacks": deep}), ["a secret value"])
+    assert outcome.data is None and outcome.note == "trace not kept: it could not be redacted (RecursionError)"

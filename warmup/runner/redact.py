@@ -177,7 +177,11 @@ class TextRedactor:
 
 
 def _redact_entry(data: bytes, redact: TextRedactor, renamed: dict[str, str]) -> bytes | None:
-    """The entry redacted, or None when it is not UTF-8 text (it cannot be redacted safely)."""
+    """The entry redacted, or None when it is not UTF-8 text (it cannot be redacted safely).
+
+    JSON: parsed, redacted value by value, written back. JSON lines (the first line is JSON): each
+    line so, and a line that is not JSON (a line cut short) redacted as text. Other text: as a whole.
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -188,12 +192,19 @@ def _redact_entry(data: bytes, redact: TextRedactor, renamed: dict[str, str]) ->
         pass
     lines = text.split("\n")
     try:
-        parsed = [orjson.loads(line) if line.strip() else None for line in lines]
+        orjson.loads(lines[0])
     except orjson.JSONDecodeError:
         return redact(text).encode("utf-8")
-    out = [orjson.dumps(redact.deep(p, renamed)) if p is not None else line.encode()
-           for p, line in zip(parsed, lines, strict=True)]
-    return b"\n".join(out)
+    return b"\n".join(_redact_line(line, redact, renamed) for line in lines)
+
+
+def _redact_line(line: str, redact: TextRedactor, renamed: dict[str, str]) -> bytes:
+    if not line.strip():
+        return line.encode("utf-8")
+    try:
+        return orjson.dumps(redact.deep(orjson.loads(line), renamed))
+    except orjson.JSONDecodeError:
+        return redact(line).encode("utf-8")
 
 
 def redact_archive(data: bytes, secrets: list[str]) -> tuple[bytes, list[str]]:

@@ -53,6 +53,8 @@ def keep_without_secrets(raw: bytes, secrets: list[str]) -> TraceOutcome:
         clean, _dropped = redact_archive(raw, secrets)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         return TraceOutcome(note=f"trace not kept: Playwright's archive is not a readable zip ({exc})")
+    except Exception as exc:  # (a bug, a value too deep to walk): never the account's failure
+        return TraceOutcome(note=f"trace not kept: it could not be redacted ({type(exc).__name__})")
     leak = find_leak(clean, secrets)
     if leak is not None:
         return TraceOutcome(note=f"trace not kept: {leak}")
