@@ -261,6 +261,9 @@ def test_without_redaction_the_same_trace_holds_the_secret(form_site: _Site, wor
     entries = {f.split(":")[0] for f in found}
     assert "trace.trace" in entries and "trace.network" in entries, found  # the fill, the request bodies
     assert any(e.startswith("resources/") for e in entries), found  # the bodies sent and echoed
+    snapshots = [line for line in zipfile.ZipFile(work.artifacts / saved["path"]).read("trace.trace").splitlines()
+                 if b'"frame-snapshot"' in line]
+    assert [s for s in snapshots if forms_of(SECRET)["json-utf8"] in s]  # the input's value, in the DOM snapshots
 
 
 def test_on_failure_keeps_failed_attempts_only_and_on_keeps_every_one(site: str, work: Workdir) -> None:

@@ -9,11 +9,12 @@ Modes (the task's ``trace``): ``off`` records nothing; ``on-failure`` records ev
 keeps the trace of a failed one (a successful attempt's trace is discarded by Playwright, never
 written); ``on`` keeps every attempt's trace.
 
-What is recorded: the actions with their call logs, the network, and a DOM snapshot around each
-action (what the viewer shows of the page). The screencast (a JPEG filmstrip) is recorded only
-with ``on`` in a task without secrets: it is the costliest part of a trace (bench/runner.py's
-docstring), a secret typed into a plain text field shows in its frames so a task with secrets
-would drop them anyway (``warmup.runner.redact``), and a failure already gets its own screenshot.
+What is recorded: the actions with their call logs, the console, a DOM snapshot before and
+after each action, and the network (requests, responses and bodies: Playwright records the
+network only with the snapshots). The screencast (a filmstrip of JPEG frames) only with ``on`` in
+a task without secrets: it costs the most CPU, on every attempt, kept or not (bench/runner.py's
+docstring), a failure has its own screenshot, and a secret typed into a plain text field shows in
+its frames, so a task with secrets would drop them anyway.
 
 Invariants: a trace is written by Playwright into a private temporary folder, never under the
 artifacts folder; its bytes leave ``stop`` only redacted and checked (``warmup.runner.redact``),
