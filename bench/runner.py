@@ -19,13 +19,15 @@ the fastest run is the one least disturbed by other work); every run's wall time
 interleaved, so a change in the machine's load hits both alike) and prints the cost of each mode
 against the first. Goal (issue 11): ``on-failure`` within 15% of ``off`` (no account fails here, so
 that is the cost of recording a trace that is then discarded).
-Measured (issue 11; 2 cores shared with other work, 32 accounts, --repeat 2, best run of each), on-failure
-against off, as the runner records it (actions, call logs, console, DOM snapshots and network; no
-screencast): concurrency 1: +5.6% (43.84 s against 41.53 s) and +9.9% (43.04 / 39.16) in two
-sessions; concurrency 8: +15.0% (10.89 / 9.47) and +16.1% (11.45 / 9.86): at the limit when the
-CPUs are the bottleneck. Without the DOM snapshots (which also takes the network out of a
-Playwright trace, leaving the actions and their call logs) it was +3.8% at 1 and -2.4% at 8;
-with the screencast as well, on a busier machine, +27% at 1 and +65% at 8.
+Measured (issue 11; 2 cores shared with other work, 32 accounts, --repeat 2, best run of each),
+on-failure against off, as the runner records it (actions, call logs, console, DOM snapshots and
+network; no screencast): concurrency 1: +5.6% (43.84 s against 41.53 s) and +9.9% (43.04 / 39.16)
+in two sessions; concurrency 8: +15.0% (10.89 / 9.47), +16.1% (11.45 / 9.86) and +18.8%
+(13.59 / 11.44, --repeat 3, a busier machine): at or over the limit when the CPUs are the
+bottleneck. Without the DOM snapshots (which also takes the network out of a Playwright trace,
+leaving the actions and their call logs; ``ON_FAILURE_SNAPSHOTS`` in warmup/runner/trace.py) it
+was +3.8% at 1 and -2.4% at 8; with the screencast as well, on a busier machine, +27% at 1 and
++65% at 8.
 
 Usage:  .venv/bin/python bench/runner.py [--accounts 32] [--concurrency 1 8] [--repeat 1] [--browser-path PATH]
         [--trace off on-failure] [--json]

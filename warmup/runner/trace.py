@@ -37,6 +37,11 @@ from warmup.runner.actions import describe_error
 from warmup.runner.redact import find_leak, redact_archive
 
 MODES = ("off", "on-failure", "on")
+# DOM snapshots (and with them the network: Playwright records it only with the snapshots) in
+# on-failure traces. They cost on every attempt: on bench/runner.py +6-10% at concurrency 1 and
+# +15-19% at 8 against off (2 shared cores, CPU-bound); without them ~0% but a trace holds only the
+# actions, their call logs and the console. False trades the evidence for the 15% goal at 8.
+ON_FAILURE_SNAPSHOTS = True
 STOP_TIMEOUT_S = 30.0  # writing a trace of a long attempt takes a while; a hung browser does not stall the account
 
 
@@ -76,7 +81,8 @@ class Tracer:
             return
         try:
             screencast = self.mode == "on" and not self.secrets
-            await context.tracing.start(screenshots=screencast, snapshots=True, sources=False)
+            snapshots = self.mode == "on" or ON_FAILURE_SNAPSHOTS
+            await context.tracing.start(screenshots=screencast, snapshots=snapshots, sources=False)
             self._started = True
         except PlaywrightError as exc:
             self._problem = f"no trace: tracing could not start: {describe_error(exc)}"
