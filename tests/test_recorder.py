@@ -47,7 +47,7 @@ STRUCTURAL_VALUES: dict[str, Any] = {
     "host": "demo-host",
     "resumed_from": "20261128T070000-demo00",
 }
-FREE_TEXT = {"task_name", "error", "url", "reason", "browser", "extracted.value", "name"}  # must come out scrubbed
+FREE_TEXT = {"task_name", "error", "url", "reason", "browser", "extracted.value", "name", "trace_dropped"}  # scrubbed
 ENVELOPE = {"v", "id", "ts", "type", "run_id"}
 
 

@@ -159,7 +159,7 @@ def test_report_of_a_real_run_in_chromium(real_run: tuple[Workdir, str], browser
     assert final.locator("code.url").inner_text().endswith("/broken")
     saved = [e for e in work.events() if e["type"] == "artifact_saved"]
     shots = {e["path"]: e["sha256"] for e in saved}
-    inlined = {e["path"]: e["sha256"] for e in saved if e["kind"] != "failure"}  # failures: their thumbnails
+    inlined = {e["path"]: e["sha256"] for e in saved if e["kind"] not in ("failure", "trace")}  # (failures: thumbnails)
     run_dir = f"{run_id}/broken"
     if final.locator("img").count() == 0:
         # its screenshot is the same bytes as attempt 1's: inlined once, this one links to it

@@ -103,7 +103,8 @@ timeout_ms = 800
     # the failure screenshot is on disk and recorded, and its half-size thumbnail for reports
     shots = [e for e in events if e["type"] == "artifact_saved"]
     assert [(s["account_id"], s["kind"], s["path"]) for s in shots] == [
-        ("a3", "failure", f"{run_id}/a3/failure-1.png"), ("a3", "thumbnail", f"{run_id}/a3/failure-1.thumb.png")]
+        ("a3", "failure", f"{run_id}/a3/failure-1.png"), ("a3", "thumbnail", f"{run_id}/a3/failure-1.thumb.png"),
+        ("a3", "trace", f"{run_id}/a3/trace-1.zip")]  # (trace = "on-failure" by default: test_traces.py)
     png = (work.artifacts / shots[0]["path"]).read_bytes()
     assert png.startswith(b"\x89PNG") and hashlib.sha256(png).hexdigest() == shots[0]["sha256"]
     assert shots[0]["bytes"] == len(png)

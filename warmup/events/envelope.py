@@ -136,6 +136,7 @@ class AccountFinished(AccountEvent, tag="account_finished"):
     attempt: Int
     retrying: bool = False
     task_id: str | None = None  # the run's task (optional: older logs lack it)
+    trace_dropped: str | None = None  # why the attempt's Playwright trace was not kept (issue 11)
 
 
 class RunFinished(RunEvent, tag="run_finished"):

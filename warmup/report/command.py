@@ -69,5 +69,7 @@ def run_report(run_id: str, *, log_path: Path, db_path: Path, artifacts: Path, o
     )
     if missing:
         line += f", {missing} screenshot(s) missing (noted in the report)"
+    if report.traces:
+        line += f", {len(report.traces)} trace(s) linked (open one with `python -m playwright show-trace FILE`)"
     print(line)
     return 0

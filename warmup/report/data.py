@@ -38,6 +38,7 @@ from warmup.status import connect_readonly
 
 READ_BYTES = 4 << 20  # complete lines read from the log at a time
 IMAGE_KINDS = ("failure", "screenshot")  # the artifacts a report inlines
+TRACE = "trace"  # a Playwright trace of an attempt (``trace-<attempt>.zip``): linked, never inlined
 THUMBNAIL = "thumbnail"  # a failure screenshot at half scale: inlined in its place when there is one
 
 
@@ -98,6 +99,31 @@ class Shot:
 
 
 @dataclass
+class TraceFile:
+    """A Playwright trace of the run: where it is (an absolute path, to open it), or a note saying why not."""
+
+    account_id: str
+    path: str  # as recorded: relative to the artifacts folder
+    attempt: int | None
+    file: Path | None = None  # the file, resolved, when it is inside the artifacts folder
+    note: str | None = None
+
+
+def load_trace(artifacts_dir: Path, row: dict[str, Any]) -> TraceFile:
+    """The trace of an ``artifacts`` row: its file if it is there (its bytes are not read)."""
+    trace = TraceFile(row["account_id"], row["path"], row.get("attempt"))
+    root = artifacts_dir.resolve()
+    path = (root / row["path"]).resolve()
+    if not path.is_relative_to(root):
+        trace.note = "not linked: its path leads outside the artifacts folder"
+    elif not path.is_file():
+        trace.note = f"missing: no file {path}"
+    else:
+        trace.file = path
+    return trace
+
+
+@dataclass
 class Lane:
     """One account of the run: its row in ``run_accounts`` and what the log says it did."""
 
@@ -124,6 +150,7 @@ class Failure:
     error: str | None
     step: Step | None
     shot: Shot | None
+    trace: TraceFile | None = None
 
 
 @dataclass
@@ -135,12 +162,14 @@ class RunReport:
     t1: float
     events_read: int = 0
     lines_skipped: int = 0  # lines mentioning the run that did not decode
+    traces: list[TraceFile] = field(default_factory=list)
 
     def steps(self) -> list[Step]:
         return [s for lane in self.lanes for s in lane.steps]
 
     def failures(self) -> list[Failure]:
         by_key = {(s.account_id, s.attempt): s for s in self.shots if s.kind == "failure"}
+        traces = {(t.account_id, t.attempt): t for t in self.traces}
         out: list[Failure] = []
         for lane in self.lanes:
             for att in lane.attempts:
@@ -150,6 +179,7 @@ class RunReport:
                 out.append(Failure(
                     lane.account_id, att.number, not att.retrying, att.error,
                     failed[-1] if failed else None, by_key.get((lane.account_id, att.number)),
+                    traces.get((lane.account_id, att.number)),
                 ))
             if lane.failed and not any(f.account_id == lane.account_id for f in out):
                 # failed per the tables but no failed attempt in the log (e.g. a log cut short)
@@ -319,6 +349,7 @@ def gather(run_id: str, *, db_path: Path, log_path: Path, artifacts_dir: Path) -
         for r in artifact_rows
         if r["kind"] in IMAGE_KINDS
     ]
+    traces = [load_trace(artifacts_dir, r) for r in artifact_rows if r["kind"] == TRACE]
 
     instants = [t for t in (timings.first, timings.last, timings.run_started, timings.run_finished) if t is not None]
     for key in ("started_at", "completed_at"):
@@ -331,4 +362,4 @@ def gather(run_id: str, *, db_path: Path, log_path: Path, artifacts_dir: Path) -
         for att in lane.attempts:
             if att.end is None:
                 att.end = t1
-    return RunReport(run, lanes, shots, t0, max(t1, t0 + 0.001), timings.events, timings.skipped)
+    return RunReport(run, lanes, shots, t0, max(t1, t0 + 0.001), timings.events, timings.skipped, traces)

@@ -12,15 +12,20 @@ that ``datetime`` cannot show is printed as seconds from the epoch instead of ra
 The timeline is plain HTML/CSS: one flex row per account, bars absolutely positioned inside its
 track by percentages of the run's span, so the browser lays out 500 lanes of bars in one pass.
 Details of a bar are in its ``title`` (a tooltip); failed lanes link to their failure below.
+
+Playwright traces are linked (``file:`` URLs of the artifacts, never inlined: a trace is megabytes)
+beside the failure they record and in a list of their own, each with the command that opens it:
+``python -m playwright show-trace FILE`` (the Playwright package ships it).
 """
 
 from __future__ import annotations
 
 import html
 import math
+import shlex
 from datetime import UTC, datetime
 
-from warmup.report.data import Failure, Lane, RunReport, Shot, Step
+from warmup.report.data import Failure, Lane, RunReport, Shot, Step, TraceFile
 from warmup.times import format_duration_ms, seconds_between
 
 SLOWEST = 15  # rows in the slowest-steps table
@@ -119,6 +124,7 @@ def render(report: RunReport, *, log_name: str = "") -> str:
     images = Images()
     parts.append(_failures(failures, images))
     parts.append(_screenshots([s for s in report.shots if s.kind == "screenshot"], images))
+    parts.append(_traces(report.traces))
     skipped = f", {report.lines_skipped} line(s) of it not readable, skipped" if report.lines_skipped else ""
     parts.append(
         f"<footer>From the log {esc(log_name)}: {report.events_read} events of this run{skipped}. "
@@ -321,6 +327,8 @@ def _failures(failures: list[Failure], images: Images) -> str:
             out.append(f"<div class='shot'>{images.html(f.shot, f'screenshot of {f.account_id} when it failed')}</div>")
         else:
             out.append("<p class='note'>No screenshot was saved for this failure.</p>")
+        if f.trace is not None:
+            out.append(f"<p class='trace'>{trace_html(f.trace)}</p>")
         out.append("</div>")
     return "".join(out)
 
@@ -334,3 +342,35 @@ def _screenshots(shots: list[Shot], images: Images) -> str:
         for s in shots
     )
     return f"<h2>Screenshots ({len(shots)})</h2><div class='shots'>{figures}</div>"
+
+
+SHOW_TRACE = "python -m playwright show-trace"  # the Playwright package's trace viewer
+
+
+def show_trace_command(trace: TraceFile) -> str:
+    """The shell command that opens ``trace`` in Playwright's trace viewer."""
+    return f"{SHOW_TRACE} {shlex.quote(str(trace.file if trace.file is not None else trace.path))}"
+
+
+def trace_html(trace: TraceFile) -> str:
+    """A link to the trace and the command to open it, or the note saying why it cannot be."""
+    if trace.file is None:
+        return f"Playwright trace <code>{esc(trace.path)}</code> <span class='note'>{esc(trace.note)}</span>"
+    return (
+        f"Playwright trace: <a class='trace' href='{esc(trace.file.as_uri())}'>{esc(trace.path)}</a>; "
+        f"open it with <code class='cmd'>{esc(show_trace_command(trace))}</code>"
+    )
+
+
+def _traces(traces: list[TraceFile]) -> str:
+    if not traces:
+        return ""
+    items = "".join(
+        f"<li data-account='{esc(t.account_id)}'>{esc(t.account_id)}, attempt {esc(t.attempt)}: {trace_html(t)}</li>"
+        for t in traces
+    )
+    return (
+        f"<h2>Traces ({len(traces)})</h2><p>Each is a Playwright trace of one attempt, with every secret of the task "
+        "redacted (its screenshots and other images are left out when the task has secrets). The trace viewer "
+        f"opens one: <code>{esc(SHOW_TRACE)} FILE</code>.</p><ul class='traces'>{items}</ul>"
+    )

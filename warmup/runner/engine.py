@@ -97,6 +97,7 @@ class AccountRun:
     page_scrub: Scrubber | None = None
     started: float = 0.0
     status: str | None = None
+    trace_dropped: str | None = None  # why this attempt's trace was not kept (see runner.trace)
 
 
 @dataclass
@@ -362,6 +363,8 @@ class Runner:
             fields["duration_ms"] = round((time.monotonic() - st.started) * 1000, 3)
             fields["steps_ok"] = st.steps_ok
             fields["steps_failed"] = st.steps_failed
+        if st.trace_dropped is not None:
+            fields["trace_dropped"], st.trace_dropped = st.trace_dropped, None
         error = self._hide(st, error)
         self.rec.emit(
             "account_finished", account_id=st.account.id, status=status, error=error, attempt=st.attempt, **fields
@@ -421,11 +424,19 @@ class Runner:
                 closing.add_done_callback(self._closing.discard)
 
     async def _finish_trace(self, st: AccountRun, tracer: Tracer, context: BrowserContext, *, failed: bool) -> None:
-        """Stop the attempt's trace; keep it as ``trace-<attempt>.zip`` when the tracer gives one."""
+        """Stop the attempt's trace; keep it as ``trace-<attempt>.zip`` when the tracer gives one.
+
+        A trace that should have been kept but was not (a secret still found after redaction, a
+        browser gone) is a note to the user and ``trace_dropped`` in the attempt's ``account_finished``.
+        """
+        if st.page_secrets:  # values read from the page that are secrets: kept out of the trace too
+            tracer.secrets = [*tracer.secrets, *st.page_secrets]
         outcome = await tracer.stop(context, failed=failed)
         if outcome.data is not None:
             self._save_artifact(st, f"trace-{st.attempt}", "trace", outcome.data, suffix=".zip")
         if outcome.note is not None:
+            if outcome.data is None:
+                st.trace_dropped = outcome.note
             self.progress.note(f"{st.account.id}: {self.rec.scrub(outcome.note)}")
 
     async def _run_script(self, st: AccountRun, page: Page) -> str | None:
