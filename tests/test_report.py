@@ -284,3 +284,29 @@ def test_report_refuses_to_overwrite_the_log_or_the_database(tmp_path: Path) -> 
         result = warmup("report", "r", "--log", str(log), "--db", str(db), "-o", str(target))
         assert result.returncode == 2 and "write the report to another file" in result.stderr
     assert (log.read_bytes(), db.read_bytes()) == before
+
+
+def test_a_skipped_step_and_a_scripted_step_are_drawn_as_what_they_are(tmp_path: Path) -> None:
+    """A skipped step is grey and says "skipped" (never a green "ok"); a scripted step shows its name."""
+    log, db = tmp_path / "events.jsonl", tmp_path / "warmup.db"
+    run_id = "skips-run"
+    with EventWriter(log, fsync="batch") as writer:
+        def emit(type_: str, second: int, **fields: object) -> None:
+            writer.append(make_event(type_, ts=f"2026-11-29T07:00:{second:02d}.000000Z", run_id=run_id, **fields))
+
+        emit("run_started", 0, task_id="t", task_name="t", accounts=["a"], steps=2, concurrency=1, host="h", pid=1)
+        emit("account_started", 1, account_id="a", attempt=1)
+        emit("step_finished", 2, account_id="a", index=0, action="fill", ok=True, duration_ms=2.0, error=None,
+             attempt=1, skipped=True)
+        emit("step_finished", 3, account_id="a", index=1, action="script", ok=True, duration_ms=900.0, error=None,
+             attempt=1, name="open feed")
+        emit("account_finished", 4, account_id="a", status="COMPLETED", error=None, attempt=1)
+        emit("run_finished", 5, status="COMPLETED", counts={"COMPLETED": 1})
+    assert warmup("project", "--log", str(log), "--db", str(db)).returncode == 0
+    out = tmp_path / "report.html"
+    result = warmup("report", run_id, "--log", str(log), "--db", str(db), "--artifacts", str(tmp_path), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "<i class='skipped'" in text and "a: step 1 fill, attempt 1: 2 ms, skipped" in text
+    assert "<i class='ok'" in text and "a: step 2 script &#x27;open feed&#x27;, attempt 1: 900 ms, ok" in text
+    assert "<td>script &#x27;open feed&#x27;</td>" in text

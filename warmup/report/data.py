@@ -60,6 +60,12 @@ class Step:
     error: str | None
     url: str | None
     skipped: bool = False  # its condition said no (ok is true): neither ok nor failed
+    name: str | None = None  # a Python-scripted step's name
+
+    @property
+    def what(self) -> str:
+        """The step's action, and a scripted step's name: ``click`` or ``script 'open feed'``."""
+        return f"{self.action} '{self.name}'" if self.name else self.action
 
     @property
     def start(self) -> float:
@@ -67,7 +73,10 @@ class Step:
 
     @property
     def outcome(self) -> str:
-        """``ok``, ``failed``, or ``optional`` (an optional step that failed without failing the account)."""
+        """``ok``, ``skipped`` (a condition said no), ``failed``, or ``optional`` (an optional step that
+        failed without failing the account)."""
+        if self.skipped:
+            return "skipped"
         if self.ok:
             return "ok"
         return "optional" if self.optional else "failed"
@@ -262,7 +271,7 @@ def _fold(out: LogTimings, current: dict[str, int], event: Any) -> None:
         attempt = event.attempt if event.attempt is not None else current.get(event.account_id, 1)
         out.steps.setdefault(event.account_id, []).append(Step(
             event.account_id, event.index, event.action, event.ok, event.optional, event.duration_ms, ts,
-            attempt, event.error, event.url, event.skipped,
+            attempt, event.error, event.url, event.skipped, event.name,
         ))
         out.first = min(out.first, ts - event.duration_ms / 1000)
     elif isinstance(event, AccountStarted):

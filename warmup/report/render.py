@@ -76,10 +76,10 @@ table{border-collapse:collapse}td,th{padding:3px 10px 3px 0;text-align:left;vert
 th{font-weight:600;color:#556}table.grid td,table.grid th{border-bottom:1px solid #eef}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .st{font-weight:600}.st-COMPLETED{color:#1e7b3c}.st-FAILED{color:#c62828}.st-RUNNING{color:#a06800}
-.st-CANCELLED,.st-INTERRUPTED{color:#8e24aa}.st-optional{color:#b8741a}.st-PENDING{color:#778}
+.st-CANCELLED,.st-INTERRUPTED{color:#8e24aa}.st-optional{color:#b8741a}.st-skipped{color:#778}.st-PENDING{color:#778}
 .legend span{display:inline-block;margin-right:14px}.legend i{display:inline-block;width:14px;height:10px;
 margin-right:4px;vertical-align:middle}
-.ok{background:#3a9d5d}.failed{background:#d63a3a}.optional{background:#e9a23b}
+.ok{background:#3a9d5d}.failed{background:#d63a3a}.optional{background:#e9a23b}.skipped{background:#c3cad3}
 .tl{margin-top:6px;--who:200px}
 .axis{position:relative;height:18px;margin-left:var(--who);border-bottom:1px solid #ccd;font-size:11px;color:#667}
 .axis span{position:absolute;top:0;transform:translateX(-50%);white-space:nowrap}
@@ -199,7 +199,7 @@ def _timeline(report: RunReport, failures: list[Failure]) -> str:
     lanes = [_lane(lane, t0, span, failure_of.get(lane.account_id)) for lane in report.lanes]
     legend = (
         "<p class='legend'><span><i class='ok'></i>step ok</span><span><i class='failed'></i>step failed</span>"
-        "<span><i class='optional'></i>optional step failed</span>"
+        "<span><i class='optional'></i>optional step failed</span><span><i class='skipped'></i>step skipped</span>"
         "<span><i style='border:1px solid #99a'></i>an attempt</span>"
         "<span style='color:#c62828'>&#x21bb; a retry (a later attempt)</span>"
         f"<span>run start {esc(fmt_epoch(t0))}, grid every {esc(_offset_label(tick)[1:])}</span></p>"
@@ -246,7 +246,7 @@ def _lane(lane: Lane, t0: float, span: float, failure_index: int | None) -> str:
 
 def _step_title(step: Step) -> str:
     text = (
-        f"{step.account_id}: step {step.index + 1} {step.action}, attempt {step.attempt}: "
+        f"{step.account_id}: step {step.index + 1} {step.what}, attempt {step.attempt}: "
         f"{format_duration_ms(step.duration_ms)}, {step.outcome}"
     )
     if step.error:
@@ -254,7 +254,7 @@ def _step_title(step: Step) -> str:
     return text
 
 
-_OUTCOME_CLASS = {"ok": "COMPLETED", "failed": "FAILED", "optional": "optional"}
+_OUTCOME_CLASS = {"ok": "COMPLETED", "failed": "FAILED", "optional": "optional", "skipped": "skipped"}
 
 
 def _slowest(steps: list[Step]) -> str:
@@ -262,7 +262,7 @@ def _slowest(steps: list[Step]) -> str:
     if not top:
         return "<h2>Slowest steps</h2><p>No steps in the log for this run.</p>"
     rows = "".join(
-        f"<tr><td>{esc(s.account_id)}</td><td class='n'>{s.index + 1}</td><td>{esc(s.action)}</td>"
+        f"<tr><td>{esc(s.account_id)}</td><td class='n'>{s.index + 1}</td><td>{esc(s.what)}</td>"
         f"<td class='n'>{s.attempt}</td><td class='n'>{esc(format_duration_ms(s.duration_ms))}</td>"
         f"<td class='st st-{_OUTCOME_CLASS[s.outcome]}'>{s.outcome}</td></tr>"
         for s in top
