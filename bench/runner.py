@@ -27,7 +27,9 @@ in two sessions; concurrency 8: +15.0% (10.89 / 9.47), +16.1% (11.45 / 9.86) and
 bottleneck. Without the DOM snapshots (which also takes the network out of a Playwright trace,
 leaving the actions and their call logs; ``ON_FAILURE_SNAPSHOTS`` in warmup/runner/trace.py) it
 was +3.8% at 1 and -2.4% at 8; with the screencast as well, on a busier machine, +27% at 1 and
-+65% at 8.
++65% at 8. On the quiet machine after the merge (no other work running): concurrency 1 +6.5%
+(40.68 s against 38.21 s, --repeat 2), concurrency 8 +13.4% (10.38 s against 9.15 s, --repeat 3):
+within the goal, with little to spare when the CPUs are the bottleneck.
 
 Usage:  .venv/bin/python bench/runner.py [--accounts 32] [--concurrency 1 8] [--repeat 1] [--browser-path PATH]
         [--trace off on-failure] [--json]
