@@ -475,3 +475,24 @@ def test_a_value_too_deep_to_walk_costs_the_trace_not_the_account() -> None:
     deep = b"[" * 1020 + b"\"a secret value\"" + b"]" * 1020  # orjson reads it (up to 1024); too deep to walk
     outcome = keep_without_secrets(archive({"trace.stacks": deep}), ["a secret value"])
     assert outcome.data is None and outcome.note == "trace not kept: it could not be redacted (RecursionError)"
+
+
+def test_the_cookies_a_trace_holds_are_redacted_though_no_secret_is_known() -> None:
+    """Rule 5: cookies never reach a trace. Their values come from the trace itself."""
+    network = orjson.dumps({"snapshot": {
+        "request": {"headers": [{"name": "Cookie", "value": "sessionid=sess-8f7e6d; theme=dk"}],
+                    "cookies": [{"name": "sessionid", "value": "sess-8f7e6d"}]},
+        "response": {"headers": [{"name": "Set-Cookie", "value": "csrftoken=csrf-1a2b3c4d; Path=/; HttpOnly"}],
+                     "cookies": []},
+    }}) + b"\n"
+    options = orjson.dumps({"type": "context-options", "options": {"storageState": {
+        "cookies": [{"name": "remember", "value": "keep-me-5x5x", "domain": "127.0.0.1", "path": "/"}]}}}) + b"\n"
+    page = b"<p>session sess-8f7e6d, csrf csrf-1a2b3c4d, remember keep-me-5x5x</p>"
+    raw = archive({"trace.trace": options, "trace.network": network, "resources/page.html": page})
+    outcome = keep_without_secrets(raw, [])
+    assert outcome.data is not None and outcome.note is None
+    with zipfile.ZipFile(io.BytesIO(outcome.data)) as kept:
+        everything = b"".join(kept.read(name) for name in kept.namelist())
+    for value in (b"sess-8f7e6d", b"csrf-1a2b3c4d", b"keep-me-5x5x"):
+        assert value not in everything
+    assert b"theme=dk" in everything  # a value under 4 characters is left: it would be found by chance anywhere

@@ -24,7 +24,11 @@ U+FFFD (how Playwright decodes such a body), base64 of the secret wherever it si
 (its three alignments, standard and URL-safe alphabets: this covers ``user:password`` in a
 basic-auth header), and any ``Basic`` token whose decoded text holds a secret.
 
-Invariant: with no secrets at all the archive is kept exactly as Playwright wrote it.
+Cookies are secrets too (the brief's rule 5), though warmup does not know them in advance: the
+value of every cookie the trace itself holds (``cookie_values``: ``Cookie`` and ``Set-Cookie``
+headers, the network log's and the storage state's cookie lists) is added to the secrets first.
+
+Invariant: with no secrets and no cookies the archive is kept exactly as Playwright wrote it.
 """
 
 from __future__ import annotations
@@ -205,6 +209,51 @@ def _redact_line(line: str, redact: TextRedactor, renamed: dict[str, str]) -> by
         return orjson.dumps(redact.deep(orjson.loads(line), renamed))
     except orjson.JSONDecodeError:
         return redact(line).encode("utf-8")
+
+
+def cookie_values(data: bytes) -> set[str]:
+    """Every cookie value (``SHORT_SECRET`` characters or more) the archive's trace files hold.
+
+    From ``Cookie`` headers (``a=1; b=2``), ``Set-Cookie`` headers (``a=1; Path=/``), and every
+    ``{name, value}`` in a list named ``cookies`` (the network log's, a storage state's).
+    ``zipfile.BadZipFile`` when ``data`` is not a zip archive.
+    """
+    found: set[str] = set()
+
+    def header(name: str, value: str) -> None:
+        pairs = value.split(";") if name == "cookie" else [value.split(";", 1)[0]]  # Set-Cookie: its first pair
+        for part in pairs:
+            _, eq, cookie = part.strip().partition("=")
+            if eq:
+                found.add(cookie.strip().strip('"'))
+
+    def walk(value: Any, key: str, depth: int = 0) -> None:
+        if depth > 64:
+            return
+        if isinstance(value, dict):
+            name, text = value.get("name"), value.get("value")
+            if isinstance(name, str) and isinstance(text, str):
+                if name.lower() in ("cookie", "set-cookie"):
+                    for line in text.splitlines() or [text]:  # several Set-Cookie lines may be joined
+                        header(name.lower(), line)
+                elif key == "cookies":
+                    found.add(text)
+            for k, item in value.items():
+                walk(item, k, depth + 1)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, key, depth + 1)
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith((".trace", ".network")):
+                continue
+            for line in archive.read(info).splitlines():
+                try:
+                    walk(orjson.loads(line), "")
+                except orjson.JSONDecodeError:
+                    continue
+    return {v for v in found if len(v) >= SHORT_SECRET}
 
 
 def redact_archive(data: bytes, secrets: list[str]) -> tuple[bytes, list[str]]:

@@ -34,7 +34,7 @@ from playwright.async_api import BrowserContext
 from playwright.async_api import Error as PlaywrightError
 
 from warmup.runner.actions import describe_error
-from warmup.runner.redact import find_leak, redact_archive
+from warmup.runner.redact import cookie_values, find_leak, redact_archive
 
 MODES = ("off", "on-failure", "on")
 # DOM snapshots (and with them the network: Playwright records it only with the snapshots) in
@@ -52,10 +52,11 @@ class TraceOutcome:
 
 
 def keep_without_secrets(raw: bytes, secrets: list[str]) -> TraceOutcome:
-    """``raw`` (a trace archive) redacted and checked; without secrets, ``raw`` itself."""
-    if not secrets:
-        return TraceOutcome(raw)
+    """``raw`` (a trace archive) redacted and checked; without secrets (cookies included), ``raw`` itself."""
     try:
+        secrets = sorted({*secrets, *cookie_values(raw)}, key=len, reverse=True)
+        if not secrets:
+            return TraceOutcome(raw)
         clean, _dropped = redact_archive(raw, secrets)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         return TraceOutcome(note=f"trace not kept: Playwright's archive is not a readable zip ({exc})")
