@@ -71,7 +71,7 @@ group = "empty"
     assert result.returncode == 2
     lines = [line.split(": ", 2)[-1] for line in result.stderr.strip().splitlines()]
     assert lines == [
-        "step 3 in group 'g' (click): click must be a selector (a string), not 5",
+        "step 3 (click) in group 'g': click must be a selector (a string), not 5",
         "step 4 (click): ${account.nope} is not defined for account 'a'",
         "group 'empty': steps must be a non-empty list of steps, not nothing",
         "3 problems",

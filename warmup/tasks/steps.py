@@ -123,29 +123,32 @@ def _group_from_table(raw: dict[str, Any], position: int, first: int, default_ti
     steps = []
     for i, table in enumerate(inner):
         index = first + i
-        at = f"{task_where}: step {index + 1} in group '{name}'"
+        at = f"{task_where}: step {index + 1}"
         if isinstance(table, dict) and "group" in table:
-            raise UsageError(f"{at}: a group cannot hold another group (give the inner steps their own when)")
-        steps.append(replace(_step_from_table(table, index, default_timeout_ms, at), group=group))
+            raise UsageError(f"{at} in group '{name}': a group cannot hold another group "
+                             "(give the inner steps their own when)")
+        step = _step_from_table(table, index, default_timeout_ms, at, in_group=f" in group '{name}'")
+        steps.append(replace(step, group=group))
     return steps
 
 
-def _step_from_table(raw: Any, index: int, default_timeout_ms: int, where: str) -> Step:
-    """One step; ``where`` names it in messages (``task file X: step 3``)."""
+def _step_from_table(raw: Any, index: int, default_timeout_ms: int, where: str, *, in_group: str = "") -> Step:
+    """One step; ``where`` names it in messages (``task file X: step 3``), followed by its action and
+    ``in_group`` as ``Step.label`` has them: ``step 3 (click) in group 'login'``."""
     if not isinstance(raw, dict):
-        raise UsageError(f"{where}: must be a table with one action, not {_describe(raw)}")
+        raise UsageError(f"{where}{in_group}: must be a table with one action, not {_describe(raw)}")
     actions = [k for k in raw if k in ACTIONS]
     if not actions and EXTRACT_ONLY in raw:
         actions = [EXTRACT_ONLY]
     if not actions:
         others = [k for k in raw if k not in COMMON_STEP_KEYS]
         if others:
-            raise UsageError(f"{where}: unknown action {others[0]!r} (actions: {', '.join(ACTIONS)})")
-        raise UsageError(f"{where}: no action (one of: {', '.join(ACTIONS)})")
+            raise UsageError(f"{where}{in_group}: unknown action {others[0]!r} (actions: {', '.join(ACTIONS)})")
+        raise UsageError(f"{where}{in_group}: no action (one of: {', '.join(ACTIONS)})")
     if len(actions) > 1:
-        raise UsageError(f"{where}: one action per step, found {' and '.join(actions)}")
+        raise UsageError(f"{where}{in_group}: one action per step, found {' and '.join(actions)}")
     action = actions[0]
-    where = f"{where} ({action})"
+    where = f"{where} ({action}){in_group}"
     for key, kinds in COMMON_STEP_KEYS.items():
         if key in raw and not _is(raw[key], kinds):
             raise UsageError(f"{where}: {key} must be {_type_name(kinds)}, not {_describe(raw[key])}")
