@@ -168,12 +168,16 @@ extract = {{ as = "jar" }}
 [[steps]]
 extract = {{ selector = "#me", as = "name" }}
 [[steps]]
+evaluate = "'/form?t=' + document.querySelector('input[name=csrfmiddlewaretoken]').value"
+extract = {{ as = "link" }}
+[[steps]]
 goto = "/nope/${{page.csrf_token}}/${{page.jar}}"
 """)
     result = warmup(*work.run_args(task))
     assert result.returncode == 1
     steps = steps_of(work.events())
-    assert [s.get("extracted") for s in steps[4:7]] == [{"csrf_token": "***"}, {"jar": "***"}, {"name": "Alice"}]
-    assert steps[7]["error"].startswith("HTTP 404") and "/nope/***/***" in steps[7]["error"], steps[7]["error"]
+    assert [s.get("extracted") for s in steps[4:8]] == [
+        {"csrf_token": "***"}, {"jar": "***"}, {"name": "Alice"}, {"link": "/form?t=***"}]
+    assert steps[8]["error"].startswith("HTTP 404") and "/nope/***/***" in steps[8]["error"], steps[8]["error"]
     for text in (work.log.read_text(), result.stdout, result.stderr):
         assert CSRF not in text and "sessionid=" not in text

@@ -193,3 +193,29 @@ async def warm(page, account, step):
     assert again.returncode == 0, again.stderr
     last = [e for e in work.events() if e["type"] == "run_started"][-1]
     assert last["accounts"] == ["a2"]
+
+
+def test_sys_exit_in_a_step_and_a_playwright_timeout_are_step_failures(site: str, work: Workdir) -> None:
+    """sys.exit() fails its step like any exception (the run still ends properly), and a Playwright call
+    that times out inside a block says so with Playwright's own message and its last call-log line."""
+    (work.root / "stop.py").write_text('''
+import sys
+
+
+async def warm(page, account, step):
+    async with step("open"):
+        await page.goto(account.url("/feed"))
+    async with step("missing button", timeout_ms=500, optional=True):
+        await page.click("#nowhere")
+    async with step("give up"):
+        sys.exit(3)
+''')
+    result = warmup(*work.run_args(work.task(task_text(site, script="stop:warm"))))
+    assert result.returncode == 1
+    events = work.events()
+    assert [e["type"] for e in events][-1] == "run_finished"
+    steps = steps_of(events, "a1")
+    assert steps[1]["error"] == 'Timeout 500ms exceeded (waiting for locator("#nowhere"))'
+    assert steps[2]["error"] == "SystemExit: 3"
+    a1 = [e for e in events if e["type"] == "account_finished" and e["account_id"] == "a1"][-1]
+    assert a1["status"] == "FAILED" and a1["error"] == "step 3 (give up): SystemExit: 3"

@@ -36,6 +36,7 @@ POLL_S = 0.1
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _API_PREFIX = re.compile(r"^[A-Za-z]+\.[A-Za-z_]+: ")
 MAX_ERROR_CHARS = 500
+SAFETY_MARGIN_MS = 2_000  # a step's outer timeout beyond Playwright's own (TOML and scripted steps)
 BASE_URL_KEY = "__base_url__"  # in ``values``: the account's base URL (or None), for URL patterns
 MAX_VALUE_DEPTH = 32  # how deeply an ``evaluate`` result may nest (as a task file's values)
 

@@ -48,6 +48,7 @@ from warmup.locks import AccountLock, Holder
 from warmup.paths import make_private_dir
 from warmup.runner.actions import (
     BASE_URL_KEY,
+    SAFETY_MARGIN_MS,
     ActionResult,
     StepFailed,
     describe_error,
@@ -67,7 +68,6 @@ from warmup.tasks.script import resolve_script
 from warmup.tasks.steps import EXTRACT_ONLY, SAVE_STATE, Condition
 
 COMPLETED, FAILED, CANCELLED, INTERRUPTED = "COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"
-SAFETY_MARGIN_MS = 2_000  # the outer timeout of a step beyond Playwright's own
 SCREENSHOT_TIMEOUT_MS = 5_000
 ACCOUNT_LOCK_POLL_S = 0.2
 DEFAULT_ACCOUNT_WAIT_S = 60.0
@@ -466,7 +466,7 @@ class Runner:
             pass
         except WarmupError as exc:
             return str(exc)
-        except Exception as exc:  # raised outside any step block: the script itself failed
+        except (Exception, SystemExit) as exc:  # raised outside any step block (sys.exit too): the script failed
             return f"script{_script_line(exc)}: {describe_error(exc)}"
         return str(steps.failed) if steps.failed is not None else None
 
@@ -594,12 +594,11 @@ class Runner:
             values[BASE_URL_KEY] = self.task.base_url_for(account)  # URL patterns resolve against it
             budget_ms = step.timeout_ms + inherent_ms(step.action, values) + SAFETY_MARGIN_MS
             async with asyncio.timeout(budget_ms / 1000):
-                action = self._action(st, page, step, values)
                 if step.fail_if is not None:
-                    fail_if = self.task.render(step.fail_if, account, page=st.page_values)
-                    result = await with_fail_if(page, fail_if, action, step.timeout_ms)
+                    fail_if = self.task.render(step.fail_if, account, page=st.page_values)  # (before the coroutine)
+                    result = await with_fail_if(page, fail_if, self._action(st, page, step, values), step.timeout_ms)
                 else:
-                    result = await action
+                    result = await self._action(st, page, step, values)
                 png = result.png
                 if step.extract is not None:
                     extracted = await self._extract(st, page, step, result.value)
@@ -682,8 +681,9 @@ class Runner:
         if skipped:
             fields["skipped"] = True
         if extracted:
-            fields["extracted"] = {
-                name: REDACTED if value in st.page_secrets else _cut(value) for name, value in extracted.items()
+            fields["extracted"] = {  # a value holding a secret read earlier (a link with the token) is hidden too
+                name: REDACTED if value in st.page_secrets else _cut(self._hide(st, value) or "")
+                for name, value in extracted.items()
             }
         self.rec.emit("step_finished", account_id=st.account.id, **fields)
 

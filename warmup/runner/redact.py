@@ -51,6 +51,9 @@ from warmup.tasks import Scrubber
 from warmup.tasks.common import REDACTED, SHORT_SECRET
 
 RESOURCES = "resources/"
+# A cookie value shorter than this is not taken as a secret: "1042" or "dark" would match numbers and
+# words of the trace's own structure, breaking it; session ids and tokens are longer.
+COOKIE_MIN = 8
 _SHA1_NAME = re.compile(r"^[0-9a-f]{40}")
 _BASIC = re.compile(r"(?i)(\bbasic\s+)([A-Za-z0-9+/_-]{4,}={0,2})")
 
@@ -124,6 +127,9 @@ def _encodings(secret: str) -> list[bytes]:
 def extra_forms(secret: str) -> set[str]:
     """The forms of ``secret`` that the Scrubber does not know (see the module's docstring)."""
     forms = {c for raw in _encodings(secret) for c in base64_cores(raw)}
+    # URL-encoded twice: a URL holding the secret, itself put in a URL (Django's ?next=)
+    once = {f for f in _url_forms(secret, "utf-8") if f != secret}
+    forms |= {twice for f in once for twice in _url_forms(f, "utf-8")} - once
     if not secret.isascii():
         forms |= _url_forms(secret, "latin-1")
         forms.add("".join(c if c.isascii() else "\ufffd" for c in secret))
@@ -194,6 +200,8 @@ def _redact_entry(data: bytes, redact: TextRedactor, renamed: dict[str, str]) ->
         return orjson.dumps(redact.deep(orjson.loads(data), renamed))
     except orjson.JSONDecodeError:
         pass
+    except (orjson.JSONEncodeError, RecursionError):  # nested deeper than orjson writes: as text
+        return redact(text).encode("utf-8")
     lines = text.split("\n")
     try:
         orjson.loads(lines[0])
@@ -207,7 +215,7 @@ def _redact_line(line: str, redact: TextRedactor, renamed: dict[str, str]) -> by
         return line.encode("utf-8")
     try:
         return orjson.dumps(redact.deep(orjson.loads(line), renamed))
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, RecursionError):  # (too deep to write back: as text)
         return redact(line).encode("utf-8")
 
 
@@ -253,7 +261,7 @@ def cookie_values(data: bytes) -> set[str]:
                     walk(orjson.loads(line), "")
                 except orjson.JSONDecodeError:
                     continue
-    return {v for v in found if len(v) >= SHORT_SECRET}
+    return {v for v in found if len(v) >= COOKIE_MIN}
 
 
 def redact_archive(data: bytes, secrets: list[str]) -> tuple[bytes, list[str]]:

@@ -10,8 +10,10 @@ Invariants, enforced in ``_Block.__aexit__``:
   so the script goes on; a required one ends the script (``ScriptStepFailed``), and the account
   fails (with the failure screenshot, then a retry if the task has retries) even if the script
   catches that exception;
-- each block has its step timeout (the task's ``timeout_ms`` unless given), also set as the page's
-  default timeout, so a Playwright call inside fails with Playwright's own message first;
+- each block has its step timeout (the task's ``timeout_ms`` unless given), set as the page's
+  default timeout, so a Playwright call inside fails with Playwright's own message (its last
+  call-log line); the block itself is cut ``SAFETY_MARGIN_MS`` later, as a TOML step is;
+- ``sys.exit()`` in a block is that step's failure, like any exception (never the run's end);
 - blocks do not nest (one step at a time, as the log records them);
 - a cancellation that is not the block's own timeout (a stop, the account timeout) passes through.
 """
@@ -28,7 +30,7 @@ from urllib.parse import urljoin
 
 from playwright.async_api import Page
 
-from warmup.runner.actions import describe_error
+from warmup.runner.actions import SAFETY_MARGIN_MS, describe_error
 from warmup.tasks import Step
 from warmup.tasks.common import MAX_MS
 
@@ -114,7 +116,8 @@ class _Block:
         steps.page.set_default_timeout(self.timeout_ms)
         steps.on_start(self.step)
         self.started = time.perf_counter()
-        self.timeout = asyncio.timeout(self.timeout_ms / 1000)
+        # Playwright's own timeout (the page's default) fires first, with its call log; this is the net
+        self.timeout = asyncio.timeout((self.timeout_ms + SAFETY_MARGIN_MS) / 1000)
         await self.timeout.__aenter__()
         return self.step
 
@@ -131,7 +134,7 @@ class _Block:
         finally:
             steps.current = None
         if error is None and exc is not None:
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                 return False  # a stop or the account timeout: the engine records it
             error = describe_error(exc)
         ok = error is None

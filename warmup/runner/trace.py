@@ -25,6 +25,7 @@ away: it gives a note instead.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from playwright.async_api import BrowserContext
 from playwright.async_api import Error as PlaywrightError
 
 from warmup.runner.actions import describe_error
-from warmup.runner.redact import cookie_values, find_leak, redact_archive
+from warmup.runner.redact import COOKIE_MIN, cookie_values, find_leak, redact_archive
 
 MODES = ("off", "on-failure", "on")
 # DOM snapshots (and with them the network: Playwright records it only with the snapshots) in
@@ -68,6 +69,25 @@ def keep_without_secrets(raw: bytes, secrets: list[str]) -> TraceOutcome:
     return TraceOutcome(clean)
 
 
+def _keep_from_folder(folder: Path, secrets: list[str]) -> TraceOutcome:
+    """The trace Playwright wrote into ``folder``, redacted and checked; the folder is removed."""
+    try:
+        raw = (folder / "trace.zip").read_bytes()
+    except OSError as exc:
+        return TraceOutcome(note=f"trace not kept: it could not be read ({exc.strerror})")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return keep_without_secrets(raw, secrets)
+
+
+async def _cookie_values(context: BrowserContext) -> list[str]:
+    """The values of the context's cookies now (``COOKIE_MIN`` characters or more): secrets of a trace."""
+    try:
+        return [c["value"] for c in await context.cookies() if len(c.get("value", "")) >= COOKIE_MIN]
+    except PlaywrightError:
+        return []
+
+
 class Tracer:
     """The trace of one attempt (one browser context)."""
 
@@ -98,12 +118,16 @@ class Tracer:
                 if not keep:
                     await context.tracing.stop()  # discarded by Playwright: nothing is written
                     return TraceOutcome()
-                with tempfile.TemporaryDirectory(prefix="warmup-trace-") as folder:  # mode 0700
-                    path = Path(folder) / "trace.zip"
-                    await context.tracing.stop(path=path)
-                    raw = path.read_bytes()
+                cookies = await _cookie_values(context)  # set by a page's script too, never sent yet
+                folder = Path(tempfile.mkdtemp(prefix="warmup-trace-"))  # mode 0700
+                try:
+                    await context.tracing.stop(path=folder / "trace.zip")
+                except BaseException:
+                    await asyncio.to_thread(shutil.rmtree, folder, True)
+                    raise
         except (PlaywrightError, OSError, TimeoutError) as exc:
             if not keep:
                 return TraceOutcome()
             return TraceOutcome(note=f"trace not kept: it could not be written: {describe_error(exc)}")
-        return await asyncio.to_thread(keep_without_secrets, raw, self.secrets)  # CPU work off the event loop
+        # reading, redacting (CPU) and removing the folder: all off the event loop
+        return await asyncio.to_thread(_keep_from_folder, folder, [*self.secrets, *cookies])
