@@ -18,11 +18,12 @@ Like Django's admin, which the issue's users drove: a POST login form that eithe
 from __future__ import annotations
 
 import html
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_plus, urlsplit
+
+from serving import serving
 
 GOOD_PASSWORD = "good-pass"
 REFUSED = "Please enter the correct username and password for a staff account."
@@ -117,12 +118,5 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def admin_site() -> Iterator[str]:
     """The site's base URL (``http://127.0.0.1:PORT/``) while the block runs."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _Handler)) as base:
+        yield base + "/"

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import Workdir, warmup
 from playwright.async_api import Page, async_playwright
+from serving import serving
 
 from warmup.browser import find_browser
 from warmup.errors import UsageError
@@ -104,13 +105,11 @@ class _ActionSite(ThreadingHTTPServer):
 @pytest.fixture
 def action_site() -> Iterator[_ActionSite]:
     server = _ActionSite()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
+    with serving(server):
+        try:
+            yield server
+        finally:
+            server.release.set()  # (a handler held on purpose lets go, so the server can shut down)
 
 
 def _base(server: _ActionSite) -> str:

@@ -4,13 +4,13 @@ to its port (as examples/demo.sh does), the CLI in a subprocess, real Chromium."
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import REPO, Workdir, cli_env, warmup
+from serving import serving
 
 pytestmark = pytest.mark.browser
 
@@ -25,15 +25,8 @@ class _Quiet(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def example_site() -> Iterator[str]:
     handler = functools.partial(_Quiet, directory=str(REPO / "examples" / "site"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base:
+        yield base
 
 
 def test_the_admin_example_logs_in_only_when_needed(example_site: str, work: Workdir) -> None:

@@ -9,8 +9,6 @@ import pytest
 from admin_site import CSRF, GOOD_PASSWORD, admin_site
 from conftest import Workdir, warmup
 
-from warmup.tasks import ACTIONS
-
 pytestmark = pytest.mark.browser
 
 
@@ -86,7 +84,6 @@ goto = "/echo?${{page.name}}"
     assert steps[2]["error"].startswith("${page.name}: no value extracted as 'name' yet in this attempt")
 
 
-@pytest.mark.skipif("evaluate" not in ACTIONS, reason="the evaluate action (issue 11, H3) is not merged yet")
 def test_extract_takes_an_evaluate_steps_result(admin: str, work: Workdir) -> None:
     task = work.task(f"""
 base_url = "{admin}"

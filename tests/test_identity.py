@@ -18,7 +18,6 @@ import html
 import http.client
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import Workdir, cli_env, warmup
 from playwright.sync_api import sync_playwright
+from serving import serving
 
 from warmup.errors import UsageError
 from warmup.runner.context import basic_auth_forms, context_options
@@ -171,18 +171,6 @@ class _Proxy(ThreadingHTTPServer):
         self.challenged = 0
 
 
-@contextmanager
-def _serving(server: ThreadingHTTPServer) -> Iterator[None]:
-    """``server`` answering in a thread of this process until the block ends."""
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @dataclass
 class Echo:
     server: _EchoSite
@@ -195,14 +183,14 @@ class Echo:
 @pytest.fixture
 def echo() -> Iterator[Echo]:
     server = _EchoSite()
-    with _serving(server):
+    with serving(server):
         yield Echo(server)
 
 
 @pytest.fixture
 def proxy(echo: Echo) -> Iterator[_Proxy]:
     server = _Proxy(echo.server.port)
-    with _serving(server):
+    with serving(server):
         yield server
 
 

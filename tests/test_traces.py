@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +28,7 @@ import orjson
 import pytest
 from conftest import Workdir, cli_env, warmup
 from playwright.sync_api import sync_playwright
+from serving import serving
 
 from warmup.browser import find_browser, launch_args
 from warmup.runner.redact import base64_cores, find_leak, redact_archive
@@ -116,12 +116,8 @@ class _Site(ThreadingHTTPServer):
 @pytest.fixture
 def form_site() -> Iterator[_Site]:
     server = _Site()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def base(server: _Site) -> str:

@@ -26,7 +26,9 @@ basic-auth header), and any ``Basic`` token whose decoded text holds a secret.
 
 Cookies are secrets too (the brief's rule 5), though warmup does not know them in advance: the
 value of every cookie the trace itself holds (``cookie_values``: ``Cookie`` and ``Set-Cookie``
-headers, the network log's and the storage state's cookie lists) is added to the secrets first.
+headers, the network log's and the storage state's cookie lists), and of the context's cookies
+when tracing stops (``trace.Tracer.stop``), is added to the secrets first: ``COOKIE_MIN``
+characters or more, as a shorter value would match the trace's own numbers and keys.
 
 Invariant: with no secrets and no cookies the archive is kept exactly as Playwright wrote it.
 """
@@ -220,7 +222,7 @@ def _redact_line(line: str, redact: TextRedactor, renamed: dict[str, str]) -> by
 
 
 def cookie_values(data: bytes) -> set[str]:
-    """Every cookie value (``SHORT_SECRET`` characters or more) the archive's trace files hold.
+    """Every cookie value (``COOKIE_MIN`` characters or more) the archive's trace files hold.
 
     From ``Cookie`` headers (``a=1; b=2``), ``Set-Cookie`` headers (``a=1; Path=/``), and every
     ``{name, value}`` in a list named ``cookies`` (the network log's, a storage state's).
