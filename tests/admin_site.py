@@ -20,10 +20,10 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
-from serving import serving
+from serving import HtmlHandler, serving
 
 GOOD_PASSWORD = "good-pass"
 REFUSED = "Please enter the correct username and password for a staff account."
@@ -45,19 +45,7 @@ def login_form(error: str = "") -> bytes:
         "</form>"))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
+class _Handler(HtmlHandler):
     def _user(self) -> str | None:
         for part in self.headers.get("Cookie", "").split(";"):
             name, _, value = part.strip().partition("=")

@@ -12,7 +12,7 @@ import asyncio
 import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import Workdir, warmup
 from playwright.async_api import Page, async_playwright
-from serving import serving
+from serving import HtmlHandler, serving
 
 from warmup.browser import find_browser
 from warmup.errors import UsageError
@@ -60,20 +60,8 @@ POST_FORM = _page("Sign in", "<form method='post' action='/never'><input name='u
                              "<button id='go' type='submit'>Log in</button></form>")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(HtmlHandler):
     server: _ActionSite
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
         path = urlsplit(self.path).path

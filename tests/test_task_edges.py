@@ -88,3 +88,12 @@ steps = [ { wait_ms = 1 } ]
     result = warmup("validate", str(good), "--browser")
     assert result.returncode == 2
     assert "step 1 (wait_ms) in group 'g': group 'g' when.visible selector 'div[[' is not valid" in result.stderr
+
+
+@pytest.mark.parametrize("field", ['expect_url = "/a/{x,y"', 'wait_for = "#x"\nwhen = { url = "/a/{x,y" }'])
+def test_every_url_pattern_gets_the_same_check(work: Workdir, field: str) -> None:
+    """One check of URL patterns (warmup.tasks.urls), for checks and conditions alike."""
+    task = work.task(f'base_url = "http://127.0.0.1:9/"\n[[accounts]]\nid = "a"\n[[steps]]\n{field}\n')
+    result = warmup("validate", str(task))
+    assert result.returncode == 2
+    assert "the glob '/a/{x,y' has unbalanced or nested { }" in result.stderr, result.stderr

@@ -11,7 +11,6 @@ Playwright only, never to the log.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from warmup.tasks import Account, Task
@@ -45,16 +44,3 @@ def _rendered(task: Task, account: Account, value: Any) -> Any:
     if isinstance(value, dict):
         return {name: _rendered(task, account, item) for name, item in value.items()}
     return value
-
-
-def basic_auth_forms(options: dict[str, Any]) -> list[str]:
-    """The base64 ``username:password`` tokens Chromium sends for these options' ``proxy`` and
-    ``http_credentials`` (``Authorization: Basic <token>``, ``Proxy-Authorization``): the passwords in
-    another form, for whatever must hide them beside their raw values (a trace's network log)."""
-    forms = []
-    for key in ("proxy", "http_credentials"):
-        credentials = options.get(key) or {}
-        if credentials.get("password"):
-            pair = f"{credentials.get('username', '')}:{credentials['password']}"
-            forms.append(base64.b64encode(pair.encode()).decode())
-    return forms

@@ -18,8 +18,8 @@ from warmup.tasks.common import (
     VAR_NAME,
     _describe,
     _get,
-    _reason,
     _var_value,
+    read_text,
 )
 from warmup.tasks.identity import IDENTITY_KEYS, check_identity, identity_from_columns
 
@@ -72,12 +72,7 @@ def _account_from_table(raw: Any, where: str, source: str) -> Account:
 
 def _load_accounts_file(path: Path, task_where: str) -> list[Account]:
     where = f"{task_where}: accounts_file {path}"
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"{where}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{where}: cannot read it ({_reason(exc)})") from None
+    text = read_text(path, where, encoding="utf-8-sig")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _accounts_from_csv(text, path.name, where)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from warmup.errors import UsageError
 from warmup.tasks.common import MAX_MS, REFERENCE, _describe, references
-from warmup.tasks.urls import REGEX_PREFIX, check_url_pattern
+from warmup.tasks.urls import check_url_pattern
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -93,7 +93,7 @@ def _check_action_values(action: str, args: dict[str, Any], where: str) -> None:
         _text_check(args, where, action, ("text",))
         args[""] = args[""]["text"]
     elif action in ("expect_url", "wait_for_url"):
-        _check_pattern(value, f"{where}: {action}")
+        check_url_pattern(value, f"{where}: {action}")
     elif action == "select":
         if "value" in args and "label" in args:
             raise UsageError(f"{where}: select takes value or label, not both")
@@ -135,21 +135,6 @@ def _text_check(args: dict[str, Any], where: str, action: str, needed: tuple[str
                              f"({exc})") from None
     args[""] = {key: table[key] for key in needed}
     args.update({key: table[key] for key in TEXT_OPTIONS if table.get(key)})
-
-
-def _check_pattern(pattern: str, where: str) -> None:
-    """A URL pattern as written: its ``${...}`` stand for plain text (checked as ``x``)."""
-    plain = REFERENCE.sub("x", pattern)
-    check_url_pattern(plain, where)
-    if not plain.startswith(REGEX_PREFIX):
-        depth = 0
-        for c in plain:
-            depth += {"{": 1, "}": -1}.get(c, 0)
-            if depth < 0 or depth > 1:
-                break
-        if depth:
-            raise UsageError(f"{where}: the glob {pattern!r} has unbalanced or nested {{ }} "
-                             "(write {a,b} for either; for other patterns use re:)")
 
 
 def _upload_files(files: str | list[Any], where: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from warmup.errors import UsageError
@@ -50,6 +51,16 @@ TASK_KEYS = {
 ACCOUNT_KEYS = {"id", "vars", "storage_state", "base_url"}
 TRACE_MODES = ("off", "on-failure", "on")
 DEFAULT_TRACE = "on-failure"
+
+
+def read_text(path: Path, where: str, *, encoding: str = "utf-8") -> str:
+    """A file the task names, as text; UsageError with one line (``where``) when it cannot be read."""
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise UsageError(f"{where}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{where}: cannot read it ({_reason(exc)})") from None
 
 
 def _reason(exc: BaseException) -> str:

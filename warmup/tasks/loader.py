@@ -60,8 +60,8 @@ from warmup.tasks.common import (
     VAR_NAME,
     _check_ms,
     _get,
-    _reason,
     _var_value,
+    read_text,
     references,
 )
 from warmup.tasks.identity import IDENTITY_KEYS, check_identity, check_rendered, identity_templates, merge_identity
@@ -76,12 +76,7 @@ def load_task(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = N
     path = Path(path)
     env = os.environ if env is None else env
     where = f"task file {path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{where}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{where}: cannot read it ({_reason(exc)})") from None
+    text = read_text(path, where)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -13,6 +13,7 @@ import re
 from urllib.parse import urljoin
 
 from warmup.errors import UsageError
+from warmup.tasks.common import REFERENCE
 
 REGEX_PREFIX = "re:"
 _SCHEME = re.compile(r"\A[A-Za-z][A-Za-z0-9+.-]*:")
@@ -48,14 +49,28 @@ def glob_regex(glob: str) -> str:
 
 
 def check_url_pattern(pattern: str, where: str) -> None:
-    """A pattern that cannot be compiled is refused at load, naming where it is."""
-    if pattern.startswith(REGEX_PREFIX):
+    """A pattern as written that cannot be compiled is refused at load, naming where it is.
+
+    Its ``${...}`` references stand for plain text here (checked as ``x``); a glob's ``{ }`` must
+    pair up, one level deep (``{a,b}``).
+    """
+    plain = REFERENCE.sub("x", pattern)
+    if plain.startswith(REGEX_PREFIX):
         try:
-            re.compile(pattern[len(REGEX_PREFIX):])
+            re.compile(plain[len(REGEX_PREFIX):])
         except re.error as exc:
-            raise UsageError(f"{where}: {pattern!r} is not a valid regular expression ({exc})") from None
-    elif not pattern:
+            raise UsageError(f"{where}: {plain!r} is not a valid regular expression ({exc})") from None
+        return
+    if not plain:
         raise UsageError(f"{where}: the URL pattern is empty")
+    depth = 0
+    for c in plain:
+        depth += {"{": 1, "}": -1}.get(c, 0)
+        if depth < 0 or depth > 1:
+            break
+    if depth:
+        raise UsageError(f"{where}: the glob {pattern!r} has unbalanced or nested {{ }} "
+                         "(write {a,b} for either; for other patterns use re:)")
 
 
 def url_matcher(pattern: str, base_url: str | None = None) -> re.Pattern[str]:
