@@ -22,12 +22,13 @@ the advice to replay. Checkpoints store both the position and the fingerprint.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 from warmup.errors import UsageError, WarmupError
+from warmup.events.envelope import Event, encode, make_event
 from warmup.events.follower import Notice
 from warmup.events.reader import Line
 
@@ -137,11 +138,25 @@ class LogFollower(_Closing, ABC):
 
 
 class LogAppender(ABC):
-    """Appends whole lines; each one is durable when ``append_line`` returns. Close it when done."""
+    """Appends whole lines; each one is durable when ``append_line`` returns. Close it when done.
+
+    ``emit`` and ``append`` are the typed way in (the runner, ``recover``, the workers): an event
+    built and validated by ``warmup.events.envelope``, encoded as one line.
+    """
 
     @abstractmethod
     def append_line(self, line: bytes) -> None:
         """Append one line (``line`` holds no newline but may end with one, which is then its own)."""
+
+    def append(self, event: Event) -> None:
+        """Append one event as one line."""
+        self.append_line(encode(event))
+
+    def emit(self, type_: str, **fields: object) -> Event:
+        """Build an event with a fresh envelope (id, ts), append it, and return it."""
+        event = make_event(type_, **fields)
+        self.append(event)
+        return event
 
     @abstractmethod
     def close(self) -> None: ...
@@ -180,6 +195,15 @@ class Log(ABC):
     @abstractmethod
     def appender(self) -> LogAppender:
         """Open the log for appending (created if missing)."""
+
+    def narrowed(self, *, run_id: str | None = None, types: Collection[str] | None = None) -> Log:
+        """A view that reads only ``run_id``'s events and/or events of ``types``, where the backend can
+        select them without reading the rest (a stream's subjects). Its positions are the whole log's.
+
+        It may hold more than asked (the file backend returns the log itself): consumers still check
+        each event's ``run_id`` and ``type``. Used by ``recover``, ``report`` and ``tail --run``.
+        """
+        return self
 
     def describe_position(self, position: Position) -> str:
         """``position`` for people ("byte 1234", "sequence 56")."""
