@@ -1,17 +1,19 @@
 """Close dead runs: a runner killed mid-run leaves ``run_started`` without ``run_finished``.
 
-``warmup recover`` (and every ``warmup run``, before it starts) looks only at ``<log>.d/runs/``:
-a run lock file that no live process holds is a dead run (see ``warmup.locks``). It never scans
-the whole log to find them. For each dead run started on this host (another host's is left alone
-unless ``force``: its runner may be alive there, and flock does not reach across hosts), it
+``warmup recover`` (and every ``warmup run``, before it starts) looks only at the log's leases
+(``warmup.runs.liveness``: lock files in ``<log>.d/runs/`` beside a file, a key-value bucket beside a
+stream): a run lease that no live process holds is a dead run. It never scans the whole log to find
+them. For each dead run started on this host (another host's is left alone unless ``force``: its
+runner may be alive there, and flock does not reach across hosts; a lease that expired in a
+key-value bucket is dead on every host), it
 
-1. holds the dead run's lock file (so two recoverers never close one run twice),
+1. holds the dead run's lease (so two recoverers never close one run twice),
 2. reads that run's events from the log (lines without the run id's bytes are skipped before
    decoding), to learn which accounts finished, which were running and which never started,
-3. appends, through ``EventWriter`` (which first cuts a torn last line), ``account_finished``
+3. appends, through the log's appender (a file's first cuts a torn last line), ``account_finished``
    INTERRUPTED for each account that was running (its last attempt), CANCELLED (attempt 0) for
    each that never started, and ``run_finished`` INTERRUPTED with the reason,
-4. removes the lock file, then lets it go.
+4. forgets the lease (removes the lock file), then lets it go.
 
 The appended events carry ``recovered: true`` and ``last_seen`` (the ``ts`` of the run's last
 event before it died); their own ``ts`` is when recovery happened. A recoverer that dies half-way
@@ -22,7 +24,6 @@ This module reads the log only: the runner calls it and must never open the data
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +37,9 @@ from warmup.events.envelope import (
     RunStarted,
     host_and_pid,
 )
-from warmup.events.writer import EventWriter
-from warmup.locks import Holder, read_holder, runs_dir, same_file, try_flock
-from warmup.log import Log, LogMissing, as_log
+from warmup.locks import Holder
+from warmup.log import Log, LogAppender, LogMissing, as_log
+from warmup.runs.liveness import liveness_for
 
 RUNNING, BETWEEN_ATTEMPTS = "RUNNING", "RETRYING"
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"})
@@ -86,10 +87,11 @@ def _lines_with(log: Log, needle: bytes) -> Iterator[bytes]:
 
 
 def scan_run(log_path: Log | Path, run_id: str) -> RunState:
-    """Read ``run_id``'s events from the log (lines that cannot be its events are never decoded)."""
+    """Read ``run_id``'s events from the log (lines that cannot be its events are never decoded; a
+    stream reads only the run's subjects)."""
     state = RunState(run_id)
     decode = EventDecoder()
-    for data in _lines_with(as_log(log_path), run_id.encode()):
+    for data in _lines_with(as_log(log_path).narrowed(run_id=run_id), run_id.encode()):
         try:
             event = decode(data)
         except InvalidEvent:
@@ -120,7 +122,7 @@ def scan_run(log_path: Log | Path, run_id: str) -> RunState:
     return state
 
 
-def close_run(writer: EventWriter, state: RunState, died: str) -> dict[str, int]:
+def close_run(writer: LogAppender, state: RunState, died: str) -> dict[str, int]:
     """Append the events that close a dead run; returns how many accounts got each status."""
     counts: dict[str, int] = {}
     if state.started is None or state.finished is not None:
@@ -179,74 +181,54 @@ class RecoveryReport:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def lock_is_held(log_path: Path, run_id: str) -> Holder | None:
-    """The holder of ``run_id``'s run lock if a live process holds it, else None."""
-    directory = runs_dir(log_path)
-    if directory is None:
-        return None
-    try:
-        fd = os.open(directory / f"{run_id}.lock", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        if try_flock(fd):
-            return None
-        return read_holder(fd)
-    finally:
-        os.close(fd)
+def lock_is_held(log_path: Log | Path, run_id: str) -> Holder | None:
+    """The holder of ``run_id``'s run lease if a live process holds it, else None."""
+    return liveness_for(log_path).run_holder(run_id)
 
 
-def has_lock_file(log_path: Path, run_id: str) -> bool:
-    directory = runs_dir(log_path)
-    return directory is not None and (directory / f"{run_id}.lock").exists()
+def has_lock_file(log_path: Log | Path, run_id: str) -> bool:
+    return liveness_for(log_path).has_lease(run_id)
 
 
 def recover_dead_runs(
-    log_path: Path,
+    log_path: Log | Path,
     *,
     force: bool = False,
-    writer: EventWriter | None = None,
+    writer: LogAppender | None = None,
     on_result: Callable[[Recovered | Skipped], None] | None = None,
 ) -> RecoveryReport:
-    """Close every dead run of ``log_path``; see the module docstring. Idempotent, safe to run at once."""
+    """Close every dead run of ``log_path``; see the module docstring. Idempotent, safe to run at once.
+
+    ``writer``: the appender to close runs with (the runner's own); else one is opened when needed.
+    """
     report = RecoveryReport()
-    directory = runs_dir(log_path)
-    if directory is None or not directory.is_dir():
-        return report
+    log = as_log(log_path)
+    liveness = liveness_for(log)
     this_host, this_pid = host_and_pid()
-    own_writer: EventWriter | None = None
+    own_writer: LogAppender | None = None
     try:
-        for path in sorted(directory.glob("*.lock")):
-            run_id = path.name[: -len(".lock")]
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # its runner (or another recoverer) just removed it
-            try:
-                if not try_flock(fd) or not same_file(fd, path):
-                    continue  # alive, or closed and removed while we were opening it
-                holder = read_holder(fd)
-                if holder.host not in (this_host, "?") and not force:
-                    result: Recovered | Skipped = Skipped(run_id, holder)
-                    report.skipped.append(result)
-                else:
-                    state = scan_run(log_path, run_id)
-                    counts: dict[str, int] = {}
-                    if state.started is not None and state.finished is None:
-                        if writer is None:
-                            writer = own_writer = EventWriter(log_path)
-                        died = (
-                            f"the runner (host {holder.host}, pid {holder.pid}) died without finishing the run; "
-                            f"closed by warmup recover (host {this_host}, pid {this_pid})"
-                        )
-                        counts = close_run(writer, state, died)
-                    os.unlink(path)  # while holding it: see warmup.locks
-                    result = Recovered(run_id, holder, counts, state.started is not None, state.finished is not None)
-                    report.recovered.append(result)
-                if on_result is not None:
-                    on_result(result)
-            finally:
-                os.close(fd)
+        for dead in liveness.dead_runs():
+            run_id, holder = dead.run_id, dead.holder
+            if holder.host not in (this_host, "?") and not force and not liveness.cross_host:
+                result: Recovered | Skipped = Skipped(run_id, holder)
+                report.skipped.append(result)
+                dead.leave()
+            else:
+                state = scan_run(log, run_id)
+                counts: dict[str, int] = {}
+                if state.started is not None and state.finished is None:
+                    if writer is None:
+                        writer = own_writer = log.appender()
+                    died = (
+                        f"the runner (host {holder.host}, pid {holder.pid}) died without finishing the run; "
+                        f"closed by warmup recover (host {this_host}, pid {this_pid})"
+                    )
+                    counts = close_run(writer, state, died)
+                dead.closed()
+                result = Recovered(run_id, holder, counts, state.started is not None, state.finished is not None)
+                report.recovered.append(result)
+            if on_result is not None:
+                on_result(result)
     finally:
         if own_writer is not None:
             own_writer.close()

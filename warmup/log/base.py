@@ -193,8 +193,10 @@ class Log(ABC):
         return self.follower(position)
 
     @abstractmethod
-    def appender(self) -> LogAppender:
-        """Open the log for appending (created if missing)."""
+    def appender(self, *, fsync: str = "always") -> LogAppender:
+        """Open the log for appending (created if missing). ``fsync``: ``"always"`` (each line durable
+        when ``append_line`` returns) or ``"batch"`` (a file is synced at close; a stream acks each
+        message anyway)."""
 
     def narrowed(self, *, run_id: str | None = None, types: Collection[str] | None = None) -> Log:
         """A view that reads only ``run_id``'s events and/or events of ``types``, where the backend can

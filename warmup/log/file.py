@@ -269,8 +269,8 @@ class FileLog(Log):
             return Follower(self.path, position, fd=fd, use_inotify=False, poll_s=self.poll_s)
         return Follower(self.path, position, fd=fd)
 
-    def appender(self) -> FileLogAppender:
-        return FileLogAppender(EventWriter(self.path))
+    def appender(self, *, fsync: str = "always") -> FileLogAppender:
+        return FileLogAppender(EventWriter(self.path, fsync="batch" if fsync == "batch" else "always"))
 
     def describe_position(self, position: Position) -> str:
         return f"byte {position}"

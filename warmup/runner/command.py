@@ -37,8 +37,8 @@ from types import FrameType
 from warmup.browser import find_browser
 from warmup.errors import UsageError, WarmupError
 from warmup.events.envelope import new_run_id
-from warmup.events.writer import EventWriter, LogWriteError
-from warmup.locks import RunLock
+from warmup.events.writer import LogWriteError
+from warmup.log import Log, as_log
 from warmup.recover import recover_dead_runs
 from warmup.resume import pick_accounts, plan_resume
 from warmup.run_ids import resolve_from_log
@@ -46,6 +46,7 @@ from warmup.runner.engine import COMPLETED, DEFAULT_ACCOUNT_WAIT_S, INTERRUPTED,
 from warmup.runner.progress import make_progress
 from warmup.runner.projector_child import ProjectorChild, check_projections, projection_args
 from warmup.runner.recorder import Recorder
+from warmup.runs.liveness import liveness_for
 from warmup.tasks import SAFE_ID, load_task
 
 DEFAULT_GRACE_S = 3.0
@@ -76,7 +77,7 @@ def _say(message: str) -> None:
 def run_command(
     task_file: Path | None,
     *,
-    log_path: Path,
+    log_path: Path | Log,
     db_path: Path,
     concurrency: int | None,
     artifacts: Path,
@@ -113,7 +114,7 @@ def run_command(
     task = load_task(task_file) if task_file is not None else None
     if resume_id is not None:  # a prefix or `last` names one run of the log; before anything is appended
         try:  # with a task file, `last` is that task's latest run, and another task's run is refused
-            resume_id = resolve_from_log(log_path, resume_id, task_id=task.id if task is not None else None)
+            resume_id = resolve_from_log(as_log(log_path), resume_id, task_id=task.id if task is not None else None)
         except UsageError as exc:
             raise UsageError(f"{option} {resume_id}: {exc}") from None
     elif task is not None and accounts:
@@ -133,14 +134,15 @@ def run_command(
     # A file-size limit must fail the write (EFBIG, a clean LogWriteError), not kill us mid-line.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
+    log = as_log(log_path)
     try:
-        writer = EventWriter(log_path, fsync="batch" if fsync == "batch" else "always")
+        writer = log.appender(fsync=fsync)
     except LogWriteError as exc:
         raise WarmupError(exc.strerror or str(exc), exit_code=1) from None
     try:
-        recover_dead_runs(log_path, writer=writer, on_result=lambda r: _say(r.describe()))
+        recover_dead_runs(log, writer=writer, on_result=lambda r: _say(r.describe()))
         if resume_id is not None:
-            plan = plan_resume(log_path, resume_id, failed_only=retry_failed is not None, only=accounts)
+            plan = plan_resume(log, resume_id, failed_only=retry_failed is not None, only=accounts)
             if plan.task is None:
                 what = "failed" if retry_failed else "failed, interrupted or cancelled"
                 chosen = " among the --account ones" if accounts else ""
@@ -173,15 +175,16 @@ def run_command(
     if short is not None:
         _say(short)
 
-    projector = ProjectorChild(log_path, db_path, child_args) if with_projector else None
+    projector = ProjectorChild(log.name, db_path, child_args) if with_projector else None
     scrub = task.scrubber()
     recorder = Recorder(writer, new_run_id(), scrub, task_id=task.id)
-    run_lock = RunLock(log_path, recorder.run_id)
+    liveness = liveness_for(log)
+    run_lock = liveness.run_lease(recorder.run_id)
     try:
         run_lock.acquire()
     except OSError as exc:
         writer.close()
-        raise WarmupError(f"cannot create the run lock {run_lock.path}: {exc.strerror}", exit_code=1) from None
+        raise WarmupError(f"cannot create the run lock {run_lock.where}: {exc.strerror}", exit_code=1) from None
     runner = Runner(
         task,
         recorder,
@@ -191,7 +194,7 @@ def run_command(
         concurrency=effective,
         grace_s=grace_s,
         progress=make_progress(),
-        log_path=log_path,
+        liveness=liveness,
         account_wait_s=account_wait_s,
         resumed_from=resume_id,
     )
@@ -221,7 +224,7 @@ def run_command(
     counts = ", ".join(f"{n} {s.lower()}" for s, n in result.counts.items() if n)
     print(
         f"run {result.run_id}: {result.status}: {counts} of {len(task.accounts)} accounts "
-        f"in {result.elapsed_s:.1f} s (log: {log_path})",
+        f"in {result.elapsed_s:.1f} s (log: {log.name})",
         flush=True,
     )
     if problem:

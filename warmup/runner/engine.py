@@ -44,7 +44,7 @@ from warmup.browser import launch_args
 from warmup.errors import UsageError, WarmupError
 from warmup.events.envelope import host_and_pid
 from warmup.events.writer import LogWriteError
-from warmup.locks import AccountLock, Holder
+from warmup.locks import Holder
 from warmup.paths import make_private_dir
 from warmup.runner.actions import (
     BASE_URL_KEY,
@@ -62,6 +62,7 @@ from warmup.runner.progress import Progress
 from warmup.runner.recorder import Recorder
 from warmup.runner.script import ScriptStep, ScriptStepFailed, ScriptSteps, script_account
 from warmup.runner.trace import Tracer
+from warmup.runs.liveness import AccountLease, Liveness
 from warmup.tasks import REDACTED, SECRET_VAR, Account, Scrubber, Step, Task
 from warmup.tasks.common import SHORT_SECRET
 from warmup.tasks.script import resolve_script
@@ -121,7 +122,7 @@ class Runner:
         concurrency: int,
         grace_s: float,
         progress: Progress,
-        log_path: Path | None = None,
+        liveness: Liveness | None = None,
         account_wait_s: float = DEFAULT_ACCOUNT_WAIT_S,
         resumed_from: str | None = None,
     ) -> None:
@@ -133,7 +134,7 @@ class Runner:
         self.concurrency = concurrency
         self.grace_s = grace_s
         self.progress = progress
-        self.log_path = log_path  # for the account locks (none without a log path: unit use)
+        self.liveness = liveness  # the account leases (none without a log: unit use)
         self.account_wait_s = account_wait_s
         self.resumed_from = resumed_from
         self.secrets = task.secret_values()  # every form of these is kept out of traces (runner.trace)
@@ -267,7 +268,7 @@ class Runner:
         me = asyncio.current_task()
         assert me is not None
         acquired = False
-        lock = AccountLock(self.log_path, account.id, self.rec.run_id) if self.log_path is not None else None
+        lock = self.liveness.account_lease(account.id, self.rec.run_id) if self.liveness is not None else None
         try:
             # Registered here, not by the creator: a task cancelled before its first step would never
             # enter this try, and its account would go unrecorded.
@@ -281,7 +282,7 @@ class Runner:
                 # Another run drives this account: give the slot back while waiting for it.
                 semaphore.release()
                 acquired = False
-                busy = await self._wait_for_account(lock)
+                busy = await self._wait_for_account(lock, account.id)
                 if busy is not None:
                     self._finish(st, CANCELLED, busy, retrying=False)
                     return
@@ -327,13 +328,13 @@ class Runner:
                 lock.release()
 
     @staticmethod
-    def _try_account_lock(lock: AccountLock) -> Holder | None:
+    def _try_account_lock(lock: AccountLease) -> Holder | None:
         try:
             return lock.try_acquire()
         except OSError as exc:
-            raise AccountLockError(f"cannot take the account lock {lock.path}: {exc.strerror}") from None
+            raise AccountLockError(f"cannot take the account lock {lock.where}: {exc.strerror}") from None
 
-    async def _wait_for_account(self, lock: AccountLock) -> str | None:
+    async def _wait_for_account(self, lock: AccountLease, account_id: str) -> str | None:
         """Wait up to ``account_wait_s`` for another run to let go of an account; None once it is ours.
 
         Returns the CANCELLED reason if the wait ran out. Cancelled (a stop) like any wait.
@@ -341,7 +342,6 @@ class Runner:
         holder = self._try_account_lock(lock)
         if holder is None:
             return None
-        account_id = lock.path.stem if lock.path is not None else "?"
         self.progress.note(
             f"{account_id}: waiting up to {self.account_wait_s:g} s: it is being driven by {holder.describe()}"
         )

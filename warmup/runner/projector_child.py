@@ -75,7 +75,7 @@ def check_projections(args: list[str]) -> str | None:
 
 
 class ProjectorChild:
-    def __init__(self, log_path: Path, db_path: Path, extra_args: list[str] | None = None) -> None:
+    def __init__(self, log_path: Path | str, db_path: Path, extra_args: list[str] | None = None) -> None:
         self.log_path = log_path
         self.db_path = db_path
         self.extra_args = extra_args or []

@@ -1,4 +1,4 @@
-"""The runner's only way to write: events for one run, each scrubbed of secrets, through EventWriter.
+"""The runner's only way to write: events for one run, each scrubbed of secrets, through the log's appender.
 
 Invariants:
 
@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from warmup.events.envelope import Event
-from warmup.events.writer import EventWriter, LogWriteError
+from warmup.events.writer import LogWriteError
+from warmup.log import LogAppender
 from warmup.tasks import Scrubber
 
 # Written unscrubbed: identifiers, file paths, digests, enumerations, where the runner runs, and the
@@ -38,7 +39,7 @@ TASK_ID_TYPES = frozenset({"account_finished", "run_finished"})
 
 
 class Recorder:
-    def __init__(self, writer: EventWriter, run_id: str, scrub: Scrubber, task_id: str | None = None) -> None:
+    def __init__(self, writer: LogAppender, run_id: str, scrub: Scrubber, task_id: str | None = None) -> None:
         self.writer = writer
         self.run_id = run_id
         self.task_id = task_id  # added to account_finished and run_finished, so consumers need no memory of runs
