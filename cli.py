@@ -14,16 +14,28 @@ import click
 
 from warmup.completion import complete_run_id, complete_task_file
 from warmup.errors import WarmupError
-from warmup.paths import DEFAULT_ARTIFACTS, DEFAULT_DB, DEFAULT_LOG
+from warmup.paths import DEFAULT_ARTIFACTS, DEFAULT_DB, DEFAULT_LOG, is_stream_url
+
+
+class LogParam(click.ParamType):
+    """A ``--log`` value: a file's path (a ``Path``) or a stream's URL (``nats://HOST:PORT/STREAM``, as text)."""
+
+    name = "path|url"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        if isinstance(value, Path) or is_stream_url(value):
+            return value  # type: ignore[return-value]
+        return click.Path(dir_okay=False, path_type=Path).convert(value, param, ctx)  # type: ignore[no-any-return]
+
 
 log_option = click.option(
     "--log",
     "log_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=LogParam(),
     envvar="WARMUP_LOG",
     default=DEFAULT_LOG,
     show_default=True,
-    help="The event log (JSON lines). Env: WARMUP_LOG.",
+    help="The event log: a JSON-lines file, or a NATS JetStream stream (nats://HOST:PORT/STREAM). Env: WARMUP_LOG.",
 )
 db_option = click.option(
     "--db",
@@ -196,12 +208,12 @@ def runs(
 @click.option(
     "--log",
     "log_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=LogParam(),
     envvar="WARMUP_LOG",
     help="The event log, for optional failures and attempts. Env: WARMUP_LOG. Default: the database's own.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def show(run_id: str, db_path: Path, log_path: Path | None, as_json: bool) -> None:
+def show(run_id: str, db_path: Path, log_path: Path | str | None, as_json: bool) -> None:
     """One run: its task, status, times, and a row per account with its artifacts.
 
     RUN_ID: a run id, a unique prefix of one, or `last`. Optional steps that failed are counted

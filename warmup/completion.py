@@ -19,17 +19,15 @@ from pathlib import Path
 import click
 from click.shell_completion import CompletionItem
 
-from warmup.paths import DEFAULT_LOG
+from warmup.paths import DEFAULT_LOG, is_stream_url
 from warmup.run_ids import LAST, runs_in_log
 
 MAX_ITEMS = 200
 
 
-def _log_path(ctx: click.Context) -> Path:
-    given = ctx.params.get("log_path")
-    if given:
-        return Path(given)
-    return Path(os.environ.get("WARMUP_LOG") or DEFAULT_LOG)
+def _log_path(ctx: click.Context) -> Path | str:
+    given = ctx.params.get("log_path") or os.environ.get("WARMUP_LOG") or DEFAULT_LOG
+    return given if is_stream_url(given) else Path(given)
 
 
 def complete_run_id(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:

@@ -127,7 +127,7 @@ def attempts_from_log(log_path: Log | Path, run_id: str) -> dict[str, list[Attem
     return {account: [by[n] for n in sorted(by) if n > 0] for account, by in out.items()}
 
 
-def show_run(db_path: Path, run_id: str, log_path: Path | None = None) -> dict[str, Any]:
+def show_run(db_path: Path, run_id: str, log_path: Log | Path | str | None = None) -> dict[str, Any]:
     """The run, its task and accounts; ``log_path`` (default: the log the database was built from) adds
     each account's optional failures and attempts (``steps_failed_optional``, ``attempts_detail``)."""
     conn = connect_readonly(db_path)
@@ -136,7 +136,7 @@ def show_run(db_path: Path, run_id: str, log_path: Path | None = None) -> dict[s
         scope = read_scope(conn)
         if log_path is None:
             recorded = conn.execute("SELECT log FROM warmup_checkpoints WHERE name = 'core'").fetchone()
-            log_path = Path(recorded[0]) if recorded and recorded[0] else None
+            log_path = recorded[0] if recorded and recorded[0] else None  # a path, or a stream's URL
         task = conn.execute("SELECT id, name, runs_count FROM tasks WHERE id = ?", (run["task_id"],)).fetchone()
         artifacts: dict[str, list[dict[str, Any]]] = {}
         for a in conn.execute(
@@ -163,7 +163,7 @@ def show_run(db_path: Path, run_id: str, log_path: Path | None = None) -> dict[s
         ra["steps_failed_optional"] = None if tried is None else sum(a.steps_failed_optional for a in tried)
         ra["attempts_detail"] = None if tried is None else [asdict(a) for a in tried]
     return {"run": run, "task": dict(task) if task else None, "accounts": accounts, "scope": scope,
-            "log": str(log_path) if detail is not None else None}
+            "log": (log_path.name if isinstance(log_path, Log) else str(log_path)) if detail is not None else None}
 
 
 def run_runs(
@@ -237,7 +237,7 @@ def _artifact_cell(a: dict[str, Any]) -> str:
     )
 
 
-def run_show(db_path: Path, run_id: str, *, as_json: bool, log_path: Path | None = None) -> int:
+def run_show(db_path: Path, run_id: str, *, as_json: bool, log_path: Log | Path | str | None = None) -> int:
     data = show_run(db_path, run_id, log_path)
     if as_json:
         print_json(data)

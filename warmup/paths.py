@@ -39,3 +39,11 @@ def make_private_dir(path: str | os.PathLike[str]) -> None:
         except FileExistsError:
             if not level.is_dir():  # a file (or a dangling symlink) where a folder must go
                 raise NotADirectoryError(20, "Not a directory", str(level)) from None
+
+
+STREAM_SCHEMES = ("nats://", "tls://")
+
+
+def is_stream_url(spec: object) -> bool:
+    """Whether ``spec`` (a ``--log`` value) names a stream (``nats://HOST:PORT/STREAM``) rather than a file."""
+    return isinstance(spec, str) and spec.lower().startswith(STREAM_SCHEMES)

@@ -15,15 +15,17 @@ from pathlib import Path
 
 from warmup.errors import UsageError, WarmupError, no_log
 from warmup.events.writer import LogWriteError
+from warmup.log import as_log
 from warmup.recover import Recovered, Skipped, recover_dead_runs
 
 
-def run_recover(log_path: Path, *, force: bool, explicit: bool = True) -> int:
+def run_recover(log_path: Path | str, *, force: bool, explicit: bool = True) -> int:
     """Close the dead runs of ``log_path``; ``explicit``: the path was given, not the default."""
-    if not log_path.exists():
+    log = as_log(log_path)
+    if not log.exists():
         if explicit:
-            raise UsageError(no_log(log_path))
-        print(f"nothing to recover: no event log at {log_path} yet", flush=True)
+            raise UsageError(no_log(log.name))
+        print(f"nothing to recover: no event log at {log.name} yet", flush=True)
         return 0
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
@@ -31,9 +33,9 @@ def run_recover(log_path: Path, *, force: bool, explicit: bool = True) -> int:
         print(result.describe(), flush=True)
 
     try:
-        report = recover_dead_runs(log_path, force=force, on_result=say)
+        report = recover_dead_runs(log, force=force, on_result=say)
     except LogWriteError as exc:
         raise WarmupError(exc.strerror or str(exc), exit_code=1) from None
     if not report.recovered and not report.skipped:
-        print(f"no dead run in {log_path}", flush=True)
+        print(f"no dead run in {log.name}", flush=True)
     return 0

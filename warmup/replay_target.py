@@ -63,7 +63,7 @@ def holds_full_projection(db_path: Path) -> bool:
 
 
 def choose_replay_target(
-    log_path: Path, db_path: Path, *, until: str | None, run_ids: tuple[str, ...], explicit_db: bool, force: bool
+    log_path: Path | str, db_path: Path, *, until: str | None, run_ids: tuple[str, ...], explicit_db: bool, force: bool
 ) -> ReplayTarget:
     """The database a replay writes and the whole run ids of its scope; refuses (exit 1) to overwrite full tables."""
     if until is None and not run_ids:

@@ -45,7 +45,7 @@ def run_tasks_in_log(log: Log | str | os.PathLike[str]) -> dict[str, str | None]
     a regular file (a FIFO, a folder) is refused by the file backend without blocking on it. The file
     is read, not mapped: a writer cutting a torn tail under a mapping would kill this process (SIGBUS).
     """
-    log = as_log(log)
+    log = as_log(log).narrowed(types=("run_started",))  # a stream reads only those subjects
     seen: dict[str, str | None] = {}
     with log.reader() as reader:
         position = log.START

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 
-from warmup.errors import UsageError
+from warmup.errors import UsageError, no_log
 from warmup.events.follower import Notice
+from warmup.events.logfile import check_log_file
 from warmup.events.reader import Line
 from warmup.log.base import (
     Batch,
@@ -22,6 +23,7 @@ from warmup.log.base import (
     Position,
 )
 from warmup.log.file import FileLog
+from warmup.paths import is_stream_url
 
 __all__ = [
     "Batch",
@@ -37,8 +39,12 @@ __all__ = [
     "Notice",
     "Position",
     "as_log",
+    "is_stream_url",
     "open_log_backend",
+    "require_log",
 ]
+
+
 
 
 def open_log_backend(spec: str | os.PathLike[str], *, poll_s: float | None = None) -> Log:
@@ -51,3 +57,14 @@ def open_log_backend(spec: str | os.PathLike[str], *, poll_s: float | None = Non
 def as_log(log: Log | str | os.PathLike[str]) -> Log:
     """``log`` itself if it is a ``Log``, else ``open_log_backend(log)``: so a consumer takes either."""
     return log if isinstance(log, Log) else open_log_backend(log)
+
+
+def require_log(log: Log | str | os.PathLike[str]) -> Log:
+    """``as_log(log)``, refusing one that is not there (``LogMissing``, the one "no event log" line,
+    exit 2) or, for a file, something that is not a regular file (exit 2)."""
+    log = as_log(log)
+    if isinstance(log, FileLog):
+        check_log_file(log.path)
+    if not log.exists():
+        raise LogMissing(no_log(log.name))
+    return log

@@ -24,9 +24,8 @@ from types import FrameType
 
 import click
 
-from warmup.errors import UsageError, no_log
-from warmup.events.logfile import check_log_file
-from warmup.log.file import FileLog
+from warmup.errors import UsageError
+from warmup.log import Log, as_log, require_log
 from warmup.projection import Projection
 from warmup.projections.core.schema import PROJECTION_VERSION
 from warmup.projector.replay import replay
@@ -45,8 +44,9 @@ def _say(quiet: bool, message: str) -> None:
         click.echo(message, err=True)
 
 
-def _summary(result: BatchResult, log_path: Path, db_path: Path) -> str:
-    text = f"applied {result.applied} events from {log_path} to {db_path}"
+def _summary(result: BatchResult, log: Log | Path | str, db_path: Path) -> str:
+    name = log.name if isinstance(log, Log) else log
+    text = f"applied {result.applied} events from {name} to {db_path}"
     if result.rejected:
         text += f"; {result.rejected} invalid lines skipped (see the rejected_events table)"
     return text
@@ -70,7 +70,7 @@ class _StopFlag:
         signal.signal(signal.SIGTERM, self)
 
 
-def _open(log: FileLog, db_path: Path, strict: bool, quiet: bool, projections: list[Projection],
+def _open(log: Log, db_path: Path, strict: bool, quiet: bool, projections: list[Projection],
           rebuild: bool) -> ProjectionRunner:
     """Open the runner; a core database of another projection version is rebuilt first (with the
     projections that live in it)."""
@@ -84,25 +84,24 @@ def _open(log: FileLog, db_path: Path, strict: bool, quiet: bool, projections: l
     except VersionMismatch as exc:
         _say(False, f"{db_path} was built by projection version {exc.found}; this warmup has version "
                     f"{PROJECTION_VERSION}: rebuilding it from the log")
-        replay(log.name, db_path, projections=projections)
+        replay(log, db_path, projections=projections)
         return ProjectionRunner(log, db_path, projections, strict=strict, say=say)
 
 
-def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, quiet: bool,
+def run_project(log_path: Log | Path | str, db_path: Path, *, follow: bool, strict: bool, quiet: bool,
                 projections: list[Projection] | None = None, rebuild: bool = False) -> int:
     """The ``warmup project`` command (and ``manage.py warmup_project``): 0, or 1 if a projection stopped."""
     projections = list(projections or ())
     stop = _StopFlag()
-    log = FileLog(log_path)
+    log = as_log(log_path)
+    log_path = log.name
     if follow:
         stop.install()
-        while not log_path.exists():  # a run may not have created it yet
+        while not log.exists():  # a run may not have created it yet
             if stop.stopped:
                 return 0
             time.sleep(FOLLOW_POLL_S)
-    check_log_file(log_path)
-    if not log_path.is_file():
-        raise UsageError(no_log(log_path))
+    log = require_log(log)
     with _open(log, db_path, strict, quiet, projections, rebuild) as runner:
         if not follow:
             total = runner.catch_up()
@@ -111,7 +110,7 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
         with log.watch() as watch:  # (watching before the first read: no append falls in between)
             stop.on_stop = watch.stop
             total = runner.catch_up()
-            present = log_path.exists()
+            present = log.exists()
             _say(quiet, f"{_summary(total, log_path, db_path)}; following (Ctrl-C to stop)")
             last_batch = 0.0
             while not stop.stopped:
@@ -121,7 +120,7 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
                 gather = FOLLOW_GATHER_S - (time.monotonic() - last_batch)
                 if gather > 0:
                     time.sleep(gather)  # (events keep coming: let a few more share this batch)
-                if not log_path.exists():  # removed or being rotated: wait for it (another file will be refused)
+                if not log.exists():  # removed or being rotated: wait for it (another file will be refused)
                     if present:
                         _say(quiet, f"the log {log_path} is gone; waiting for it to come back")
                     present = False
@@ -133,7 +132,7 @@ def run_project(log_path: Path, db_path: Path, *, follow: bool, strict: bool, qu
                     _say(quiet, _summary(result, log_path, db_path))
                 total.applied += result.applied
                 total.rejected += result.rejected
-        final = runner.catch_up() if log_path.exists() else BatchResult()  # what the log holds now
+        final = runner.catch_up() if log.exists() else BatchResult()  # what the log holds now
         total.applied += final.applied
         total.rejected += final.rejected
         _say(quiet, f"stopped: {_summary(total, log_path, db_path)}")
@@ -148,7 +147,7 @@ def _size(path: Path) -> int | None:
 
 
 def run_replay(
-    log_path: Path, db_path: Path, *, quiet: bool, until: str | None = None, run_ids: tuple[str, ...] = (),
+    log_path: Log | Path | str, db_path: Path, *, quiet: bool, until: str | None = None, run_ids: tuple[str, ...] = (),
     projections: list[Projection] | None = None,
 ) -> int:
     """``warmup replay``: the core tables and the projections beside them, or (with ``projections``)
@@ -166,15 +165,14 @@ def run_replay(
 
 
 
-def _rebuild_projections(log_path: Path, db_path: Path, projections: list[Projection], *, quiet: bool) -> int:
-    check_log_file(log_path)
-    if not log_path.is_file():
-        raise UsageError(no_log(log_path))
+def _rebuild_projections(log_path: Log | Path | str, db_path: Path, projections: list[Projection], *,
+                         quiet: bool) -> int:
+    log = require_log(log_path)
     started = time.perf_counter()
     names = [p.name for p in projections]
-    with _open(FileLog(log_path), db_path, False, quiet, projections, rebuild=True) as runner:
+    with _open(log, db_path, False, quiet, projections, rebuild=True) as runner:
         runner.catch_up()
         failures = runner.failures
     seconds = time.perf_counter() - started
-    _say(quiet, f"rebuilt {', '.join(names)} from {log_path} in {seconds:.2f} s")
+    _say(quiet, f"rebuilt {', '.join(names)} from {log.name} in {seconds:.2f} s")
     return 1 if failures else 0

@@ -22,10 +22,9 @@ import stat
 import time
 from pathlib import Path
 
-from warmup.errors import UsageError, WarmupError, no_log
-from warmup.events.logfile import check_log_file
+from warmup.errors import UsageError, WarmupError
 from warmup.locks import try_flock
-from warmup.log.file import FileLog
+from warmup.log import Log, require_log
 from warmup.projection import CHECKPOINTS_TABLE, Projection, SQLiteProjection
 from warmup.projector.connect import LOCK_WAIT_S, create_private_file, enable_wal, locked_or_broken
 from warmup.projector.runner import BatchResult, ProjectionRunner, remove_validators
@@ -149,7 +148,7 @@ def _beside_core(db_path: Path, given: list[Projection]) -> list[Projection]:
 
 
 def replay(
-    log_path: str | os.PathLike[str],
+    log_path: Log | str | os.PathLike[str],
     db_path: str | os.PathLike[str],
     *,
     until: str | None = None,
@@ -164,10 +163,7 @@ def replay(
     are rebuilt with them.
     """
     scope = Scope.from_options(until, run_ids)
-    log_path, db_path = Path(log_path), Path(db_path)
-    check_log_file(log_path)
-    if not log_path.is_file():
-        raise UsageError(no_log(log_path))
+    log, db_path = require_log(log_path), Path(db_path)
     refuse_foreign_database(db_path)
     reason = why_not_writable(db_path)
     if reason is not None:
@@ -184,7 +180,7 @@ def replay(
         # Large batches: a fresh build has no reader to keep waiting, and each batch rewrites the
         # accounts it touched, so fewer batches write fewer rows.
         beside = _beside_core(db_path, [p for p in projections or () if _in_core_db(p)])
-        with ProjectionRunner(FileLog(log_path), tmp, beside, fast=True, scope=scope,
+        with ProjectionRunner(log, tmp, beside, fast=True, scope=scope,
                               batch_bytes=REPLAY_BATCH_BYTES) as projector:
             result = projector.catch_up()
             projector.create_indexes()

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from warmup.errors import UsageError, WarmupError
+from warmup.log import FileLog, as_log
 from warmup.report.data import gather
 from warmup.report.render import render
 from warmup.run_ids import resolve_from_log
@@ -54,13 +55,15 @@ def refuse_to_overwrite_inputs(output: Path, **inputs: Path) -> None:
             raise UsageError(f"-o {output} is the {option} itself; write the report to another file")
 
 
-def run_report(run_id: str, *, log_path: Path, db_path: Path, artifacts: Path, output: Path | None) -> int:
-    run_id = resolve_from_log(Path(log_path), run_id)
+def run_report(run_id: str, *, log_path: Path | str, db_path: Path, artifacts: Path, output: Path | None) -> int:
+    log = as_log(log_path)
+    run_id = resolve_from_log(log, run_id)
     if output is None:
         output = default_output(run_id)
-    refuse_to_overwrite_inputs(Path(output), log=Path(log_path), database=Path(db_path))
-    report = gather(run_id, db_path=Path(db_path), log_path=Path(log_path), artifacts_dir=Path(artifacts))
-    size = write_whole(Path(output), render(report, log_name=str(log_path)))
+    inputs = {"log": log.path} if isinstance(log, FileLog) else {}
+    refuse_to_overwrite_inputs(Path(output), **inputs, database=Path(db_path))
+    report = gather(run_id, db_path=Path(db_path), log_path=log, artifacts_dir=Path(artifacts))
+    size = write_whole(Path(output), render(report, log_name=log.name))
     failures = len(report.failures())
     missing = sum(1 for s in report.shots if s.data_uri is None)
     line = (

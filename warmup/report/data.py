@@ -234,7 +234,7 @@ def read_timings(log: Log | str | os.PathLike[str], run_id: str) -> LogTimings:
 
     ``UsageError`` (exit 2) when there is no log, or it is not one (a FIFO, a folder).
     """
-    log = as_log(log)
+    log = as_log(log).narrowed(run_id=run_id)
     needle = orjson.dumps(run_id)  # the id as it appears in a line, quotes included
     decode = EventDecoder()
     out = LogTimings()
@@ -336,7 +336,7 @@ def load_shot(artifacts_dir: Path, row: dict[str, Any], thumbnail: dict[str, Any
 
 
 # -- all together ----------------------------------------------------------------------------
-def gather(run_id: str, *, db_path: Path, log_path: Path, artifacts_dir: Path) -> RunReport:
+def gather(run_id: str, *, db_path: Path, log_path: Log | Path, artifacts_dir: Path) -> RunReport:
     run, account_rows, artifact_rows = load_rows(db_path, run_id)
     timings = read_timings(log_path, run_id)
     lanes = [

@@ -158,7 +158,7 @@ def _silence_stdout() -> None:
 
 
 def run_tail(
-    log_path: Path,
+    log_path: Path | str,
     *,
     lines: str,
     follow: bool,
@@ -173,6 +173,8 @@ def run_tail(
     filters = Filters.from_options(run_id, account_id, types, since)
     poll_s = _poll_setting() if follow else None
     log = open_log_backend(log_path, poll_s=poll_s)
+    if run_id is not None:  # a stream then reads only that run's subjects
+        log = log.narrowed(run_id=run_id)
     out = sys.stdout.buffer
     printer = Printer(out, filters, as_json, colour=not as_json and want_colour(sys.stdout), log=log)
     try:
