@@ -48,6 +48,12 @@ db_option = click.option(
 )
 
 
+replicas_option = click.option(
+    "--replicas", type=click.IntRange(min=1, max=5), envvar="WARMUP_NATS_REPLICAS",
+    help="Copies of a stream that this command creates (1; 3 on a cluster). Env: WARMUP_NATS_REPLICAS.",
+)
+
+
 def artifacts_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """``--artifacts``, the same for every command that reads or writes screenshots."""
     return click.option(
@@ -328,6 +334,12 @@ def status(db_path: Path, as_json: bool, limit: int) -> None:
     show_default=True,
     help="Seconds to wait for an account another run is driving, before recording it CANCELLED.",
 )
+@click.option(
+    "--workers", is_flag=True,
+    help="Drive no browser here: queue one item per account for `warmup worker` processes (on any host) "
+    "and wait for them. Needs --log nats://...",
+)
+@replicas_option
 def run(
     task_file: Path | None,
     log_path: Path,
@@ -344,6 +356,8 @@ def run(
     account_wait_s: float,
     projection_specs: tuple[str, ...],
     targets: tuple[str, ...],
+    workers: bool,
+    replicas: int | None,
 ) -> None:
     """Drive every account of TASK_FILE through its steps in real Chromium; append events only.
 
@@ -360,6 +374,7 @@ def run(
       warmup run morning.toml --retry-failed last       # the FAILED ones of morning's latest run
       warmup run morning.toml --account alice --account bob
       warmup run morning.toml --projection steps        # the projector keeps `steps` current too
+      warmup run morning.toml --log nats://127.0.0.1:4222/WARMUP --workers   # accounts go to workers
     """
     from warmup.runner.command import run_command
 
@@ -377,6 +392,8 @@ def run(
             resume=resume,
             retry_failed=retry_failed,
             account_wait_s=account_wait_s,
+            workers=workers,
+            replicas=replicas,
             projection_specs=projection_specs,
             targets=targets,
             accounts=accounts,
@@ -406,6 +423,41 @@ def recover(ctx: click.Context, log_path: Path, force: bool) -> None:
 
 
 # --- end of run ------------------------------------------------------------------------------
+
+
+@cli.command()
+@log_option
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Accounts this worker drives at once.")
+@artifacts_option("Where this worker's screenshots and traces go, under RUN_ID/ACCOUNT_ID/.")
+@click.option(
+    "--browser-path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="WARMUP_BROWSER",
+    help="The Chromium executable. Env: WARMUP_BROWSER. Default: discovered.",
+)
+@click.option("--headed", is_flag=True, help="Show the browser windows.")
+@click.option("--idle-exit", "idle_exit_s", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Exit once no work came for this long (default: keep waiting until Ctrl-C).")
+@replicas_option
+def worker(log_path: Path | str, concurrency: int, artifacts: Path, browser_path: Path | None, headed: bool,
+           idle_exit_s: float | None, replicas: int | None) -> None:
+    """Take accounts from the runs started with `warmup run --workers` and drive them, on this host.
+
+    Start as many as you like, on as many hosts as reach the NATS servers. Each account is driven
+    exactly as `warmup run` drives it; a worker that dies mid-account has its account taken over by
+    another after the work queue's ack wait (WARMUP_WORK_ACK_WAIT_S, 30 s), and its attempt ends
+    INTERRUPTED. Ctrl-C: no new accounts; running ones get WARMUP_GRACE_S (3 s) to finish.
+
+    \b
+    Examples:
+      warmup worker --log nats://127.0.0.1:4222/WARMUP --concurrency 4
+      WARMUP_LOG=nats://10.0.0.5:4222,10.0.0.6:4222/WARMUP warmup worker --artifacts /srv/warmup/artifacts
+    """
+    from warmup.workers.command import run_worker
+
+    sys.exit(run_worker(log_path, concurrency=concurrency, artifacts=artifacts, browser_path=browser_path,
+                        headless=not headed, idle_exit_s=idle_exit_s, replicas=replicas))
 
 
 @cli.command()

@@ -46,6 +46,7 @@ STRUCTURAL_VALUES: dict[str, Any] = {
     "action": "fill",
     "host": "demo-host",
     "resumed_from": "20261128T070000-demo00",
+    "worker": "demo-host 4242",
 }
 FREE_TEXT = {"task_name", "error", "url", "reason", "browser", "extracted.value", "name", "trace_dropped"}  # scrubbed
 ENVELOPE = {"v", "id", "ts", "type", "run_id"}

@@ -102,10 +102,12 @@ class RunStarted(RunEvent, tag="run_started"):
     pid: Int
     task: dict[str, Any] | None = None  # the task definition, secrets unresolved
     resumed_from: str | None = None
+    workers: bool = False  # ``run --workers``: its accounts are handed out to ``warmup worker`` processes
 
 
 class AccountStarted(AccountEvent, tag="account_started"):
     attempt: Int
+    worker: str | None = None  # "host pid" of the ``warmup worker`` driving it (``run --workers``)
 
 
 class StepFinished(AccountEvent, tag="step_finished"):

@@ -38,7 +38,7 @@ from warmup.browser import find_browser
 from warmup.errors import UsageError, WarmupError
 from warmup.events.envelope import new_run_id
 from warmup.events.writer import LogWriteError
-from warmup.log import Log, as_log
+from warmup.log import Log, as_log, is_stream_url, open_log_backend
 from warmup.recover import recover_dead_runs
 from warmup.resume import pick_accounts, plan_resume
 from warmup.run_ids import resolve_from_log
@@ -91,6 +91,8 @@ def run_command(
     projection_specs: tuple[str, ...] = (),
     targets: tuple[str, ...] = (),
     accounts: tuple[str, ...] = (),
+    workers: bool = False,
+    replicas: int | None = None,
 ) -> int:
     """``warmup run``: check everything, then drive the accounts and append events; the exit code.
 
@@ -127,14 +129,19 @@ def run_command(
         refused = check_projections(child_args)
         if refused is not None:
             raise UsageError(refused)
-    executable = find_browser(browser_path, headless=not headed)
+    if workers and not is_stream_url(log_path):
+        raise UsageError("--workers hands accounts out through a stream: give --log nats://HOST:PORT/STREAM")
+    if replicas is not None and not is_stream_url(log_path):
+        raise UsageError("--replicas is for a stream log (--log nats://HOST:PORT/STREAM)")
+    # The coordinator of --workers drives no browser: the workers need one, on their hosts.
+    executable = "" if workers else find_browser(browser_path, headless=not headed)
     grace_s = grace_seconds()
     if concurrency is not None and concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, not {concurrency}")
     # A file-size limit must fail the write (EFBIG, a clean LogWriteError), not kill us mid-line.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    log = as_log(log_path)
+    log = open_log_backend(log_path, replicas=replicas) if is_stream_url(log_path) else as_log(log_path)
     try:
         writer = log.appender(fsync=fsync)
     except LogWriteError as exc:
@@ -205,7 +212,16 @@ def run_command(
         try:
             if projector is not None:
                 projector.start()
-            result = asyncio.run(runner.run())
+            if workers:
+                from warmup.runs.kv import KvLiveness
+                from warmup.workers.coordinator import Coordinator
+
+                assert isinstance(liveness, KvLiveness)
+                coordinator = Coordinator(task, recorder, log, liveness.bucket, make_progress(), grace_s=grace_s,
+                                          resumed_from=resume_id)  # type: ignore[arg-type]
+                result = coordinator.run()
+            else:
+                result = asyncio.run(runner.run())
         except BaseException:
             if projector is not None:
                 projector.kill()

@@ -86,6 +86,7 @@ class AccountRun:
 
     account: Account
     attempt: int = 0
+    first_attempt: int = 0  # attempts before this process took the account (a worker's redelivered item)
     step: Step | None = None
     step_started: float = 0.0
     steps_ok: int = 0
@@ -147,10 +148,12 @@ class Runner:
         self.running: dict[str, asyncio.Task[None]] = {}
         self.waiting: dict[str, asyncio.Task[None]] = {}
         self.counts = {COMPLETED: 0, FAILED: 0, CANCELLED: 0, INTERRUPTED: 0}
+        self.final_status: dict[str, str] = {}  # account id -> its final status, once recorded
         self._grace: asyncio.TimerHandle | None = None
         self._browser: Browser | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.rec.on_dead = self._log_failed
+        self.worker: str | None = None  # "host pid", recorded in account_started by a ``warmup worker``
 
     # -- stopping ----------------------------------------------------------------------------
     def _on_signal(self, signame: str) -> None:
@@ -263,8 +266,17 @@ class Runner:
         return status
 
     # -- one account -------------------------------------------------------------------------
-    async def _account(self, browser: Browser, semaphore: asyncio.Semaphore, account: Account) -> None:
-        st = AccountRun(account)
+    async def drive_account(self, browser: Browser, account: Account, first_attempt: int = 0) -> None:
+        """Drive one account in a run started elsewhere (a ``warmup worker``): its attempts, numbered
+        after ``first_attempt``, and its final ``account_finished``. Ends normally even if cancelled."""
+        await self._account(browser, asyncio.Semaphore(1), account, first_attempt)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def _account(
+        self, browser: Browser, semaphore: asyncio.Semaphore, account: Account, first_attempt: int = 0
+    ) -> None:
+        st = AccountRun(account, attempt=first_attempt, first_attempt=first_attempt)
         me = asyncio.current_task()
         assert me is not None
         acquired = False
@@ -298,9 +310,11 @@ class Runner:
                 st.step, st.steps_ok, st.steps_failed, st.steps_skipped = None, 0, 0, 0
                 st.page_values, st.page_secrets, st.page_scrub = {}, [], None
                 st.started = time.monotonic()
-                self.rec.emit("account_started", account_id=account.id, attempt=st.attempt)
+                extra = {"worker": self.worker} if self.worker is not None else {}
+                self.rec.emit("account_started", account_id=account.id, attempt=st.attempt, **extra)
                 status, error = await self._attempt(browser, st)
-                retrying = status == FAILED and st.attempt <= self.task.retries and not self.stopping
+                tried = st.attempt - st.first_attempt
+                retrying = status == FAILED and tried <= self.task.retries and not self.stopping
                 self._finish(st, status, error, retrying=retrying)
                 if not retrying:
                     return
@@ -308,7 +322,7 @@ class Runner:
             me.uncancel()
             if st.status is not None:  # already recorded (a cancel that came after the end)
                 return
-            if st.attempt == 0:
+            if st.attempt == st.first_attempt:
                 self._finish(st, CANCELLED, f"not started: {self.reason or 'the run was stopped'}", retrying=False)
             else:
                 where = f" during {st.step.label}" if st.step is not None else ""
@@ -359,7 +373,7 @@ class Runner:
 
     def _finish(self, st: AccountRun, status: str, error: str | None, *, retrying: bool) -> None:
         fields: dict[str, Any] = {"retrying": retrying}
-        if st.attempt:
+        if st.attempt > st.first_attempt:
             fields["duration_ms"] = round((time.monotonic() - st.started) * 1000, 3)
             fields["steps_ok"] = st.steps_ok
             fields["steps_failed"] = st.steps_failed
@@ -375,6 +389,7 @@ class Runner:
             return
         st.status = status
         self.counts[status] += 1
+        self.final_status[st.account.id] = status
         detail = error or ""
         if status == COMPLETED:
             optional = f" ({st.steps_failed} optional failed)" if st.steps_failed else ""  # COMPLETED: all optional

@@ -1,0 +1,1 @@
+"""Accounts handed out to workers on many hosts (``run --workers``, ``warmup worker``), over JetStream."""
