@@ -171,7 +171,8 @@ class NatsLog(Log):
 
     @property
     def api(self) -> StreamApi:
-        return StreamApi(self.connection.nc, self.stream, self.target.display_servers)
+        conn = self.connection
+        return StreamApi(conn.nc, self.stream, self.target.display_servers, conn.raw_handlers)
 
     def call(self, coro: Any, timeout: float = 30.0) -> Any:
         return self.connection.call(coro, timeout=timeout)

@@ -17,12 +17,12 @@ import asyncio
 import atexit
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.protocol.parser import AWAITING_CONTROL_LINE, Parser
 
 from warmup.errors import WarmupError
 from warmup.log.nats_url import NatsAuth, NatsTarget
@@ -31,6 +31,55 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 2
 RECONNECT_WAIT_S = 0.25
 CALL_TIMEOUT_S = 30.0
+RawHandler = Callable[[bytes | None, bytes], None]
+
+
+class FastParser(Parser):
+    """nats-py's protocol parser with a fast path: a run of ``HMSG`` for a subscription in
+    ``handlers`` (by sid) is cut from the buffer with ``find``/``split`` and handed over as raw
+    (headers, payload), with no regex, ``Msg`` object, header dict or await per message; the
+    buffer is trimmed once per run. Anything else (and a message split across reads, once it is
+    the parser's turn) goes through ``Parser.parse`` unchanged. Reads of a stream by direct get
+    run about twice as fast as with the plain parser."""
+
+    def __init__(self, nc: Client, handlers: dict[int, RawHandler]) -> None:
+        super().__init__(nc)
+        self.handlers = handlers
+
+    async def parse(self, data: bytes = b"") -> None:
+        buf = self.buf
+        buf.extend(data)
+        if self.state == AWAITING_CONTROL_LINE and self.handlers and buf.startswith(b"HMSG "):
+            handlers = self.handlers
+            pos = 0
+            size = len(buf)
+            while buf.startswith(b"HMSG ", pos):
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                parts = bytes(buf[pos + 5 : eol]).split()
+                handler = handlers.get(int(parts[1]))
+                if handler is None:
+                    break
+                hsize, total = int(parts[-2]), int(parts[-1])
+                start = eol + 2
+                end = start + total
+                if end + 2 > size:
+                    break
+                handler(bytes(buf[start : start + hsize]), bytes(buf[start + hsize : end]))
+                pos = end + 2
+            if pos:
+                del buf[:pos]
+            if not buf or buf.startswith(b"HMSG ") and buf.find(b"\r\n") >= 0 and self._fast_head():
+                return  # only a partial fast message left: wait for the rest of it
+        await super().parse(b"")
+
+    def _fast_head(self) -> bool:
+        """The buffer starts with an incomplete HMSG of a fast subscription."""
+        buf = self.buf
+        eol = buf.find(b"\r\n")
+        parts = bytes(buf[5:eol]).split()
+        return int(parts[1]) in self.handlers and eol + 2 + int(parts[-1]) + 2 > len(buf)
 
 
 async def _quiet_error(exc: Exception) -> None:
@@ -52,13 +101,31 @@ class NatsConnection:
         self._thread.start()
         self.nc: Client
         self.js: JetStreamContext
+        self.raw_handlers: dict[int, RawHandler] = {}
         try:
             self.nc = self.call(self._connect(), timeout=CONNECT_TIMEOUT_S * 3 + 5)
         except BaseException:
             self.loop.call_soon_threadsafe(self.loop.stop)
             raise
         self.js = self.nc.jetstream(timeout=10)
+        self._install_fast_path()
         self.closed = False
+
+    def _install_fast_path(self) -> None:
+        """Messages of the subscriptions in ``raw_handlers`` (by sid) go to their handler as raw
+        (headers, payload) bytes, skipping nats-py's per-message header parsing, ``Msg`` objects
+        and queues: bulk reads run several times faster. Others take nats-py's usual path."""
+        original = self.nc._process_msg
+        handlers = self.raw_handlers
+
+        async def process_msg(sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
+            handler = handlers.get(sid)
+            if handler is not None:
+                handler(headers, data)
+                return
+            await original(sid, subject, reply, data, headers)
+
+        self.nc._process_msg = process_msg  # type: ignore[method-assign]
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -66,8 +133,10 @@ class NatsConnection:
 
     async def _connect(self) -> Client:
         servers = list(self.target.servers)
+        nc = Client()
+        nc._ps = FastParser(nc, self.raw_handlers)
         try:
-            return await nats.connect(
+            await nc.connect(
                 servers=servers,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 allow_reconnect=True,
@@ -80,6 +149,7 @@ class NatsConnection:
                 name="warmup",
                 **self.auth.kwargs(),  # type: ignore[arg-type]
             )
+            return nc
         except Exception as exc:  # nats-py raises several kinds; word them for people
             raise WarmupError(self._connect_failure(exc)) from None
 

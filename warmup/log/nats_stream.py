@@ -21,7 +21,6 @@ from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from warmup.errors import WarmupError
 
@@ -89,8 +88,9 @@ class Fetched:
 class StreamApi:
     """JetStream requests about one stream (``name``) over ``nc``. Coroutines: run them on its loop."""
 
-    def __init__(self, nc: Client, name: str, where: str) -> None:
+    def __init__(self, nc: Client, name: str, where: str, raw_handlers: dict[int, Any]) -> None:
         self.nc = nc
+        self.raw_handlers = raw_handlers  # NatsConnection.raw_handlers: the fast path by sid
         self.name = name
         self.where = where  # servers, for messages
 
@@ -166,32 +166,38 @@ class StreamApi:
         out = Fetched([], [], 0)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         problem: list[str] = []
+        seqs, datas = out.seqs, out.datas
 
-        async def on_msg(msg: Msg) -> None:
-            headers = msg.headers or {}
-            status = headers.get("Status")
-            if status is None:
-                out.seqs.append(int(headers["Nats-Sequence"]))
-                out.datas.append(msg.data)
-                pending = headers.get("Nats-Num-Pending")
-                if pending is not None:
-                    out.pending = int(pending)
+        def on_raw(headers: bytes | None, data: bytes) -> None:
+            # headers: b"NATS/1.0\r\nNats-Stream: S\r\n...Nats-Sequence: 5\r\n..." for a message,
+            # b"NATS/1.0 204 EOB\r\nNats-Num-Pending: 0\r\n..." at the end of the batch.
+            if headers is None:
                 return
-            if status == "204":  # end of batch
-                out.pending = int(headers.get("Nats-Num-Pending", out.pending) or 0)
+            if headers[8:9] != b" ":
+                at = headers.find(b"Nats-Sequence:") + 14
+                seqs.append(int(headers[at : headers.find(b"\r", at)]))
+                datas.append(data)
+                return
+            status = headers[9:12].decode(errors="replace")
+            if status == "204":
+                at = headers.find(b"Nats-Num-Pending:")
+                if at >= 0:
+                    out.pending = int(headers[at + 17 : headers.find(b"\r", at)])
             elif status != "404":  # 404: nothing there
-                problem.append(f"{status} {headers.get('Description', '')}".strip())
+                problem.append(headers[9:].split(b"\r", 1)[0].decode(errors="replace").strip())
             if not done.done():
                 done.set_result(None)
 
         inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=0, pending_bytes_limit=0)
+        sub = await self.nc.subscribe(inbox)
+        self.raw_handlers[sub._id] = on_raw
         try:
             await self.nc.publish(f"{API}.DIRECT.GET.{self.name}", json.dumps(body).encode(), reply=inbox)
             await asyncio.wait_for(done, REQUEST_TIMEOUT_S)
         except TimeoutError:
             raise WarmupError(f"NATS at {self.where} did not answer a read of the stream {self.name} in time") from None
         finally:
+            self.raw_handlers.pop(sub._id, None)
             await sub.unsubscribe()
         if problem:
             if problem[0].startswith("503"):
