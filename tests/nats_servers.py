@@ -54,6 +54,7 @@ class NatsServer:
         password: str | None = None,
         cluster_port: int | None = None,
         routes: list[int] | None = None,
+        wait: bool = True,
     ) -> None:
         binary = nats_server_binary()
         if binary is None:
@@ -82,7 +83,7 @@ class NatsServer:
             lines.append(f"cluster {{ name: c, listen: 127.0.0.1:{cluster_port}, routes: [{route_list}] }}")
         self.config.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
+        self.start(wait=wait)
 
     def start(self, wait: bool = True) -> None:
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 (the child holds it)
@@ -140,7 +141,9 @@ class NatsCluster:
         self.nodes: list[NatsServer] = []
         for i in range(size):
             others = [p for j, p in enumerate(cports) if j != i]
-            self.nodes.append(NatsServer(root, f"c{i + 1}", cluster_port=cports[i], routes=others))
+            self.nodes.append(NatsServer(root, f"c{i + 1}", cluster_port=cports[i], routes=others, wait=False))
+        for node in self.nodes:  # a node is healthy once JetStream has a quorum: start all first
+            node.wait_ready(timeout=60)
         self.url = "nats://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def wait_jetstream(self, timeout: float = 60) -> None:
@@ -150,7 +153,7 @@ class NatsCluster:
         import nats
 
         async def probe() -> bool:
-            nc = await nats.connect(self.url, connect_timeout=2, max_reconnect_attempts=1)
+            nc = await nats.connect(servers=[n.url for n in self.nodes], connect_timeout=2, max_reconnect_attempts=1)
             try:
                 js = nc.jetstream(timeout=5)
                 await js.add_stream(name="PROBE", subjects=["probe.cluster"], num_replicas=len(self.nodes))

@@ -135,23 +135,31 @@ class NatsConnection:
         servers = list(self.target.servers)
         nc = Client()
         nc._ps = FastParser(nc, self.raw_handlers)
+        seen: list[Exception] = []
+
+        async def record_error(exc: Exception) -> None:
+            seen.append(exc)
+
         try:
             await nc.connect(
                 servers=servers,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                max_reconnect_attempts=1,  # at first connect: each server twice, then fail
                 reconnect_time_wait=RECONNECT_WAIT_S,  # type: ignore[arg-type]
-                error_cb=_quiet_error,
+                error_cb=record_error,
                 disconnected_cb=_quiet,
                 reconnected_cb=_quiet,
                 closed_cb=_quiet,
                 name="warmup",
                 **self.auth.kwargs(),  # type: ignore[arg-type]
             )
-            return nc
         except Exception as exc:  # nats-py raises several kinds; word them for people
-            raise WarmupError(self._connect_failure(exc)) from None
+            auth = [e for e in seen if "authoriz" in str(e).lower() or "authentic" in str(e).lower()]
+            raise WarmupError(self._connect_failure((auth or seen or [exc])[-1])) from None
+        nc.options["max_reconnect_attempts"] = -1  # once connected: reconnect forever
+        nc._error_cb = _quiet_error
+        return nc
 
     def _connect_failure(self, exc: Exception) -> str:
         where = self.target.display_servers
