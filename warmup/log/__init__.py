@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from warmup.errors import UsageError, no_log
+from warmup.errors import no_log
 from warmup.events.follower import Notice
 from warmup.events.logfile import check_log_file
 from warmup.events.reader import Line
@@ -45,12 +45,15 @@ __all__ = [
 ]
 
 
+def open_log_backend(
+    spec: str | os.PathLike[str], *, poll_s: float | None = None, replicas: int | None = None
+) -> Log:
+    """The ``Log`` that ``spec`` names: a ``nats://`` or ``tls://`` URL is a ``NatsLog`` (the stream
+    gets ``replicas`` when created), anything else a path, a ``FileLog``."""
+    if is_stream_url(spec):
+        from warmup.log.nats import NatsLog  # imports nats-py only when a URL asks for it
 
-
-def open_log_backend(spec: str | os.PathLike[str], *, poll_s: float | None = None) -> Log:
-    """The ``Log`` that ``spec`` names: a path is a ``FileLog``; a ``nats://`` URL is not available yet."""
-    if isinstance(spec, str) and spec.lower().startswith(("nats://", "tls://nats", "nats+tls://")):
-        raise UsageError("the nats backend is not available yet (issue 12)")
+        return NatsLog(str(spec), replicas=replicas)
     return FileLog(spec, poll_s=poll_s)
 
 
