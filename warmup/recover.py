@@ -39,7 +39,7 @@ from warmup.events.envelope import (
 )
 from warmup.locks import Holder
 from warmup.log import Log, LogAppender, LogMissing, as_log
-from warmup.runs.liveness import liveness_for
+from warmup.runs.liveness import AccountLease, Liveness, liveness_for
 
 RUNNING, BETWEEN_ATTEMPTS = "RUNNING", "RETRYING"
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"})
@@ -167,8 +167,12 @@ class Recovered:
 class Skipped:
     run_id: str
     holder: Holder
+    busy: str | None = None  # an account of the run that a live worker drives (a stream's leases)
 
     def describe(self) -> str:
+        if self.busy is not None:
+            return (f"left run {self.run_id} alone: its coordinator is gone, but {self.busy}; "
+                    "run `warmup recover` again once the workers are done")
         return (
             f"left run {self.run_id} alone: it was started on host {self.holder.host} (pid {self.holder.pid}), "
             "not this one; use --force once you know its runner is gone"
@@ -179,6 +183,21 @@ class Skipped:
 class RecoveryReport:
     recovered: list[Recovered] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+
+
+def _hold_open_accounts(liveness: Liveness, state: RunState, held: list[AccountLease]) -> str | None:
+    """Take the lease of each account of ``state`` still open, into ``held``; what holds one, if any.
+
+    With every open account's lease held, no worker can start one of them while the run is closed;
+    a worker that takes a lease afterwards reads ``run_finished`` and leaves the account alone.
+    """
+    for account_id, _ in state.open_accounts():
+        lease = liveness.account_lease(account_id, state.run_id)
+        holder = lease.try_acquire()
+        if holder is not None:
+            return f"account {account_id} is being driven by {holder.describe()}"
+        held.append(lease)
+    return None
 
 
 def lock_is_held(log_path: Log | Path, run_id: str) -> Holder | None:
@@ -216,6 +235,17 @@ def recover_dead_runs(
             else:
                 state = scan_run(log, run_id)
                 counts: dict[str, int] = {}
+                held: list[AccountLease] = []
+                busy = _hold_open_accounts(liveness, state, held) if liveness.cross_host else None
+                if busy is not None:  # workers still drive its accounts: close it once they are done
+                    for lease in held:
+                        lease.release()
+                    result = Skipped(run_id, holder, busy)
+                    report.skipped.append(result)
+                    dead.leave()
+                    if on_result is not None:
+                        on_result(result)
+                    continue
                 if state.started is not None and state.finished is None:
                     if writer is None:
                         writer = own_writer = log.appender()
@@ -224,6 +254,8 @@ def recover_dead_runs(
                         f"closed by warmup recover (host {this_host}, pid {this_pid})"
                     )
                     counts = close_run(writer, state, died)
+                for lease in held:
+                    lease.release()
                 dead.closed()
                 result = Recovered(run_id, holder, counts, state.started is not None, state.finished is not None)
                 report.recovered.append(result)
