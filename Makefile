@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser test test-fast faults lint demo bench clean
+.PHONY: setup browser test test-fast faults lint demo demo-hosts bench clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ lint: $(STAMP)
 
 demo: browser
 	PY=$(PY) bash examples/demo.sh
+
+# The README's "Many hosts" on one machine: a nats-server, two workers, a run with --workers.
+demo-hosts: browser
+	PY=$(PY) bash examples/hosts.sh
 
 bench: $(STAMP)
 	$(PY) bench/projector.py
