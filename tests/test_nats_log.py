@@ -291,13 +291,16 @@ def test_appends_go_on_with_one_cluster_node_down(nats_cluster: NatsCluster) -> 
     assert info is not None and info["config"]["num_replicas"] == 3
     for i in range(5):
         appender.append_line(ev(i))
-    down = nats_cluster.nodes[0]
+    leader = info["cluster"]["leader"]  # the hardest node to lose: the stream elects another leader
+    down = next(node for node in nats_cluster.nodes if node.name == leader)
     down.stop()
     try:
         for i in range(5, 15):
-            appender.append_line(ev(i))  # acked by the two left
+            appender.append_line(ev(i))  # acked by the two left (retried while they elect a leader)
         lines, seqs = read_everything(log)
         assert lines == [ev(i) for i in range(15)] and seqs == list(range(1, 16))
+        after = log.info()
+        assert after is not None and after["cluster"]["leader"] not in (None, leader)
     finally:
         down.start()
     for i in range(15, 20):
