@@ -148,6 +148,20 @@ def test_the_stream_is_created_on_first_append_and_said_so(log: NatsLog, capsys:
     assert config["duplicate_window"] == 120 * 10**9 and config["subjects"] == [f"{log.prefix}.*.*.*"]
 
 
+def test_a_stream_of_other_subjects_is_refused(log: NatsLog) -> None:
+    async def create() -> None:
+        await log.connection.js.add_stream(name=log.stream, subjects=["orders.>"])
+
+    log.call(create())
+    with pytest.raises(UsageError, match=r"does not take the subjects .*it takes orders\.>"):
+        log.appender()
+    from warmup.log.nats import _covers
+
+    assert _covers("warmup.>", "warmup.*.*.*") and _covers("warmup.*.*.*", "warmup.*.*.*")
+    assert _covers(">", "warmup.S.*.*.*") and not _covers("warmup.*.*.*", "warmup.S.*.*.*")
+    assert not _covers("warmup.a.*.*", "warmup.*.*.*") and not _covers("warmup.*", "warmup.*.*.*")
+
+
 def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
     from nats_servers import free_port
 

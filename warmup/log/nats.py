@@ -117,6 +117,17 @@ def _replicas(replicas: int | None) -> int:
     return replicas
 
 
+def _covers(pattern: str, subject: str) -> bool:
+    """True if the subject filter ``pattern`` takes every subject ``subject`` (itself a filter) does."""
+    want, have = subject.split("."), pattern.split(".")
+    for i, token in enumerate(have):
+        if token == ">":
+            return len(want) > i
+        if i >= len(want) or (token != "*" and token != want[i]) or (token != "*" and want[i] in ("*", ">")):
+            return False
+    return len(want) == len(have)
+
+
 def _why(exc: BaseException) -> str:
     """A short reason for a failed publish, never holding a credential (nats-py's texts hold none)."""
     if isinstance(exc, (asyncio.TimeoutError, nats.errors.TimeoutError)):
@@ -186,6 +197,13 @@ class NatsLog(Log):
         info, created = self.call(self.api.create(stream_subjects(self.prefix), self.replicas), timeout=60)
         if created:
             note(f"created the stream {self.stream} on {self.target.display_servers} (replicas {self.replicas})")
+        ours = stream_subjects(self.prefix)
+        theirs = info.get("config", {}).get("subjects") or []
+        if not any(_covers(pattern, ours) for pattern in theirs):
+            raise UsageError(
+                f"the stream {self.stream} on {self.target.display_servers} does not take the subjects {ours} "
+                f"(it takes {', '.join(theirs) or 'none'}): it is not a warmup event log"
+            )
         return info
 
     def missing_message(self) -> str:
