@@ -30,12 +30,12 @@ def ev(i: int, run: str = "r1", account: str | None = "a1", type_: str = "step_f
     return orjson.dumps(fields)
 
 
-def read_everything(log: NatsLog, position: int = 0) -> tuple[list[bytes], list[int]]:
+def read_everything(log: NatsLog, position: int = 0, max_bytes: int = 1 << 20) -> tuple[list[bytes], list[int]]:
     lines: list[bytes] = []
     seqs: list[int] = []
     with log.reader() as reader:
         while True:
-            batch = reader.read(position, 1 << 20)
+            batch = reader.read(position, max_bytes)
             if not batch.lines:
                 return lines, seqs
             lines.extend(batch.lines)
@@ -116,6 +116,24 @@ def test_a_narrowed_view_reads_one_run_and_keeps_stream_positions(log: NatsLog) 
     assert isinstance(item, Line) and item.data == ev(100, run="X") and item.end == 32
     follower.close()
     assert log.describe_position(7) == "sequence 7"
+
+
+def test_a_view_of_several_types_merges_their_subjects_in_stream_order(log: NatsLog) -> None:
+    appender = log.appender()
+    kinds = ["a", "b", "c", "d"]
+    sent = [(i, "X" if i % 5 else "Y", kinds[(i * 7) % 4]) for i in range(200)]
+    for i, run, kind in sent:
+        appender.append_line(ev(i, run=run, type_=kind))
+    for run, types in ((None, ["a", "b"]), ("X", ["a", "c"]), (None, ["d"]), (None, [])):
+        view = log.narrowed(run_id=run, types=types)
+        want = [ev(i, run=r, type_=k) for i, r, k in sent if k in types and run in (None, r)]
+        want_seqs = [i + 1 for i, r, k in sent if k in types and run in (None, r)]
+        for max_bytes in (1 << 20, 300):  # 300: batches cut by size, merged without a gap
+            assert read_everything(view, 0, max_bytes) == (want, want_seqs), (run, types, max_bytes)
+        if want:
+            with view.reader() as reader:
+                assert [line.data for line in reader.lines_backward(reader.end())] == want[::-1]
+                assert read_everything(view, want_seqs[len(want) // 2])[0] == want[len(want) // 2 + 1 :]
 
 
 # -- appending --------------------------------------------------------------------------------

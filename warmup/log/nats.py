@@ -47,7 +47,8 @@ from warmup.log.nats_follow import NatsLogFollower, NatsLogWatch
 from warmup.log.nats_stream import (
     Fetched,
     StreamApi,
-    narrow_filter,
+    merge_fetched,
+    narrow_filters,
     run_subjects,
     stream_subjects,
     subject_for,
@@ -166,7 +167,7 @@ class NatsLog(Log):
         self.auth = auth if auth is not None else load_auth()
         self.run_id = run_id
         self.types = frozenset(types) if types is not None else None
-        self.filter = narrow_filter(self.prefix, run_id, self.types)
+        self.filters = narrow_filters(self.prefix, run_id, self.types)
         self._conn: NatsConnection | None = None
 
     def __repr__(self) -> str:
@@ -234,7 +235,7 @@ class NatsLog(Log):
         view.__dict__.update(self.__dict__)
         view.run_id = run_id if run_id is not None else self.run_id
         view.types = frozenset(types) if types is not None else self.types
-        view.filter = narrow_filter(self.prefix, view.run_id, view.types)
+        view.filters = narrow_filters(self.prefix, view.run_id, view.types)
         return view
 
     def describe_position(self, position: Position) -> str:
@@ -242,8 +243,18 @@ class NatsLog(Log):
 
     # -- reading (shared by reader and follower) -----------------------------------------------
     def fetch(self, seq: int, max_msgs: int, max_bytes: int | None, *, whole: bool = False) -> Fetched:
-        subject = None if whole else self.filter
-        return self.call(self.api.fetch(seq, max_msgs, max_bytes, subject))
+        """Messages from sequence ``seq`` on (of this view's subjects unless ``whole``), in order."""
+        filters = None if whole else self.filters
+        if filters is None or len(filters) == 1:
+            return self.call(self.api.fetch(seq, max_msgs, max_bytes, filters[0] if filters else None))
+        if not filters:
+            return Fetched([], [], 0)
+        api = self.api
+
+        async def each() -> list[Fetched]:
+            return list(await asyncio.gather(*(api.fetch(seq, max_msgs, max_bytes, f) for f in filters)))
+
+        return merge_fetched(self.call(each()))
 
     def read_batch(self, position: Position, max_bytes: int) -> NatsBatch:
         """Messages after ``position`` (about ``max_bytes``, at least one if there is one)."""
@@ -270,7 +281,7 @@ class NatsLogReader(LogReader):
         if not batch.lines:
             return [batch.start]
         again = self.log.fetch(batch.start + 1, len(batch.lines), None)
-        return [batch.start, *again.seqs]
+        return [batch.start, *again.seqs[: len(batch.lines)]]
 
     def end(self) -> Position:
         info = self.log.info()
