@@ -10,6 +10,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+
+pytest.importorskip("nats")
+
 from nats_servers import NatsCluster, NatsServer, nats_cluster, nats_server, stream_name  # noqa: F401
 
 from warmup.errors import UsageError, WarmupError
