@@ -251,6 +251,11 @@ def test_the_checkpoint_refuses_a_recreated_stream_and_accepts_it_grown(log: Nat
     appender.append_line(ev(10))
     with log.reader() as reader:
         reader.verify(end, fingerprint)
+    with log.reader() as reader:
+        reader.verify(end, fingerprint)
+        log.call(log.api.delete_msg(3))  # one message before the checkpoint deleted
+        with pytest.raises(LogMismatch, match=r"lost messages before the database's checkpoint \(sequence 10\)"):
+            reader.verify(end, fingerprint)
     log.call(log.api.delete())
     appender = log.appender()
     for i in range(20):
@@ -366,9 +371,18 @@ def test_twenty_thousand_messages_read_in_full_and_in_order(log: NatsLog) -> Non
     elapsed = time.perf_counter() - t0
     assert lines == [ev(i) for i in range(20_000)] and seqs == list(range(1, 20_001))
     print(f"read 20,000 messages in {elapsed:.2f} s ({20_000 / elapsed:,.0f}/s)")
-    with log.reader() as reader:
+    calls: list[int] = []
+    fetch = log.fetch
+
+    def counted(seq: int, max_msgs: int, max_bytes: int | None, *, whole: bool = False) -> object:
+        calls.append(max_msgs)
+        return fetch(seq, max_msgs, max_bytes, whole=whole)
+
+    log.fetch = counted  # type: ignore[method-assign,assignment]
+    with log.reader() as reader:  # tail -n 10: a window at the end, not the whole stream
         last = list(zip(range(10), reader.lines_backward(reader.end()), strict=False))
         assert [line.data for _, line in last] == [ev(i) for i in range(19_999, 19_989, -1)]
+    assert len(calls) == 1 and sum(calls) <= 100
 
 
 def test_a_follower_tells_a_removed_stream_and_its_return(log: NatsLog) -> None:
