@@ -21,13 +21,15 @@ import asyncio
 import errno
 import os
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import nats.errors
 import nats.js.errors
 import orjson
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from warmup.errors import UsageError
@@ -67,6 +69,7 @@ __all__ = [
     "type_subjects",
 ]
 
+T = TypeVar("T")
 REPLAY_HINT = "Run `warmup replay` to rebuild the tables from this log."
 REPLICAS_ENV = "WARMUP_NATS_REPLICAS"
 PUBLISH_TIMEOUT_ENV = "WARMUP_NATS_PUBLISH_TIMEOUT"
@@ -182,11 +185,22 @@ class NatsLog(Log):
         return self._conn
 
     @property
+    def nc(self) -> Client:
+        """The connected nats-py client (run its coroutines with ``call``)."""
+        return self.connection.nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        """Its JetStream context (KV buckets, other streams: run coroutines with ``call``)."""
+        return self.connection.js
+
+    @property
     def api(self) -> StreamApi:
         conn = self.connection
         return StreamApi(conn.nc, self.stream, self.target.display_servers, conn.raw_handlers)
 
-    def call(self, coro: Any, timeout: float = 30.0) -> Any:
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run ``coro`` on the connection's loop; its result (see ``NatsConnection.call``)."""
         return self.connection.call(coro, timeout=timeout)
 
     def info(self, deleted_details: bool = False) -> dict[str, Any] | None:
