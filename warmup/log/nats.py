@@ -18,32 +18,25 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
-import time
 from collections.abc import Collection, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import nats.errors
-import nats.js.errors
-import orjson
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
 
 from warmup.errors import UsageError
 from warmup.events.reader import Line
-from warmup.events.writer import LogWriteError
 from warmup.log.base import (
     Batch,
     Log,
-    LogAppender,
     LogMismatch,
     LogMissing,
     LogReader,
     Position,
 )
+from warmup.log.nats_append import NatsLogAppender
 from warmup.log.nats_conn import NatsConnection, connection_for, note
 from warmup.log.nats_follow import NatsLogFollower, NatsLogWatch
 from warmup.log.nats_stream import (
@@ -72,8 +65,6 @@ __all__ = [
 T = TypeVar("T")
 REPLAY_HINT = "Run `warmup replay` to rebuild the tables from this log."
 REPLICAS_ENV = "WARMUP_NATS_REPLICAS"
-PUBLISH_TIMEOUT_ENV = "WARMUP_NATS_PUBLISH_TIMEOUT"
-DEFAULT_PUBLISH_TIMEOUT_S = 30.0
 READ_MAX_MSGS = 50_000
 BACKWARD_WINDOW = 64
 BACKWARD_WINDOW_MAX = 4096
@@ -92,19 +83,6 @@ class NatsBatch(Batch):
         return (self.lines, self.start, self.end) == (other.lines, other.start, other.end)
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise UsageError(f"{name} must be more than 0, not {raw!r}")
-    return value
 
 
 def _replicas(replicas: int | None) -> int:
@@ -130,18 +108,6 @@ def _covers(pattern: str, subject: str) -> bool:
         if i >= len(want) or (token != "*" and token != want[i]) or (token != "*" and want[i] in ("*", ">")):
             return False
     return len(want) == len(have)
-
-
-def _why(exc: BaseException) -> str:
-    """A short reason for a failed publish, never holding a credential (nats-py's texts hold none)."""
-    if isinstance(exc, (asyncio.TimeoutError, nats.errors.TimeoutError)):
-        return "no acknowledgement in time"
-    if isinstance(exc, nats.errors.NoRespondersError):
-        return "no stream answered (is the stream there, does its cluster have a leader?)"
-    if isinstance(exc, (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError)):
-        return "the connection to NATS is down"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class NatsLog(Log):
@@ -361,82 +327,6 @@ class NatsLogReader(LogReader):
                 f"{where} lost messages before the database's checkpoint (sequence {position}): "
                 f"they were deleted or purged. {REPLAY_HINT}"
             )
-
-    def close(self) -> None:
-        pass
-
-
-class NatsLogAppender(LogAppender):
-    """Publishes each line and waits for its ack; retries a failed publish with the same
-    ``Nats-Msg-Id`` until ``WARMUP_NATS_PUBLISH_TIMEOUT`` (30 s), then raises ``LogWriteError``.
-
-    ``last_seq`` is the stream sequence of the last acked line; ``last_ack`` its ``PubAck``.
-    """
-
-    def __init__(self, log: NatsLog, timeout_s: float | None = None) -> None:
-        self.log = log
-        if timeout_s is None:
-            timeout_s = _env_float(PUBLISH_TIMEOUT_ENV, DEFAULT_PUBLISH_TIMEOUT_S)
-        self.timeout_s = timeout_s
-        self.last_ack: PubAck | None = None
-        self.last_seq: int = 0
-        self.retries = 0
-
-    def subject_of(self, payload: bytes) -> tuple[str, str | None]:
-        """The subject and the msg id of a line (tokens ``_`` and no id for a line that is not a JSON object)."""
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            obj = None
-        if not isinstance(obj, dict):
-            return subject_for(self.log.prefix, None, None, None), None
-        msg_id = obj.get("id")
-        subject = subject_for(self.log.prefix, obj.get("run_id"), obj.get("account_id"), obj.get("type"))
-        return subject, msg_id if isinstance(msg_id, str) and msg_id else None
-
-    def append_line(self, line: bytes) -> None:
-        payload = line[:-1] if line.endswith(b"\n") else line
-        subject, msg_id = self.subject_of(payload)
-        self.publish_raw(payload, msg_id, subject=subject)
-
-    def publish_raw(self, payload: bytes, msg_id: str | None, *, subject: str | None = None) -> PubAck:
-        """Publish ``payload`` as is with ``msg_id`` (retrying; a duplicate ack is success): the
-        test hook for "the ack was lost, the writer publishes the same event again"."""
-        if subject is None:
-            subject = self.subject_of(payload)[0]
-        conn = self.log.connection
-        try:
-            ack = conn.call(self._publish(subject, payload, msg_id), timeout=self.timeout_s + 15)
-        except LogWriteError:
-            raise
-        except Exception as exc:
-            raise self.failure(exc) from None
-        self.last_ack = ack
-        self.last_seq = ack.seq
-        return ack
-
-    def failure(self, exc: BaseException) -> LogWriteError:
-        """The one-line error for a publish that failed for good."""
-        return LogWriteError(errno.EIO, f"cannot append to the event log {self.log.name}: {_why(exc)}")
-
-    async def _publish(self, subject: str, payload: bytes, msg_id: str | None) -> PubAck:
-        js = self.log.connection.js
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        deadline = time.monotonic() + self.timeout_s
-        delay = 0.05
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                return await js.publish(
-                    subject, payload, timeout=max(0.1, min(5.0, left)), stream=self.log.stream, headers=headers
-                )
-            except (TimeoutError, nats.errors.Error, OSError) as exc:
-                fatal = isinstance(exc, nats.js.errors.APIError) and getattr(exc, "code", None) not in (None, 503)
-                if fatal or time.monotonic() + delay >= deadline:
-                    raise self.failure(exc) from None
-                self.retries += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     def close(self) -> None:
         pass
