@@ -55,6 +55,10 @@ from warmup.log.nats_url import NatsAuth, NatsTarget, load_auth, parse_nats_url
 __all__ = [
     "NatsBatch",
     "NatsLog",
+    "NatsLogAppender",
+    "NatsLogFollower",
+    "NatsLogReader",
+    "NatsLogWatch",
     "run_subjects",
     "stream_subjects",
     "subject_for",
