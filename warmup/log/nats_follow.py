@@ -39,11 +39,12 @@ class NatsLogWatch(LogWatch):
         subject = stream_subjects(log.prefix)
         wake = self._wake
 
-        async def on_msg(_msg: Any) -> None:
-            wake.wake()
+        def on_raw(_headers: bytes | None, _data: bytes) -> None:
+            wake.wake()  # one write to a pipe: no Msg object for each message of a busy stream
 
         async def subscribe() -> Any:
-            sub = await self._conn.nc.subscribe(subject, cb=on_msg, pending_msgs_limit=0, pending_bytes_limit=0)
+            sub = await self._conn.nc.subscribe(subject)
+            self._conn.raw_handlers[sub._id] = on_raw
             await self._conn.nc.flush(timeout=5)
             return sub
 
@@ -66,6 +67,7 @@ class NatsLogWatch(LogWatch):
     def close(self) -> None:
         if self._sub is not None:
             sub, self._sub = self._sub, None
+            self._conn.raw_handlers.pop(sub._id, None)
             try:
                 self._conn.call(sub.unsubscribe(), timeout=5)
             except Exception:
