@@ -11,6 +11,7 @@ The fixtures are imported by the test modules that use them (``from nats_servers
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -26,6 +27,18 @@ from pathlib import Path
 import pytest
 
 MAX_PAYLOAD = "8MB"
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def _kill_leftovers() -> None:
+    """No nats-server outlives the test process, whatever a test or fixture did (a failed setup too)."""
+    for proc in _STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+atexit.register(_kill_leftovers)
 
 
 def nats_server_binary() -> str | None:
@@ -88,6 +101,7 @@ class NatsServer:
     def start(self, wait: bool = True) -> None:
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 (the child holds it)
         self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log, stderr=log)
+        _STARTED.append(self.proc)
         log.close()
         if wait:
             self.wait_ready()

@@ -201,13 +201,14 @@ class NatsConnection:
 
     async def _shutdown(self) -> None:
         """Drain (or close, if the server is gone), then cancel what nats-py left running."""
-        try:
-            await asyncio.wait_for(self.nc.drain(), 3)
-        except Exception:
-            pass
+        if self.nc.is_connected:  # (a server gone: nothing to drain, and waiting for it would only delay exit)
+            try:
+                await asyncio.wait_for(self.nc.drain(), 2)
+            except Exception:
+                pass
         try:
             if not self.nc.is_closed:
-                await asyncio.wait_for(self.nc.close(), 3)
+                await asyncio.wait_for(self.nc.close(), 2)
         except Exception:
             pass
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
