@@ -161,18 +161,7 @@ class NatsConnection:
         return nc
 
     def _connect_failure(self, exc: Exception) -> str:
-        where = self.target.display_servers
-        text = str(exc).lower()
-        if "authorization" in text or "authentication" in text or "permissions" in text:
-            creds = f" (credentials from {self.auth.source})" if self.auth.source else " (no WARMUP_NATS_CREDS)"
-            return f"NATS at {where} refused the credentials{creds}: authorization violation"
-        if "refused" in text or isinstance(exc, ConnectionRefusedError):
-            return f"cannot reach NATS at {where}: connection refused (is nats-server running?)"
-        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "timeout" in text:
-            return f"cannot reach NATS at {where}: timed out (is nats-server running?)"
-        if "no servers available" in text:
-            return f"cannot reach NATS at {where}: connection refused (is nats-server running?)"
-        return f"cannot reach NATS at {where}: {type(exc).__name__} (is nats-server running?)"
+        return connect_failure(self.target, self.auth, exc)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT_S) -> T:
         """Run ``coro`` on the connection's loop and return its result (raises its exception);
@@ -215,6 +204,23 @@ class NatsConnection:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def connect_failure(target: NatsTarget, auth: NatsAuth, exc: BaseException) -> str:
+    """The one line for a connection that failed (``exc``'s text never holds a credential; the
+    credentials file is named, never quoted)."""
+    where = target.display_servers
+    text = str(exc).lower()
+    if "authorization" in text or "authentication" in text or "permissions" in text:
+        creds = f" (credentials from {auth.source})" if auth.source else " (no WARMUP_NATS_CREDS)"
+        return f"NATS at {where} refused the credentials{creds}: authorization violation"
+    if "refused" in text or isinstance(exc, ConnectionRefusedError):
+        return f"cannot reach NATS at {where}: connection refused (is nats-server running?)"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "timeout" in text or "in time" in text:
+        return f"cannot reach NATS at {where}: timed out (is nats-server running?)"
+    if "no servers available" in text:
+        return f"cannot reach NATS at {where}: connection refused (is nats-server running?)"
+    return f"cannot reach NATS at {where}: {type(exc).__name__} (is nats-server running?)"
 
 
 _CACHE: dict[tuple[tuple[str, ...], NatsAuth], NatsConnection] = {}
