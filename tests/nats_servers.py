@@ -67,6 +67,7 @@ class NatsServer:
         password: str | None = None,
         cluster_port: int | None = None,
         routes: list[int] | None = None,
+        extra: list[str] | None = None,
         wait: bool = True,
     ) -> None:
         binary = nats_server_binary()
@@ -94,6 +95,7 @@ class NatsServer:
         if cluster_port is not None:
             route_list = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes or [])
             lines.append(f"cluster {{ name: c, listen: 127.0.0.1:{cluster_port}, routes: [{route_list}] }}")
+        lines.extend(extra or [])  # more config lines (e.g. ``ping_interval: "100ms"``)
         self.config.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
         self.start(wait=wait)

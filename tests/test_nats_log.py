@@ -238,6 +238,57 @@ def test_a_publish_that_never_gets_through_fails_in_one_line(tmp_path: Path, mon
         server.stop()
 
 
+def test_a_late_ack_of_an_earlier_try_is_ignored(log: NatsLog) -> None:
+    appender = log.appender()
+    appender.append_line(ev(0))
+    publisher = appender.publisher
+    assert publisher is not None and publisher.sock is not None
+    # the reply to the previous try, arriving while the next one waits (as an ack that came late
+    # after its try timed out): it names another sequence, and must not be taken for this try's ack
+    fake = orjson.dumps({"stream": log.stream, "seq": 999})
+    publisher.sock.sendall(b"PUB %s.%d %d\r\n%s\r\n" % (publisher.inbox.encode(), publisher._n, len(fake), fake))
+    appender.append_line(ev(1))
+    appender.append_line(ev(2))
+    assert publisher.late_replies == 1 and appender.last_seq == 3 and appender.retries == 0
+    assert read_everything(log)[0] == [ev(0), ev(1), ev(2)]
+
+
+def test_a_ping_from_the_server_while_waiting_for_an_ack_is_answered(tmp_path: Path) -> None:
+    # the server drops a client that leaves 3 PINGs unanswered (1 or 2 in each pause)
+    server = NatsServer(tmp_path, "ping", extra=['ping_interval: "200ms"', "ping_max: 2"])
+    try:
+        log = NatsLog(f"{server.url}/PING")
+        appender = log.appender()
+        for i in range(6):
+            appender.append_line(ev(i))
+            time.sleep(0.4)  # 1 or 2 PINGs come meanwhile: the next append reads them before its ack
+        publisher = appender.publisher
+        assert publisher is not None and publisher.pongs >= 1
+        assert publisher.connects == 1 and appender.retries == 0  # never dropped as stale
+        assert read_everything(log)[0] == [ev(i) for i in range(6)]
+    finally:
+        close_all()
+        server.stop()
+
+
+def test_a_big_event_is_published_and_a_too_big_one_fails_at_once(log: NatsLog) -> None:
+    appender = log.appender()
+    text = "x" * (3 << 20)
+    big = orjson.dumps({"id": "ev-big", "type": "page_text", "run_id": "r1", "account_id": "a1", "text": text})
+    appender.append_line(big + b"\n")
+    appender.append_line(ev(1))
+    assert read_everything(log)[0] == [big, ev(1)]
+    huge = orjson.dumps({"id": "ev-huge", "type": "page_text", "run_id": "r1", "text": "x" * (9 << 20)})
+    t0 = time.monotonic()
+    with pytest.raises(LogWriteError) as caught:
+        appender.append_line(huge)
+    assert time.monotonic() - t0 < 5  # not retried until the deadline: it will never pass
+    text = str(caught.value)
+    assert "\n" not in text and f"cannot append to the event log {log.name}: maximum payload exceeded" in text
+    appender.append_line(ev(2))  # the appender goes on
+    assert read_everything(log)[0] == [big, ev(1), ev(2)]
+
+
 # -- identity ---------------------------------------------------------------------------------
 
 def test_the_checkpoint_refuses_a_recreated_stream_and_accepts_it_grown(log: NatsLog) -> None:
@@ -303,6 +354,22 @@ def test_credentials_from_a_file_work_and_never_show(
     with pytest.raises(WarmupError) as caught:
         NatsLog(f"{auth_server.url}/AUTH").exists()
     assert "refused the credentials" in str(caught.value) and "WARMUP_NATS_CREDS" in str(caught.value)
+
+
+def test_the_blocking_publisher_words_refused_credentials_in_one_line(
+    auth_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from warmup.log.nats_append import NatsLogAppender
+
+    creds = tmp_path / "nats.creds"
+    creds.write_text("warmup:wrong-pass-789\n")
+    monkeypatch.setenv("WARMUP_NATS_CREDS", str(creds))
+    with pytest.raises(WarmupError) as caught:
+        NatsLogAppender(NatsLog(f"{auth_server.url}/AUTH"))  # (no stream needed: it connects first)
+    text = str(caught.value)
+    assert caught.value.exit_code == 1 and "\n" not in text and "wrong-pass-789" not in text
+    where = f"NATS at {auth_server.url} refused the credentials"
+    assert text == f"{where} (credentials from {creds}): authorization violation"
 
 
 def test_credentials_files_of_each_kind(tmp_path: Path) -> None:
