@@ -3,6 +3,8 @@ processes started by ``nats_servers``; no timing assertion tighter than "well be
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -287,6 +289,36 @@ def test_a_big_event_is_published_and_a_too_big_one_fails_at_once(log: NatsLog) 
     assert "\n" not in text and f"cannot append to the event log {log.name}: maximum payload exceeded" in text
     appender.append_line(ev(2))  # the appender goes on
     assert read_everything(log)[0] == [big, ev(1), ev(2)]
+
+
+def test_appends_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=tmp_path, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=warmup test ca")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    (tmp_path / "ext.cnf").write_text("subjectAltName=DNS:localhost\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))  # (ssl.create_default_context trusts it)
+    tls = f'tls {{ cert_file: "{tmp_path / "server.pem"}", key_file: "{tmp_path / "server.key"}" }}'
+    server = NatsServer(tmp_path, "tls", extra=[tls])
+    try:
+        for scheme in ("tls", "nats"):  # tls://, and nats:// to a server whose INFO says tls_required
+            log = NatsLog(f"{scheme}://localhost:{server.port}/TLS")
+            appender = log.appender()
+            appender.append_line(ev(0 if scheme == "tls" else 1))
+            assert appender.publisher is not None and "SSL" in type(appender.publisher.sock).__name__
+            appender.close()
+        assert read_everything(log)[0] == [ev(0), ev(1)]
+    finally:
+        close_all()
+        server.stop()
 
 
 # -- identity ---------------------------------------------------------------------------------

@@ -111,7 +111,6 @@ class NatsSyncPublisher:
             self._next = (index + 1) % len(servers)  # a reconnect starts at the next one
             self.connects += 1
             return
-        self._next = 0
         raise Transient(_reason(last)) from None
 
     def _connect_to(self, server: str, timeout_s: float) -> None:
