@@ -30,6 +30,8 @@ from workers_support import (
     worker_env,
 )
 
+from warmup.log import open_log_backend
+
 pytestmark = pytest.mark.browser
 
 PASSWORD = "correct-horse-battery-staple"
@@ -218,7 +220,8 @@ def test_three_workers_thirty_accounts_a_killed_worker_and_a_stopped_node(
     stream = stream_name("hosts")
     url = f"{nats_cluster.url}/{stream}"
     # A node's election can take a few seconds: a lease lives 8 s, a work item's ack wait is 6 s.
-    env = worker_env(WARMUP_DEMO_PASSWORD=PASSWORD, WARMUP_LEASE_TTL_S="8", WARMUP_WORK_ACK_WAIT_S="6")
+    env = worker_env(WARMUP_DEMO_PASSWORD=PASSWORD, WARMUP_LEASE_TTL_S="8", WARMUP_WORK_ACK_WAIT_S="6",
+                     WARMUP_NATS_REPLICAS="3")  # whoever comes first creates the streams and the bucket R3
     task = tmp_path / "task.toml"
     accounts = [f"u{i:02d}" for i in range(30)]
     task.write_text(task_text(example_site, 30, wait_ms=1500))
@@ -263,6 +266,8 @@ def test_three_workers_thirty_accounts_a_killed_worker_and_a_stopped_node(
         assert seq[1]["status"] == "INTERRUPTED" and seq[1]["retrying"] is True
         assert seq[-1]["status"] == "COMPLETED" and not seq[-2]["worker"].endswith(victim)
     assert len({e["id"] for e in events}) == len(events)  # no event twice (publishes retried by id)
+    info = open_log_backend(url).info()  # type: ignore[attr-defined]
+    assert info is not None and info["config"]["num_replicas"] == 3
     spread = {}
     for e in events:
         if e["type"] == "account_started":

@@ -13,8 +13,8 @@ Invariants:
   write it). The coordinator counts each account once, at its first final event.
 - Stopping (SIGINT/SIGTERM): the items still queued are purged, and a ``stop.<run_id>`` lease tells
   the workers to start nothing more of this run and to stop what runs (they record INTERRUPTED).
-  After ``grace_s`` plus one heartbeat, every account still not final is closed here: CANCELLED if it
-  never started, INTERRUPTED if it did. A second signal stops waiting at once.
+  After ``grace_s`` plus two heartbeats, every account still not final is closed here: CANCELLED if
+  it never started, INTERRUPTED if it did. A second signal stops waiting at once.
 """
 
 from __future__ import annotations
@@ -123,9 +123,13 @@ class Coordinator:
                 if self.signals and stopping_since is None:
                     stopping_since = time.monotonic()
                     self._stop_workers(run_id)
+                if self.rec.dead:
+                    break
                 if stopping_since is not None:
+                    # the workers see the stop at their next heartbeat (a third of the ack wait) and
+                    # give their accounts the grace period: wait for two heartbeats and the grace
                     waited = time.monotonic() - stopping_since
-                    if self.signals > 1 or waited > self.grace_s + self.queue.ack_wait_s / 3 + 1:
+                    if self.signals > 1 or waited > self.grace_s + self.queue.ack_wait_s * 2 / 3 + 2:
                         break
                 elif not said_idle and time.monotonic() - last_change > IDLE_NOTE_S and not any(
                     s.started for s in fold.accounts.values()
