@@ -41,8 +41,9 @@ __all__ = [
 ]
 
 
-def open_log_backend(spec: str | os.PathLike[str], *, poll_s: float | None = None) -> Log:
-    """The ``Log`` that ``spec`` names: a path is a ``FileLog``; a ``nats://`` URL is not available yet."""
+def open_log_backend(spec: str | os.PathLike[str], *, poll_s: float | None = None, replicas: int | None = None) -> Log:
+    """The ``Log`` that ``spec`` names: a path is a ``FileLog`` (``replicas`` ignored); a ``nats://`` URL
+    is not available yet."""
     if isinstance(spec, str) and spec.lower().startswith(("nats://", "tls://nats", "nats+tls://")):
         raise UsageError("the nats backend is not available yet (issue 12)")
     return FileLog(spec, poll_s=poll_s)
