@@ -51,8 +51,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.append(str(REPO))  # (PYTHONPATH first: run against another checkout)
-sys.path.insert(0, str(REPO / "bench"))
+BENCH = REPO / "bench"
+# This file is bench/nats.py: with bench/ first on sys.path (as Python puts a script's folder),
+# `import nats` (the client, in the backend) would import this script. bench/ goes last instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+sys.path += [str(REPO), str(BENCH)]  # (PYTHONPATH first: run against another checkout)
 from live import percentile, runs  # noqa: E402
 from synthetic_log import write_synthetic_log  # noqa: E402
 
@@ -84,7 +87,7 @@ class Server:
     """One nats-server with JetStream on 127.0.0.1, its store under ``root/name``; ``stop()`` ends it."""
 
     def __init__(self, binary: str, root: Path, name: str, *, sync_always: bool = False,
-                 cluster_port: int | None = None, routes: tuple[int, ...] = ()) -> None:
+                 cluster_port: int | None = None, routes: tuple[int, ...] = (), wait: bool = True) -> None:
         self.root = root / name
         self.root.mkdir(parents=True)
         self.port, self.http_port = free_port(), free_port()
@@ -100,18 +103,25 @@ class Server:
         (self.root / "server.conf").write_text("\n".join(conf) + "\n")
         with open(self.root / "server.log", "ab") as out:
             self.proc = subprocess.Popen([binary, "-c", str(self.root / "server.conf")], stdout=out, stderr=out)
+        self.name = name
+        if wait:
+            self.wait_ready("/healthz")
+
+    def wait_ready(self, path: str) -> None:
+        """Until the monitoring port answers 200 on ``path`` (``/healthz``: JetStream ready too; a
+        cluster node's is not before the others run: ``/varz`` for those)."""
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server {name} exited: {(self.root / 'server.log').read_text()[-1000:]}")
+                raise RuntimeError(f"nats-server {self.name} exited: {(self.root / 'server.log').read_text()[-1000:]}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1) as resp:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=1) as resp:
                     if resp.status == 200:
                         return
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"nats-server {name} not ready after 30 s")
+                raise RuntimeError(f"nats-server {self.name} not ready after 30 s")
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -141,7 +151,9 @@ def cluster(binary: str, root: Path, size: int = 3) -> Iterator[str]:
     try:
         for i in range(size):
             others = tuple(p for j, p in enumerate(ports) if j != i)
-            nodes.append(Server(binary, root, f"c{i + 1}", cluster_port=ports[i], routes=others))
+            nodes.append(Server(binary, root, f"c{i + 1}", cluster_port=ports[i], routes=others, wait=False))
+        for node in nodes:
+            node.wait_ready("/varz")
         url = "nats://" + ",".join(f"127.0.0.1:{n.port}" for n in nodes)
         deadline = time.monotonic() + 90
         probe = encode(make_event("run_finished", run_id="probe", status="COMPLETED", reason=None))

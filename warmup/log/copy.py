@@ -239,6 +239,8 @@ def run_copy(src_spec: str, dst_spec: str, *, replicas: int | None = None) -> in
         raise UsageError(f"SRC and DST are the same log ({src_spec}): give another DST")
     src = open_log_backend(src_spec)
     dst = open_log_backend(dst_spec, replicas=replicas)
+    if type(src) is type(dst) and src.name == dst.name:  # (two spellings of one URL, as the backend names it)
+        raise UsageError(f"SRC and DST are the same log ({src.name}): give another DST")
     with _StopOnSigint() as sigint:
         counts = copy_log(src, dst, stop=sigint.event.is_set)
     print(counts.summary(src.name, dst.name), flush=True)
