@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from nats_servers import NatsServer, nats_server, stream_name  # noqa: F401 (a fixture)
 
 from warmup.errors import UsageError
 from warmup.events.follower import Notice
@@ -88,13 +89,70 @@ class FileHarness(Harness):
         os.replace(other, self.path)
 
 
-BACKENDS = ["file"]  # "nats": a NatsHarness and one more branch below
+class NatsHarness(Harness):
+    """A fresh stream on the session's nats-server. A message is atomic, so a torn line is kept
+    aside until completed; ``truncate`` deletes the last half of the messages; ``replace`` deletes
+    the stream and creates it again holding ``lines``."""
+
+    def __init__(self, server: NatsServer) -> None:
+        from warmup.log.nats import NatsLog
+
+        self.server = server
+        self.spec = f"{server.url}/{stream_name('C')}"
+        self.log = NatsLog(self.spec)
+        self._torn = b""
+
+    def missing(self) -> Log:
+        from warmup.log.nats import NatsLog
+
+        return NatsLog(f"{self.server.url}/{stream_name('MISSING')}")
+
+    def write_torn(self, data: bytes) -> None:
+        self._torn = data
+
+    def complete_torn(self, rest: bytes) -> None:
+        data, self._torn = self._torn, b""
+        append(self.log, data + rest)
+
+    def truncate(self) -> None:
+        from warmup.log.nats import NatsLog
+
+        log = self.log
+        assert isinstance(log, NatsLog)
+        info = log.info()
+        assert info is not None
+        last = int(info["state"]["last_seq"])
+        for seq in range(last // 2 + 1, last + 1):
+            assert log.call(log.api.delete_msg(seq))
+
+    def replace(self, lines: list[bytes]) -> None:
+        from warmup.log.nats import NatsLog
+
+        log = self.log
+        assert isinstance(log, NatsLog)
+        log.call(log.api.delete())
+        append(log, *lines)
+
+    def close(self) -> None:
+        from warmup.log.nats import NatsLog
+
+        log = self.log
+        assert isinstance(log, NatsLog)
+        if log._conn is not None:
+            log.call(log.api.delete())
+
+
+BACKENDS = ["file", "nats"]
 
 
 @pytest.fixture(params=BACKENDS)
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     if request.param == "file":
         yield FileHarness(tmp_path)
+    elif request.param == "nats":
+        nats = NatsHarness(request.getfixturevalue("nats_server"))
+        yield nats
+        nats.close()
     else:  # pragma: no cover
         raise AssertionError(request.param)
 
@@ -604,6 +662,13 @@ def test_file_watch_survives_a_rotation(tmp_path: Path) -> None:
 def test_open_log_backend(tmp_path: Path) -> None:
     log = open_log_backend(tmp_path / "events.jsonl")
     assert isinstance(log, FileLog) and log.name == str(tmp_path / "events.jsonl")
-    with pytest.raises(UsageError, match=r"the nats backend is not available yet \(issue 12\)") as caught:
-        open_log_backend("nats://localhost:4222/warmup")
-    assert caught.value.exit_code == 2
+    from warmup.log.nats import NatsLog
+
+    nats = open_log_backend("nats://127.0.0.1:4222/WARMUP", replicas=3)
+    assert isinstance(nats, NatsLog) and nats.name == "nats://127.0.0.1:4222/WARMUP" and nats.replicas == 3
+    assert isinstance(open_log_backend("tls://h1:4222,h2:4223"), NatsLog)  # no connection until used
+    assert open_log_backend("nats://h:4222").name == "nats://h:4222/WARMUP"
+    with pytest.raises(UsageError) as caught:
+        open_log_backend("nats://u:s3cret@localhost:4222/warmup")
+    assert caught.value.exit_code == 2 and "s3cret" not in str(caught.value)
+    assert "WARMUP_NATS_CREDS" in str(caught.value)

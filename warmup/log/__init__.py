@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 
-from warmup.errors import UsageError
 from warmup.events.follower import Notice
 from warmup.events.reader import Line
 from warmup.log.base import (
@@ -22,6 +21,7 @@ from warmup.log.base import (
     Position,
 )
 from warmup.log.file import FileLog
+from warmup.log.nats_url import is_nats_url
 
 __all__ = [
     "Batch",
@@ -41,11 +41,15 @@ __all__ = [
 ]
 
 
-def open_log_backend(spec: str | os.PathLike[str], *, poll_s: float | None = None, replicas: int | None = None) -> Log:
-    """The ``Log`` that ``spec`` names: a path is a ``FileLog`` (``replicas`` ignored); a ``nats://`` URL
-    is not available yet."""
-    if isinstance(spec, str) and spec.lower().startswith(("nats://", "tls://nats", "nats+tls://")):
-        raise UsageError("the nats backend is not available yet (issue 12)")
+def open_log_backend(
+    spec: str | os.PathLike[str], *, poll_s: float | None = None, replicas: int | None = None
+) -> Log:
+    """The ``Log`` that ``spec`` names: a ``nats://`` or ``tls://`` URL is a ``NatsLog`` (the stream
+    gets ``replicas`` when created), anything else a path, a ``FileLog``."""
+    if is_nats_url(spec):
+        from warmup.log.nats import NatsLog  # imports nats-py only when a URL asks for it
+
+        return NatsLog(str(spec), replicas=replicas)
     return FileLog(spec, poll_s=poll_s)
 
 
