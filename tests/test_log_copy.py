@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 from conftest import REPO, cli_env, warmup
+from nats_servers import NatsCluster, NatsServer, stream_name
+from nats_servers import nats_cluster as nats_cluster  # noqa: F401 (fixtures)
+from nats_servers import nats_server as nats_server  # noqa: F401
 from projection_support import run_lines, synthetic_log
 
 from warmup.log import FileLog
@@ -256,3 +259,90 @@ def test_ctrl_c_stops_the_copy_cleanly_with_exit_130(tmp_path: Path) -> None:
     assert rest.returncode == 0, rest.stderr
     assert rest.stdout == f"copied {30_000 - copied:,} events from {src} to {dst} ({copied:,} already there)\n"
     assert dst.read_bytes() == src.read_bytes()
+
+
+# -- a NATS JetStream stream as SRC or DST (tests/nats_servers.py starts the servers; skipped without
+# nats-server) -------------------------------------------------------------------------------------
+
+
+def project_in_process(spec: str, db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """The tables of ``spec`` projected through the log interface (the CLI's --log takes paths only
+    on this branch), without what depends on positions."""
+    from warmup.log import open_log_backend
+    from warmup.projector.runner import ProjectionRunner
+    from warmup.projector.specs import load_projections
+
+    with ProjectionRunner(open_log_backend(spec), db, load_projections(("steps",), ())) as runner:
+        runner.catch_up()
+    return dump(db, positions=False)
+
+
+def test_file_to_stream_to_file_keeps_every_line_and_the_tables(nats_server: NatsServer, tmp_path: Path) -> None:
+    run = run_lines("run-a", ["a1", "a2", "a3"], {"a2": "FAILED"})
+    src = write_lines(tmp_path / "src.jsonl", [*run[:4], BAD_JSON, *run[4:9], NO_ID, BAD_JSON, *run[9:]])
+    url = f"{nats_server.url}/{stream_name('copy')}"
+    there = copy(src, url)
+    assert there.returncode == 0, there.stderr
+    assert there.stdout == (f"copied {len(run)} events from {src} to {url} "
+                            "(0 already there, 3 lines that are not events copied as they are)\n")
+    again = copy(src, url)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == (f"copied 0 events from {src} to {url} "
+                            f"({len(run)} already there, 3 lines that are not events already there)\n")
+
+    back = tmp_path / "back.jsonl"
+    result = copy(url, back)
+    assert result.returncode == 0, result.stderr
+    assert back.read_bytes() == src.read_bytes()
+    from_file = project(src, tmp_path / "a.db")
+    assert project(back, tmp_path / "b.db") == from_file
+    stream_tables = project_in_process(url, tmp_path / "s.db")
+    assert stream_tables == dump(tmp_path / "a.db", positions=False)
+    assert len(stream_tables["rejected_events"]) == 3 and stream_tables["steps"]
+
+
+def test_stream_to_stream_copies_only_what_the_destination_lacks(nats_server: NatsServer, tmp_path: Path) -> None:
+    src = synthetic_log(tmp_path, 1_200, seed=11)
+    lines = src.read_bytes().splitlines(keepends=True)
+    first_half = write_lines(tmp_path / "half.jsonl", lines[:500])
+    a, b = f"{nats_server.url}/{stream_name('a')}", f"{nats_server.url}/{stream_name('b')}"
+    assert copy(src, a).returncode == 0
+    assert copy(first_half, b).returncode == 0
+    result = copy(a, b)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"copied 700 events from {a} to {b} (500 already there)\n"
+    back = tmp_path / "back.jsonl"
+    assert copy(b, back).returncode == 0
+    assert back.read_bytes() == src.read_bytes()
+
+
+def test_a_missing_stream_as_source_is_exit_2(nats_server: NatsServer, tmp_path: Path) -> None:
+    url = f"{nats_server.url}/{stream_name('none')}"
+    result = copy(url, tmp_path / "dst.jsonl")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"warmup: no event log at {url}") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "dst.jsonl").exists()
+
+
+@pytest.mark.browser
+def test_a_real_runs_log_goes_through_a_stream_and_back(real_log: Path, nats_server: NatsServer,
+                                                        tmp_path: Path) -> None:
+    url = f"{nats_server.url}/{stream_name('real')}"
+    assert copy(real_log, url).returncode == 0
+    back = tmp_path / "back.jsonl"
+    assert copy(url, back).returncode == 0
+    assert back.read_bytes() == real_log.read_bytes()
+    assert project(back, tmp_path / "b.db") == project(real_log, tmp_path / "a.db")
+    assert project_in_process(url, tmp_path / "s.db") == dump(tmp_path / "a.db", positions=False)
+
+
+def test_replicas_3_on_a_cluster(nats_cluster: NatsCluster, tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "src.jsonl", run_lines("run-a", ["a1", "a2"], {}))
+    name = stream_name("r3")
+    url = f"{nats_cluster.url}/{name}"
+    result = copy(src, url, "--replicas", "3")
+    assert result.returncode == 0, result.stderr
+    assert "replicas 3" in result.stderr  # (the backend says it created the stream, and how)
+    back = tmp_path / "back.jsonl"
+    assert copy(url, back).returncode == 0
+    assert back.read_bytes() == src.read_bytes()
