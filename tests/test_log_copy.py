@@ -324,6 +324,18 @@ def test_a_missing_stream_as_source_is_exit_2(nats_server: NatsServer, tmp_path:
     assert not (tmp_path / "dst.jsonl").exists()
 
 
+def test_a_stream_as_both_source_and_destination_is_refused(nats_server: NatsServer, tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "src.jsonl", run_lines("run-a", ["a1"], {}))
+    url = f"{nats_server.url}/{stream_name('same')}"
+    assert copy(src, url).returncode == 0
+    for dst in (url, url + "/"):
+        result = copy(url, dst)
+        assert result.returncode == 2, result
+        assert result.stderr.startswith("warmup: SRC and DST are the same log (") and result.stderr.count("\n") == 1
+    back = tmp_path / "back.jsonl"
+    assert copy(url, back).returncode == 0 and back.read_bytes() == src.read_bytes()  # (nothing added)
+
+
 @pytest.mark.browser
 def test_a_real_runs_log_goes_through_a_stream_and_back(real_log: Path, nats_server: NatsServer,
                                                         tmp_path: Path) -> None:

@@ -40,11 +40,9 @@ from typing import Annotated
 import msgspec
 
 from warmup.errors import UsageError
-from warmup.log import Log, LogMissing, open_log_backend
+from warmup.log import Log, LogMissing, is_nats_url, open_log_backend
 
 READ_BYTES = 4 << 20  # each read of SRC or DST: about 4 MiB of lines
-
-_URL_PREFIXES = ("nats://", "tls://", "nats+tls://")
 
 
 class _Id(msgspec.Struct):
@@ -194,14 +192,11 @@ def copy_log(src: Log, dst: Log, *, stop: Callable[[], bool] = lambda: False,
     return counts
 
 
-def _is_url(spec: str) -> bool:
-    return spec.lower().startswith(_URL_PREFIXES)
-
-
 def same_log(src: str, dst: str) -> bool:
-    """True if the two specs name one log: the same file (also through links), or the same URL."""
-    if _is_url(src) or _is_url(dst):
-        return _is_url(src) and _is_url(dst) and src.rstrip("/").lower() == dst.rstrip("/").lower()
+    """True if the two specs name one log: the same file (also through links), or the same URL
+    (as written: stream names are case-sensitive; ``run_copy`` also compares the backend's names)."""
+    if is_nats_url(src) or is_nats_url(dst):
+        return is_nats_url(src) and is_nats_url(dst) and src.rstrip("/") == dst.rstrip("/")
     a, b = Path(src), Path(dst)
     try:
         if os.path.samefile(a, b):
