@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -226,20 +227,18 @@ def test_a_copy_stopped_between_lines_keeps_what_it_copied_and_a_rerun_completes
     assert dst.read_bytes() == src.read_bytes()
 
 
-def test_ctrl_c_stops_the_copy_cleanly_with_exit_130(tmp_path: Path) -> None:
-    """The copy is frozen (SIGSTOP) once it has appended something, then gets SIGINT as from a terminal."""
-    src = synthetic_log(tmp_path, 30_000, seed=9)
-    dst = tmp_path / "dst.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "log", "copy", str(src), str(dst)], cwd=REPO,
+def interrupt_a_copy(src: Path, dst: str, n_lines: int, lines_in_dst: Callable[[], int]) -> int:
+    """Start ``warmup log copy SRC DST``, freeze it (SIGSTOP) once DST holds a line, Ctrl-C it, let it
+    go on: it must stop with exit 130 and say how many it copied (returned)."""
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "log", "copy", str(src), dst], cwd=REPO,
                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not (dst.exists() and dst.stat().st_size > 0):
+        while lines_in_dst() == 0:
             assert proc.poll() is None and time.monotonic() < deadline, proc.poll()
             time.sleep(0.001)
         os.kill(proc.pid, signal.SIGSTOP)
-        lines_then = dst.read_bytes().count(b"\n")
-        assert lines_then < 30_000, "the copy finished before it could be interrupted"
+        assert lines_in_dst() < n_lines, "the copy finished before it could be interrupted"
         os.kill(proc.pid, signal.SIGINT)
         os.kill(proc.pid, signal.SIGCONT)
         out, err = proc.communicate(timeout=60)
@@ -248,13 +247,20 @@ def test_ctrl_c_stops_the_copy_cleanly_with_exit_130(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
-    copied = dst.read_bytes().count(b"\n")
+    copied = lines_in_dst()
     events = "event" if copied == 1 else "events"
     assert out == (f"interrupted: copied {copied:,} {events} from {src} to {dst} (0 already there); "
                    "run the same command again to copy the rest\n")
-    assert err == "warmup: interrupted\n"
-    assert src.read_bytes().startswith(dst.read_bytes())
+    assert err.endswith("warmup: interrupted\n")
+    return copied
 
+
+def test_ctrl_c_stops_the_copy_cleanly_with_exit_130(tmp_path: Path) -> None:
+    src = synthetic_log(tmp_path, 30_000, seed=9)
+    dst = tmp_path / "dst.jsonl"
+    copied = interrupt_a_copy(src, str(dst), 30_000,
+                              lambda: dst.read_bytes().count(b"\n") if dst.exists() else 0)
+    assert src.read_bytes().startswith(dst.read_bytes())
     rest = copy(src, dst)
     assert rest.returncode == 0, rest.stderr
     assert rest.stdout == f"copied {30_000 - copied:,} events from {src} to {dst} ({copied:,} already there)\n"
@@ -314,6 +320,34 @@ def test_stream_to_stream_copies_only_what_the_destination_lacks(nats_server: Na
     back = tmp_path / "back.jsonl"
     assert copy(b, back).returncode == 0
     assert back.read_bytes() == src.read_bytes()
+
+
+def test_ctrl_c_stops_a_copy_into_a_stream_and_a_rerun_completes(nats_server: NatsServer, tmp_path: Path) -> None:
+    from warmup.log import LogMissing, open_log_backend
+
+    src = synthetic_log(tmp_path, 5_000, seed=13)
+    url = f"{nats_server.url}/{stream_name('int')}"
+
+    def in_stream() -> int:
+        log = open_log_backend(url)
+        try:
+            reader = log.reader()
+        except LogMissing:
+            return 0
+        with reader:
+            count, position = 0, log.START
+            while batch := reader.read(position, 4 << 20):
+                if not batch.lines:
+                    return count
+                count, position = count + len(batch.lines), batch.end
+        return count
+
+    copied = interrupt_a_copy(src, url, 5_000, in_stream)
+    rest = copy(src, url)
+    assert rest.returncode == 0, rest.stderr
+    assert rest.stdout == f"copied {5_000 - copied:,} events from {src} to {url} ({copied:,} already there)\n"
+    back = tmp_path / "back.jsonl"
+    assert copy(url, back).returncode == 0 and back.read_bytes() == src.read_bytes()
 
 
 def test_a_missing_stream_as_source_is_exit_2(nats_server: NatsServer, tmp_path: Path) -> None:
