@@ -150,6 +150,7 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
     if request.param == "file":
         yield FileHarness(tmp_path)
     elif request.param == "nats":
+        pytest.importorskip("nats")
         nats = NatsHarness(request.getfixturevalue("nats_server"))
         yield nats
         nats.close()

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import orjson
 import pytest
+
+pytest.importorskip("nats")
+
 from nats_servers import NatsCluster, NatsServer, nats_cluster, nats_server, stream_name  # noqa: F401
 
 from warmup.errors import UsageError, WarmupError
@@ -30,12 +33,12 @@ def ev(i: int, run: str = "r1", account: str | None = "a1", type_: str = "step_f
     return orjson.dumps(fields)
 
 
-def read_everything(log: NatsLog, position: int = 0) -> tuple[list[bytes], list[int]]:
+def read_everything(log: NatsLog, position: int = 0, max_bytes: int = 1 << 20) -> tuple[list[bytes], list[int]]:
     lines: list[bytes] = []
     seqs: list[int] = []
     with log.reader() as reader:
         while True:
-            batch = reader.read(position, 1 << 20)
+            batch = reader.read(position, max_bytes)
             if not batch.lines:
                 return lines, seqs
             lines.extend(batch.lines)
@@ -118,6 +121,24 @@ def test_a_narrowed_view_reads_one_run_and_keeps_stream_positions(log: NatsLog) 
     assert log.describe_position(7) == "sequence 7"
 
 
+def test_a_view_of_several_types_merges_their_subjects_in_stream_order(log: NatsLog) -> None:
+    appender = log.appender()
+    kinds = ["a", "b", "c", "d"]
+    sent = [(i, "X" if i % 5 else "Y", kinds[(i * 7) % 4]) for i in range(200)]
+    for i, run, kind in sent:
+        appender.append_line(ev(i, run=run, type_=kind))
+    for run, types in ((None, ["a", "b"]), ("X", ["a", "c"]), (None, ["d"]), (None, [])):
+        view = log.narrowed(run_id=run, types=types)
+        want = [ev(i, run=r, type_=k) for i, r, k in sent if k in types and run in (None, r)]
+        want_seqs = [i + 1 for i, r, k in sent if k in types and run in (None, r)]
+        for max_bytes in (1 << 20, 300):  # 300: batches cut by size, merged without a gap
+            assert read_everything(view, 0, max_bytes) == (want, want_seqs), (run, types, max_bytes)
+        if want:
+            with view.reader() as reader:
+                assert [line.data for line in reader.lines_backward(reader.end())] == want[::-1]
+                assert read_everything(view, want_seqs[len(want) // 2])[0] == want[len(want) // 2 + 1 :]
+
+
 # -- appending --------------------------------------------------------------------------------
 
 def test_a_publish_retried_after_a_lost_ack_is_stored_once(log: NatsLog) -> None:
@@ -146,6 +167,20 @@ def test_the_stream_is_created_on_first_append_and_said_so(log: NatsLog, capsys:
     config = info["config"]
     assert config["allow_direct"] and config["storage"] == "file" and config["num_replicas"] == 1
     assert config["duplicate_window"] == 120 * 10**9 and config["subjects"] == [f"{log.prefix}.*.*.*"]
+
+
+def test_a_stream_of_other_subjects_is_refused(log: NatsLog) -> None:
+    async def create() -> None:
+        await log.connection.js.add_stream(name=log.stream, subjects=["orders.>"])
+
+    log.call(create())
+    with pytest.raises(UsageError, match=r"does not take the subjects .*it takes orders\.>"):
+        log.appender()
+    from warmup.log.nats import _covers
+
+    assert _covers("warmup.>", "warmup.*.*.*") and _covers("warmup.*.*.*", "warmup.*.*.*")
+    assert _covers(">", "warmup.S.*.*.*") and not _covers("warmup.*.*.*", "warmup.S.*.*.*")
+    assert not _covers("warmup.a.*.*", "warmup.*.*.*") and not _covers("warmup.*", "warmup.*.*.*")
 
 
 def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
@@ -216,6 +251,11 @@ def test_the_checkpoint_refuses_a_recreated_stream_and_accepts_it_grown(log: Nat
     appender.append_line(ev(10))
     with log.reader() as reader:
         reader.verify(end, fingerprint)
+    with log.reader() as reader:
+        reader.verify(end, fingerprint)
+        log.call(log.api.delete_msg(3))  # one message before the checkpoint deleted
+        with pytest.raises(LogMismatch, match=r"lost messages before the database's checkpoint \(sequence 10\)"):
+            reader.verify(end, fingerprint)
     log.call(log.api.delete())
     appender = log.appender()
     for i in range(20):
@@ -291,13 +331,16 @@ def test_appends_go_on_with_one_cluster_node_down(nats_cluster: NatsCluster) -> 
     assert info is not None and info["config"]["num_replicas"] == 3
     for i in range(5):
         appender.append_line(ev(i))
-    down = nats_cluster.nodes[0]
+    leader = info["cluster"]["leader"]  # the hardest node to lose: the stream elects another leader
+    down = next(node for node in nats_cluster.nodes if node.name == leader)
     down.stop()
     try:
         for i in range(5, 15):
-            appender.append_line(ev(i))  # acked by the two left
+            appender.append_line(ev(i))  # acked by the two left (retried while they elect a leader)
         lines, seqs = read_everything(log)
         assert lines == [ev(i) for i in range(15)] and seqs == list(range(1, 16))
+        after = log.info()
+        assert after is not None and after["cluster"]["leader"] not in (None, leader)
     finally:
         down.start()
     for i in range(15, 20):
@@ -328,9 +371,18 @@ def test_twenty_thousand_messages_read_in_full_and_in_order(log: NatsLog) -> Non
     elapsed = time.perf_counter() - t0
     assert lines == [ev(i) for i in range(20_000)] and seqs == list(range(1, 20_001))
     print(f"read 20,000 messages in {elapsed:.2f} s ({20_000 / elapsed:,.0f}/s)")
-    with log.reader() as reader:
+    calls: list[int] = []
+    fetch = log.fetch
+
+    def counted(seq: int, max_msgs: int, max_bytes: int | None, *, whole: bool = False) -> object:
+        calls.append(max_msgs)
+        return fetch(seq, max_msgs, max_bytes, whole=whole)
+
+    log.fetch = counted  # type: ignore[method-assign,assignment]
+    with log.reader() as reader:  # tail -n 10: a window at the end, not the whole stream
         last = list(zip(range(10), reader.lines_backward(reader.end()), strict=False))
         assert [line.data for _, line in last] == [ev(i) for i in range(19_999, 19_989, -1)]
+    assert len(calls) == 1 and sum(calls) <= 100
 
 
 def test_a_follower_tells_a_removed_stream_and_its_return(log: NatsLog) -> None:

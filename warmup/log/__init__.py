@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from warmup.errors import UsageError
 from warmup.events.follower import Notice
 from warmup.events.reader import Line
 from warmup.log.base import (
@@ -47,7 +48,12 @@ def open_log_backend(
     """The ``Log`` that ``spec`` names: a ``nats://`` or ``tls://`` URL is a ``NatsLog`` (the stream
     gets ``replicas`` when created), anything else a path, a ``FileLog``."""
     if is_nats_url(spec):
-        from warmup.log.nats import NatsLog  # imports nats-py only when a URL asks for it
+        try:
+            from warmup.log.nats import NatsLog  # imports nats-py only when a URL asks for it
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith("nats"):
+                raise
+            raise UsageError("a nats:// log needs nats-py: pip install 'warmup[nats]'") from None
 
         return NatsLog(str(spec), replicas=replicas)
     return FileLog(spec, poll_s=poll_s)

@@ -18,36 +18,32 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
-import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-import nats.errors
-import nats.js.errors
-import orjson
-from nats.js.api import PubAck
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from warmup.errors import UsageError
 from warmup.events.reader import Line
-from warmup.events.writer import LogWriteError
 from warmup.log.base import (
     Batch,
     Log,
-    LogAppender,
     LogMismatch,
     LogMissing,
     LogReader,
     Position,
 )
+from warmup.log.nats_append import NatsLogAppender
 from warmup.log.nats_conn import NatsConnection, connection_for, note
 from warmup.log.nats_follow import NatsLogFollower, NatsLogWatch
 from warmup.log.nats_stream import (
     Fetched,
     StreamApi,
-    narrow_filter,
+    merge_fetched,
+    narrow_filters,
     run_subjects,
     stream_subjects,
     subject_for,
@@ -59,6 +55,10 @@ from warmup.log.nats_url import NatsAuth, NatsTarget, load_auth, parse_nats_url
 __all__ = [
     "NatsBatch",
     "NatsLog",
+    "NatsLogAppender",
+    "NatsLogFollower",
+    "NatsLogReader",
+    "NatsLogWatch",
     "run_subjects",
     "stream_subjects",
     "subject_for",
@@ -66,10 +66,9 @@ __all__ = [
     "type_subjects",
 ]
 
+T = TypeVar("T")
 REPLAY_HINT = "Run `warmup replay` to rebuild the tables from this log."
 REPLICAS_ENV = "WARMUP_NATS_REPLICAS"
-PUBLISH_TIMEOUT_ENV = "WARMUP_NATS_PUBLISH_TIMEOUT"
-DEFAULT_PUBLISH_TIMEOUT_S = 30.0
 READ_MAX_MSGS = 50_000
 BACKWARD_WINDOW = 64
 BACKWARD_WINDOW_MAX = 4096
@@ -90,19 +89,6 @@ class NatsBatch(Batch):
     __hash__ = None  # type: ignore[assignment]
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise UsageError(f"{name} must be more than 0, not {raw!r}")
-    return value
-
-
 def _replicas(replicas: int | None) -> int:
     if replicas is None:
         raw = os.environ.get(REPLICAS_ENV, "").strip()
@@ -117,16 +103,15 @@ def _replicas(replicas: int | None) -> int:
     return replicas
 
 
-def _why(exc: BaseException) -> str:
-    """A short reason for a failed publish, never holding a credential (nats-py's texts hold none)."""
-    if isinstance(exc, (asyncio.TimeoutError, nats.errors.TimeoutError)):
-        return "no acknowledgement in time"
-    if isinstance(exc, nats.errors.NoRespondersError):
-        return "no stream answered (is the stream there, does its cluster have a leader?)"
-    if isinstance(exc, (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError)):
-        return "the connection to NATS is down"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _covers(pattern: str, subject: str) -> bool:
+    """True if the subject filter ``pattern`` takes every subject ``subject`` (itself a filter) does."""
+    want, have = subject.split("."), pattern.split(".")
+    for i, token in enumerate(have):
+        if token == ">":
+            return len(want) > i
+        if i >= len(want) or (token != "*" and token != want[i]) or (token != "*" and want[i] in ("*", ">")):
+            return False
+    return len(want) == len(have)
 
 
 class NatsLog(Log):
@@ -155,7 +140,7 @@ class NatsLog(Log):
         self.auth = auth if auth is not None else load_auth()
         self.run_id = run_id
         self.types = frozenset(types) if types is not None else None
-        self.filter = narrow_filter(self.prefix, run_id, self.types)
+        self.filters = narrow_filters(self.prefix, run_id, self.types)
         self._conn: NatsConnection | None = None
 
     def __repr__(self) -> str:
@@ -170,11 +155,22 @@ class NatsLog(Log):
         return self._conn
 
     @property
+    def nc(self) -> Client:
+        """The connected nats-py client (run its coroutines with ``call``)."""
+        return self.connection.nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        """Its JetStream context (KV buckets, other streams: run coroutines with ``call``)."""
+        return self.connection.js
+
+    @property
     def api(self) -> StreamApi:
         conn = self.connection
         return StreamApi(conn.nc, self.stream, self.target.display_servers, conn.raw_handlers)
 
-    def call(self, coro: Any, timeout: float = 30.0) -> Any:
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run ``coro`` on the connection's loop; its result (see ``NatsConnection.call``)."""
         return self.connection.call(coro, timeout=timeout)
 
     def info(self, deleted_details: bool = False) -> dict[str, Any] | None:
@@ -186,6 +182,13 @@ class NatsLog(Log):
         info, created = self.call(self.api.create(stream_subjects(self.prefix), self.replicas), timeout=60)
         if created:
             note(f"created the stream {self.stream} on {self.target.display_servers} (replicas {self.replicas})")
+        ours = stream_subjects(self.prefix)
+        theirs = info.get("config", {}).get("subjects") or []
+        if not any(_covers(pattern, ours) for pattern in theirs):
+            raise UsageError(
+                f"the stream {self.stream} on {self.target.display_servers} does not take the subjects {ours} "
+                f"(it takes {', '.join(theirs) or 'none'}): it is not a warmup event log"
+            )
         return info
 
     def missing_message(self) -> str:
@@ -216,7 +219,7 @@ class NatsLog(Log):
         view.__dict__.update(self.__dict__)
         view.run_id = run_id if run_id is not None else self.run_id
         view.types = frozenset(types) if types is not None else self.types
-        view.filter = narrow_filter(self.prefix, view.run_id, view.types)
+        view.filters = narrow_filters(self.prefix, view.run_id, view.types)
         return view
 
     def describe_position(self, position: Position) -> str:
@@ -224,8 +227,18 @@ class NatsLog(Log):
 
     # -- reading (shared by reader and follower) -----------------------------------------------
     def fetch(self, seq: int, max_msgs: int, max_bytes: int | None, *, whole: bool = False) -> Fetched:
-        subject = None if whole else self.filter
-        return self.call(self.api.fetch(seq, max_msgs, max_bytes, subject))
+        """Messages from sequence ``seq`` on (of this view's subjects unless ``whole``), in order."""
+        filters = None if whole else self.filters
+        if filters is None or len(filters) == 1:
+            return self.call(self.api.fetch(seq, max_msgs, max_bytes, filters[0] if filters else None))
+        if not filters:
+            return Fetched([], [], 0)
+        api = self.api
+
+        async def each() -> list[Fetched]:
+            return list(await asyncio.gather(*(api.fetch(seq, max_msgs, max_bytes, f) for f in filters)))
+
+        return merge_fetched(self.call(each()))
 
     def read_batch(self, position: Position, max_bytes: int) -> NatsBatch:
         """Messages after ``position`` (about ``max_bytes``, at least one if there is one)."""
@@ -252,7 +265,7 @@ class NatsLogReader(LogReader):
         if not batch.lines:
             return [batch.start]
         again = self.log.fetch(batch.start + 1, len(batch.lines), None)
-        return [batch.start, *again.seqs]
+        return [batch.start, *again.seqs[: len(batch.lines)]]
 
     def end(self) -> Position:
         info = self.log.info()
@@ -318,82 +331,6 @@ class NatsLogReader(LogReader):
                 f"{where} lost messages before the database's checkpoint (sequence {position}): "
                 f"they were deleted or purged. {REPLAY_HINT}"
             )
-
-    def close(self) -> None:
-        pass
-
-
-class NatsLogAppender(LogAppender):
-    """Publishes each line and waits for its ack; retries a failed publish with the same
-    ``Nats-Msg-Id`` until ``WARMUP_NATS_PUBLISH_TIMEOUT`` (30 s), then raises ``LogWriteError``.
-
-    ``last_seq`` is the stream sequence of the last acked line; ``last_ack`` its ``PubAck``.
-    """
-
-    def __init__(self, log: NatsLog, timeout_s: float | None = None) -> None:
-        self.log = log
-        if timeout_s is None:
-            timeout_s = _env_float(PUBLISH_TIMEOUT_ENV, DEFAULT_PUBLISH_TIMEOUT_S)
-        self.timeout_s = timeout_s
-        self.last_ack: PubAck | None = None
-        self.last_seq: int = 0
-        self.retries = 0
-
-    def subject_of(self, payload: bytes) -> tuple[str, str | None]:
-        """The subject and the msg id of a line (tokens ``_`` and no id for a line that is not a JSON object)."""
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            obj = None
-        if not isinstance(obj, dict):
-            return subject_for(self.log.prefix, None, None, None), None
-        msg_id = obj.get("id")
-        subject = subject_for(self.log.prefix, obj.get("run_id"), obj.get("account_id"), obj.get("type"))
-        return subject, msg_id if isinstance(msg_id, str) and msg_id else None
-
-    def append_line(self, line: bytes) -> None:
-        payload = line[:-1] if line.endswith(b"\n") else line
-        subject, msg_id = self.subject_of(payload)
-        self.publish_raw(payload, msg_id, subject=subject)
-
-    def publish_raw(self, payload: bytes, msg_id: str | None, *, subject: str | None = None) -> PubAck:
-        """Publish ``payload`` as is with ``msg_id`` (retrying; a duplicate ack is success): the
-        test hook for "the ack was lost, the writer publishes the same event again"."""
-        if subject is None:
-            subject = self.subject_of(payload)[0]
-        conn = self.log.connection
-        try:
-            ack = conn.call(self._publish(subject, payload, msg_id), timeout=self.timeout_s + 15)
-        except LogWriteError:
-            raise
-        except Exception as exc:
-            raise self.failure(exc) from None
-        self.last_ack = ack
-        self.last_seq = ack.seq
-        return ack
-
-    def failure(self, exc: BaseException) -> LogWriteError:
-        """The one-line error for a publish that failed for good."""
-        return LogWriteError(errno.EIO, f"cannot append to the event log {self.log.name}: {_why(exc)}")
-
-    async def _publish(self, subject: str, payload: bytes, msg_id: str | None) -> PubAck:
-        js = self.log.connection.js
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        deadline = time.monotonic() + self.timeout_s
-        delay = 0.05
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                return await js.publish(
-                    subject, payload, timeout=max(0.1, min(5.0, left)), stream=self.log.stream, headers=headers
-                )
-            except (TimeoutError, nats.errors.Error, OSError) as exc:
-                fatal = isinstance(exc, nats.js.errors.APIError) and getattr(exc, "code", None) not in (None, 503)
-                if fatal or time.monotonic() + delay >= deadline:
-                    raise self.failure(exc) from None
-                self.retries += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
 
     def close(self) -> None:
         pass

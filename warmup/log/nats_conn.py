@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import re
 import sys
 import threading
 from collections.abc import Callable, Coroutine
@@ -32,15 +33,16 @@ CONNECT_TIMEOUT_S = 2
 RECONNECT_WAIT_S = 0.25
 CALL_TIMEOUT_S = 30.0
 RawHandler = Callable[[bytes | None, bytes], None]
+_HMSG = re.compile(rb"HMSG [^ \r\n]+ (\d+) (?:[^ \r\n]+ )?(\d+) (\d+)\r\n")  # sid, header size, total size
 
 
 class FastParser(Parser):
     """nats-py's protocol parser with a fast path: a run of ``HMSG`` for a subscription in
-    ``handlers`` (by sid) is cut from the buffer with ``find``/``split`` and handed over as raw
-    (headers, payload), with no regex, ``Msg`` object, header dict or await per message; the
-    buffer is trimmed once per run. Anything else (and a message split across reads, once it is
-    the parser's turn) goes through ``Parser.parse`` unchanged. Reads of a stream by direct get
-    run about twice as fast as with the plain parser."""
+    ``handlers`` (by sid) is cut from the buffer (one regex match each) and handed over as raw
+    (headers, payload), with no ``Msg`` object, header dict or await per message; the buffer is
+    trimmed once per run. A fast message not complete yet stays in the buffer for the next read.
+    Anything else goes through ``Parser.parse`` unchanged. Reads of a stream by direct get run
+    about five times as fast as through nats-py's subscriptions."""
 
     def __init__(self, nc: Client, handlers: dict[int, RawHandler]) -> None:
         super().__init__(nc)
@@ -51,35 +53,32 @@ class FastParser(Parser):
         buf.extend(data)
         if self.state == AWAITING_CONTROL_LINE and self.handlers and buf.startswith(b"HMSG "):
             handlers = self.handlers
+            match = _HMSG.match
             pos = 0
             size = len(buf)
-            while buf.startswith(b"HMSG ", pos):
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    break
-                parts = bytes(buf[pos + 5 : eol]).split()
-                handler = handlers.get(int(parts[1]))
-                if handler is None:
-                    break
-                hsize, total = int(parts[-2]), int(parts[-1])
-                start = eol + 2
-                end = start + total
-                if end + 2 > size:
-                    break
-                handler(bytes(buf[start : start + hsize]), bytes(buf[start + hsize : end]))
-                pos = end + 2
+            partial = False
+            with memoryview(buf) as view:
+                while True:
+                    m = match(buf, pos)
+                    if m is None:
+                        partial = pos < size and buf.find(b"\r\n", pos) < 0  # a control line cut short
+                        break
+                    handler = handlers.get(int(m.group(1)))
+                    if handler is None:
+                        break
+                    start = m.end()
+                    body = start + int(m.group(2))
+                    end = start + int(m.group(3))
+                    if end + 2 > size:
+                        partial = True
+                        break
+                    handler(bytes(view[start:body]), bytes(view[body:end]))
+                    pos = end + 2
             if pos:
                 del buf[:pos]
-            if not buf or buf.startswith(b"HMSG ") and buf.find(b"\r\n") >= 0 and self._fast_head():
-                return  # only a partial fast message left: wait for the rest of it
+            if not buf or partial:
+                return  # nothing left, or only the start of a fast message: wait for the rest
         await super().parse(b"")
-
-    def _fast_head(self) -> bool:
-        """The buffer starts with an incomplete HMSG of a fast subscription."""
-        buf = self.buf
-        eol = buf.find(b"\r\n")
-        parts = bytes(buf[5:eol]).split()
-        return int(parts[1]) in self.handlers and eol + 2 + int(parts[-1]) + 2 > len(buf)
 
 
 async def _quiet_error(exc: Exception) -> None:

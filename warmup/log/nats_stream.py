@@ -66,14 +66,27 @@ def type_subjects(prefix: str, types: Iterable[str], run_id: str | None = None) 
     return [f"{prefix}.{run}.*.{encode_token(t)}" for t in sorted(set(types))]
 
 
-def narrow_filter(prefix: str, run_id: str | None, types: Collection[str] | None) -> str | None:
-    """One subject filter for a narrowed view, or None (the whole stream). A direct get takes one
-    filter, so several types of a run narrow to the run (consumers check each event anyway)."""
-    if types is not None and len(set(types)) == 1:
-        return type_subjects(prefix, types, run_id)[0]
+MAX_FILTERS = 8  # a narrowed read makes one request per filter; more types read the run (or all)
+
+
+def narrow_filters(prefix: str, run_id: str | None, types: Collection[str] | None) -> list[str] | None:
+    """The subject filters of a narrowed view (one per type, of the run if any), or None for the
+    whole stream. Over ``MAX_FILTERS`` types, the view reads the run (consumers check each event)."""
+    if types is not None and len(set(types)) <= MAX_FILTERS:
+        return type_subjects(prefix, types, run_id)
     if run_id is not None:
-        return run_subjects(prefix, run_id)
+        return [run_subjects(prefix, run_id)]
     return None
+
+
+def merge_fetched(parts: list[Fetched]) -> Fetched:
+    """Several filters' batches from one sequence as one batch in stream order, cut at the lowest
+    last sequence of a batch that has more after it (so no message of any filter is skipped)."""
+    cut = min((p.seqs[-1] for p in parts if p.pending > 0 and p.seqs), default=None)
+    pairs = sorted((seq, data) for p in parts for seq, data in zip(p.seqs, p.datas, strict=True))
+    kept = [pair for pair in pairs if cut is None or pair[0] <= cut]
+    pending = sum(p.pending for p in parts) + len(pairs) - len(kept)
+    return Fetched([seq for seq, _ in kept], [data for _, data in kept], pending)
 
 
 @dataclass
