@@ -256,14 +256,14 @@ def interrupt_a_copy(src: Path, dst: str, n_lines: int, lines_in_dst: Callable[[
 
 
 def test_ctrl_c_stops_the_copy_cleanly_with_exit_130(tmp_path: Path) -> None:
-    src = synthetic_log(tmp_path, 30_000, seed=9)
+    src = synthetic_log(tmp_path, 10_000, seed=9)
     dst = tmp_path / "dst.jsonl"
-    copied = interrupt_a_copy(src, str(dst), 30_000,
+    copied = interrupt_a_copy(src, str(dst), 10_000,
                               lambda: dst.read_bytes().count(b"\n") if dst.exists() else 0)
     assert src.read_bytes().startswith(dst.read_bytes())
     rest = copy(src, dst)
     assert rest.returncode == 0, rest.stderr
-    assert rest.stdout == f"copied {30_000 - copied:,} events from {src} to {dst} ({copied:,} already there)\n"
+    assert rest.stdout == f"copied {10_000 - copied:,} events from {src} to {dst} ({copied:,} already there)\n"
     assert dst.read_bytes() == src.read_bytes()
 
 
