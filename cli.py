@@ -553,5 +553,49 @@ def main() -> None:
         sys.exit(130)
 
 
+# --- warmup log: the event log itself (issue 12) ----------------------------------------------
+
+
+@cli.group("log")
+def log_group() -> None:
+    """The event log itself: copy it between files and NATS JetStream streams.
+
+    \b
+    warmup log copy SRC DST   copy every event SRC has and DST lacks, exactly as it is
+    """
+
+
+@log_group.command("copy")
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST")
+@click.option("--replicas", type=click.IntRange(min=1), metavar="N",
+              help="Replicas of DST's stream if the copy creates it (a nats:// DST; ignored for a file).")
+def log_copy(src: str, dst: str, replicas: int | None) -> None:
+    """Copy the event log SRC into DST: a file or a nats://HOST:PORT/STREAM, either way.
+
+    Every line goes over as it is, in order (each event keeps its id and its bytes), so projecting
+    DST gives the same tables as projecting SRC. Events whose id DST already holds are skipped, so a
+    second copy adds nothing and a copy cut short is completed by running it again. Lines that are
+    not events (bad JSON, no id) are copied too, unless DST already holds those very bytes.
+
+    Prints one line: copied N events from SRC to DST (M already there, ...). Exit 2 if SRC is
+    missing, is DST, or DST is not an event log; Ctrl-C stops between two lines (exit 130).
+
+    Each line is appended durably, one at a time (a file: fsync per line; a stream: an ack per
+    event): about 3,000 events/s into a file and 1,700 into a stream on a small machine.
+
+    \b
+    Examples:
+      warmup log copy warmup-data/events.jsonl nats://127.0.0.1:4222/warmup
+      warmup log copy warmup-data/events.jsonl nats://n1:4222,n2:4222,n3:4222/warmup --replicas 3
+      warmup log copy nats://127.0.0.1:4222/warmup backup/events.jsonl    # a stream to a file
+      warmup log copy old/events.jsonl new/events.jsonl
+      warmup replay --log new/events.jsonl --db new/warmup.db             # the same tables
+    """
+    from warmup.log.copy import run_copy
+
+    sys.exit(run_copy(src, dst, replicas=replicas))
+
+
 if __name__ == "__main__":
     main()

@@ -88,7 +88,7 @@ def start_follower(log: Path, db: Path) -> subprocess.Popen[str]:
 def synthetic_log(directory: Path, n_events: int, seed: int) -> Path:
     """``directory/events.jsonl``: ``n_events`` realistic events from ``bench/synthetic_log.py``."""
     if str(REPO / "bench") not in sys.path:
-        sys.path.insert(0, str(REPO / "bench"))
+        sys.path.append(str(REPO / "bench"))  # (last: bench/nats.py must not shadow the nats client)
     from synthetic_log import write_synthetic_log
 
     log = directory / "events.jsonl"
