@@ -42,7 +42,7 @@ from typing import Annotated
 import msgspec
 
 from warmup.errors import UsageError
-from warmup.log import Log, LogMissing, is_nats_url, open_log_backend
+from warmup.log import Log, LogMissing, is_stream_url, open_log_backend
 
 READ_BYTES = 4 << 20  # each read of SRC or DST: about 4 MiB of lines
 
@@ -160,7 +160,7 @@ def copy_log(src: Log, dst: Log, *, stop: Callable[[], bool] = lambda: False,
             counts.interrupted = True
             return counts
         ids, others = have.ids, have.others
-        appender = dst.appender()
+        appender = dst.appender(fsync="batch")  # (a file is synced once, at the end; a stream acks each)
         try:
             append = appender.append_line
             position = src.START
@@ -197,8 +197,8 @@ def copy_log(src: Log, dst: Log, *, stop: Callable[[], bool] = lambda: False,
 def same_log(src: str, dst: str) -> bool:
     """True if the two specs name one log: the same file (also through links), or the same URL
     (as written: stream names are case-sensitive; ``run_copy`` also compares the backend's names)."""
-    if is_nats_url(src) or is_nats_url(dst):
-        return is_nats_url(src) and is_nats_url(dst) and src.rstrip("/") == dst.rstrip("/")
+    if is_stream_url(src) or is_stream_url(dst):
+        return is_stream_url(src) and is_stream_url(dst) and src.rstrip("/") == dst.rstrip("/")
     a, b = Path(src), Path(dst)
     try:
         if os.path.samefile(a, b):
