@@ -14,14 +14,17 @@ import signal
 from pathlib import Path
 
 from warmup.errors import UsageError, WarmupError, no_log
+from warmup.events.logfile import check_log_file
 from warmup.events.writer import LogWriteError
-from warmup.log import as_log
+from warmup.log import FileLog, as_log
 from warmup.recover import Recovered, Skipped, recover_dead_runs
 
 
 def run_recover(log_path: Path | str, *, force: bool, explicit: bool = True) -> int:
     """Close the dead runs of ``log_path``; ``explicit``: the path was given, not the default."""
     log = as_log(log_path)
+    if isinstance(log, FileLog):
+        check_log_file(log.path)  # a FIFO, a folder: refused at once, never waited on
     if not log.exists():
         if explicit:
             raise UsageError(no_log(log.name))

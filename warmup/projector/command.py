@@ -25,7 +25,7 @@ from types import FrameType
 import click
 
 from warmup.errors import UsageError
-from warmup.log import Log, as_log, require_log
+from warmup.log import FileLog, Log, as_log, require_log
 from warmup.projection import Projection
 from warmup.projections.core.schema import PROJECTION_VERSION
 from warmup.projector.replay import replay
@@ -97,7 +97,7 @@ def run_project(log_path: Log | Path | str, db_path: Path, *, follow: bool, stri
     log_path = log.name
     if follow:
         stop.install()
-        while not log.exists():  # a run may not have created it yet
+        while not _present(log):  # a run may not have created it yet (something else there: refused below)
             if stop.stopped:
                 return 0
             time.sleep(FOLLOW_POLL_S)
@@ -144,6 +144,11 @@ def _size(path: Path) -> int | None:
         return os.stat(path).st_size
     except FileNotFoundError:
         return None
+
+
+def _present(log: Log) -> bool:
+    """Something is at the log's place: a file's path names anything (a FIFO too: refused, not awaited)."""
+    return log.path.exists() if isinstance(log, FileLog) else log.exists()
 
 
 def run_replay(
