@@ -232,6 +232,7 @@ def ack_seq_pending(reply: bytes) -> tuple[int, int]:
 
 
 CONSUMER_INACTIVE_NS = 30 * 1_000_000_000
+CONSUMER_CHECK_S = 2.0  # a pull not answered by then: check that its consumer still exists
 
 
 class ConsumerRead:
@@ -330,7 +331,12 @@ class ConsumerRead:
             await self.api.nc.publish(
                 f"{API}.CONSUMER.MSG.NEXT.{self.api.name}.{self.name}", json.dumps(body).encode(), reply=self._inbox
             )
-            await asyncio.wait_for(done, REQUEST_TIMEOUT_S)
+            try:
+                await asyncio.wait_for(asyncio.shield(done), CONSUMER_CHECK_S)
+            except TimeoutError:  # a request the consumer took is dropped if it is deleted then: is it?
+                if not await self._exists():
+                    return None
+                await asyncio.wait_for(done, REQUEST_TIMEOUT_S)
         except TimeoutError:
             raise WarmupError(
                 f"NATS at {self.api.where} did not answer a read of the stream {self.api.name} in time"
@@ -346,6 +352,10 @@ class ConsumerRead:
         if out.seqs:
             self.start_seq = out.seqs[-1] + 1
         return out
+
+    async def _exists(self) -> bool:
+        resp = await self.api._request(f"{API}.CONSUMER.INFO.{self.api.name}.{self.name}")
+        return not resp.get("error")
 
     async def close(self) -> None:
         """Delete the consumer, drop the inbox."""
