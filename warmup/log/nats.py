@@ -77,6 +77,7 @@ REPLAY_HINT = "Run `warmup replay` to rebuild the tables from this log."
 REPLICAS_ENV = "WARMUP_NATS_REPLICAS"
 READ_MAX_MSGS = 50_000
 BACKWARD_WINDOW = 64
+PREFETCH = True  # a reader asks for its next batch as it returns one (False: for measuring)
 BACKWARD_WINDOW_MAX = 4096
 
 
@@ -301,9 +302,10 @@ class NatsLogReader(LogReader):
         self._at = got.seqs[-1]
         self._ahead_bytes = max_bytes
         assert self._consumer is not None
-        self._ahead = asyncio.run_coroutine_threadsafe(
-            self._consumer.next(READ_MAX_MSGS, max_bytes), self.log.connection.loop
-        )
+        if PREFETCH:
+            self._ahead = asyncio.run_coroutine_threadsafe(
+                self._consumer.next(READ_MAX_MSGS, max_bytes), self.log.connection.loop
+            )
         return NatsBatch(got.datas, position, got.seqs[-1], got.seqs)
 
     def _drop(self) -> None:
