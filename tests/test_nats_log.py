@@ -504,3 +504,89 @@ def test_a_follower_tells_a_removed_stream_and_its_return(log: NatsLog) -> None:
     assert isinstance(item, Line) and item.data == ev(1) and item.start == 0
     follower.stop()
     follower.close()
+
+
+# -- reading through a consumer ---------------------------------------------------------------
+
+
+def consumers(log: NatsLog) -> int:
+    return int((log.info() or {"state": {}})["state"].get("consumer_count", 0))
+
+
+def test_a_reader_reads_through_one_consumer_that_close_removes(log: NatsLog) -> None:
+    appender = log.appender()
+    kinds = ["a", "b", "c"]
+    sent = [(i, "X" if i % 4 else "Y", kinds[i % 3]) for i in range(300)]
+    for i, run, kind in sent:
+        appender.append_line(ev(i, run=run, type_=kind))
+    for run, types in ((None, None), ("X", None), ("X", ["a", "c"]), (None, ["b"])):
+        view = log.narrowed(run_id=run, types=types)
+        kept = [(i, r, k) for i, r, k in sent if run in (None, r) and (types is None or k in types)]
+        want = [(ev(i, run=r, type_=k), i + 1) for i, r, k in kept]
+        with view.reader() as reader:
+            got: list[tuple[bytes, int]] = []
+            position = 0
+            while (batch := reader.read(position, 500)).lines:  # many small batches, one consumer
+                assert batch.start == position and len(batch.lines) < len(want)
+                got.extend(zip(batch.lines, reader.positions(batch)[1:], strict=True))
+                position = batch.end
+                assert consumers(log) == 1
+            assert got == want, (run, types)
+        assert consumers(log) == 0
+
+
+def test_a_read_from_elsewhere_after_reading_ahead_is_exact(log: NatsLog) -> None:
+    appender = log.appender()
+    for i in range(100):
+        appender.append_line(ev(i, type_="a" if i % 2 else "b"))
+    view = log.narrowed(types=["a"])
+    with view.reader() as reader:
+        first = reader.read(0, 200)
+        second = reader.read(first.end, 200)
+        assert first.lines and second.lines and second.start == first.end
+        again = reader.read(first.seqs[0], 200)  # back (the consumer is ahead, and prefetched more)
+        assert again.lines[0] == ev(3, type_="a") and again.seqs[0] == 4
+        later = reader.read(50, 1 << 20)  # forward, over what nobody read
+        assert later.lines == [ev(i, type_="a") for i in range(51, 100, 2)] and later.end == 100
+        assert reader.read(0, 1 << 20).lines == [ev(i, type_="a") for i in range(1, 100, 2)]
+        assert consumers(log) == 1
+    assert consumers(log) == 0
+
+
+def test_a_reader_at_the_end_returns_at_once_and_then_sees_new_appends(log: NatsLog) -> None:
+    appender = log.appender()
+    for i in range(5):
+        appender.append_line(ev(i))
+    with log.reader() as reader:
+        batch = reader.read(0)
+        assert batch.lines == [ev(i) for i in range(5)]
+        t0 = time.perf_counter()
+        empty = reader.read(batch.end)  # its prefetched answer was empty: asked again
+        assert not empty.lines and empty.start == empty.end == 5
+        assert time.perf_counter() - t0 < 1.0
+        appender.append_line(ev(5))
+        appender.append_line(ev(6))
+        more = reader.read(5)
+        assert more.lines == [ev(5), ev(6)] and more.start == 5 and more.end == 7
+        appender.append_line(ev(7))
+        assert reader.read(7).lines == [ev(7)]  # (its prefetch ran before the append)
+        assert not reader.read(8).lines
+
+
+def test_a_stream_deleted_while_reading_fails_the_read(log: NatsLog) -> None:
+    appender = log.appender()
+    for i in range(50):
+        appender.append_line(ev(i))
+    reader = log.reader()
+    try:
+        batch = reader.read(0, 300)
+        assert batch.lines
+        log.call(log.api.delete())
+        t0 = time.perf_counter()
+        with pytest.raises(WarmupError, match="stream not found"):
+            position = batch.end
+            for _ in range(3):  # (a batch prefetched before the delete may still come first)
+                position = reader.read(position, 300).end
+        assert time.perf_counter() - t0 < 5
+    finally:
+        reader.close()
