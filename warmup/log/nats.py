@@ -7,10 +7,7 @@
 - **Appending** publishes each line (without its newline) on its subject (``nats_stream``) with
   ``Nats-Msg-Id`` = the event's id, and waits for the ack (stored on the replicas: the file's fsync).
   A failed publish is retried with the same id until a deadline; JetStream drops the duplicate.
-- **Reading**: a reader's sequential reads go through an ephemeral pull consumer of its own (ack
-  none, deleted on ``close``, else by the server once idle), prefetching the next batch; lookups
-  (``lines_backward``, ``positions`` of a foreign batch) and the follower use batched direct gets
-  (``$JS.API.DIRECT.GET``, no consumer): any position, any time.
+- **Reading** is a batched direct get (``$JS.API.DIRECT.GET``, no consumer): any position, any time.
 - **Identity**: the fingerprint is ``<STREAM>@<created>``; ``verify`` refuses a stream re-created,
   shorter than the checkpoint, or missing messages before it (deleted, purged).
 - **Watching**: a core subscription on the stream's subjects wakes a self-pipe (works before the
@@ -21,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 from collections.abc import Collection, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -44,8 +40,6 @@ from warmup.log.nats_append import NatsLogAppender
 from warmup.log.nats_conn import NatsConnection, connection_for, note
 from warmup.log.nats_follow import NatsLogFollower, NatsLogWatch
 from warmup.log.nats_stream import (
-    REQUEST_TIMEOUT_S,
-    ConsumerRead,
     Fetched,
     StreamApi,
     merge_fetched,
@@ -77,7 +71,6 @@ REPLAY_HINT = "Run `warmup replay` to rebuild the tables from this log."
 REPLICAS_ENV = "WARMUP_NATS_REPLICAS"
 READ_MAX_MSGS = 50_000
 BACKWARD_WINDOW = 64
-PREFETCH = True  # a reader asks for its next batch as it returns one (False: for measuring)
 BACKWARD_WINDOW_MAX = 4096
 
 
@@ -262,67 +255,9 @@ class NatsLogReader(LogReader):
         self.log = log
         self.name = log.name
         self.created = created
-        self._consumer: ConsumerRead | None = None
-        self._at: Position | None = None  # where the consumer is: the end of the last batch it gave
-        self._ahead: concurrent.futures.Future[Fetched] | None = None  # the next batch, asked for already
-        self._ahead_bytes = 0
 
     def read(self, position: Position, max_bytes: int = 4 << 20) -> NatsBatch:
-        """Sequential reads (each from the last batch's end) go through one ephemeral consumer, and
-        each non-empty batch asks for the next at once (the server works while the caller folds);
-        a read from anywhere else starts a new consumer there."""
-        if self.log.filters == []:
-            return NatsBatch([], position, position, [])
-        got: Fetched | None = None
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            try:
-                fetched = ahead.result(REQUEST_TIMEOUT_S + 5)
-            except BaseException:
-                self._drop()
-                raise
-            if position == self._at and max_bytes == self._ahead_bytes and fetched.seqs:
-                got = fetched
-            elif fetched.seqs:
-                self._at = fetched.seqs[-1]  # (taken by the consumer, not by the caller)
-        if got is None:
-            consumer = self._consumer
-            if consumer is not None and (position != self._at or consumer.api.nc is not self.log.nc):
-                self._drop()  # (elsewhere, or on a connection closed since)
-            if self._consumer is None:
-                self._consumer = ConsumerRead(self.log.api, position + 1, self.log.filters)
-            try:
-                got = self.log.call(self._consumer.next(READ_MAX_MSGS, max_bytes))
-            except BaseException:
-                self._drop()
-                raise
-        if not got.seqs:
-            self._at = position
-            return NatsBatch([], position, position, [])
-        self._at = got.seqs[-1]
-        self._ahead_bytes = max_bytes
-        assert self._consumer is not None
-        if PREFETCH:
-            self._ahead = asyncio.run_coroutine_threadsafe(
-                self._consumer.next(READ_MAX_MSGS, max_bytes), self.log.connection.loop
-            )
-        return NatsBatch(got.datas, position, got.seqs[-1], got.seqs)
-
-    def _drop(self) -> None:
-        """Delete the consumer (waiting for a request in flight first); the next read makes another."""
-        consumer, self._consumer = self._consumer, None
-        ahead, self._ahead = self._ahead, None
-        self._at = None
-        if ahead is not None:
-            try:
-                ahead.result(REQUEST_TIMEOUT_S + 5)
-            except BaseException:
-                pass
-        if consumer is not None and not self.log.connection.closed:
-            try:
-                self.log.call(consumer.close(), timeout=10)
-            except Exception:
-                pass  # (the server removes it after its inactive threshold anyway)
+        return self.log.read_batch(position, max_bytes)
 
     def positions(self, batch: Batch) -> list[Position]:
         if isinstance(batch, NatsBatch):
@@ -398,4 +333,4 @@ class NatsLogReader(LogReader):
             )
 
     def close(self) -> None:
-        self._drop()
+        pass

@@ -32,14 +32,14 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 2
 RECONNECT_WAIT_S = 0.25
 CALL_TIMEOUT_S = 30.0
-RawHandler = Callable[[bytes | None, bytes, bytes], None]  # (headers, payload, reply subject or b"")
-_HMSG = re.compile(rb"HMSG [^ \r\n]+ (\d+) (?:([^ \r\n]+) )?(\d+) (\d+)\r\n")  # sid, reply, header size, total
+RawHandler = Callable[[bytes | None, bytes], None]
+_HMSG = re.compile(rb"HMSG [^ \r\n]+ (\d+) (?:[^ \r\n]+ )?(\d+) (\d+)\r\n")  # sid, header size, total size
 
 
 class FastParser(Parser):
     """nats-py's protocol parser with a fast path: a run of ``HMSG`` for a subscription in
     ``handlers`` (by sid) is cut from the buffer (one regex match each) and handed over as raw
-    (headers, payload, reply subject), with no ``Msg`` object, header dict or await per message; the buffer is
+    (headers, payload), with no ``Msg`` object, header dict or await per message; the buffer is
     trimmed once per run. A fast message not complete yet stays in the buffer for the next read.
     Anything else goes through ``Parser.parse`` unchanged. Reads of a stream by direct get run
     about five times as fast as through nats-py's subscriptions."""
@@ -67,12 +67,12 @@ class FastParser(Parser):
                     if handler is None:
                         break
                     start = m.end()
-                    body = start + int(m.group(3))
-                    end = start + int(m.group(4))
+                    body = start + int(m.group(2))
+                    end = start + int(m.group(3))
                     if end + 2 > size:
                         partial = True
                         break
-                    handler(bytes(view[start:body]), bytes(view[body:end]), m.group(2) or b"")
+                    handler(bytes(view[start:body]), bytes(view[body:end]))
                     pos = end + 2
             if pos:
                 del buf[:pos]
@@ -112,7 +112,7 @@ class NatsConnection:
 
     def _install_fast_path(self) -> None:
         """Messages of the subscriptions in ``raw_handlers`` (by sid) go to their handler as raw
-        (headers, payload, reply) bytes, skipping nats-py's per-message header parsing, ``Msg`` objects
+        (headers, payload) bytes, skipping nats-py's per-message header parsing, ``Msg`` objects
         and queues: bulk reads run several times faster. Others take nats-py's usual path."""
         original = self.nc._process_msg
         handlers = self.raw_handlers
@@ -120,7 +120,7 @@ class NatsConnection:
         async def process_msg(sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
             handler = handlers.get(sid)
             if handler is not None:
-                handler(headers, data, reply)
+                handler(headers, data)
                 return
             await original(sid, subject, reply, data, headers)
 

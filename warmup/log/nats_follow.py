@@ -39,7 +39,7 @@ class NatsLogWatch(LogWatch):
         subject = stream_subjects(log.prefix)
         wake = self._wake
 
-        def on_raw(_headers: bytes | None, _data: bytes, _reply: bytes) -> None:
+        def on_raw(_headers: bytes | None, _data: bytes) -> None:
             wake.wake()  # one write to a pipe: no Msg object for each message of a busy stream
 
         async def subscribe() -> Any:
