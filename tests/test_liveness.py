@@ -153,3 +153,16 @@ def test_a_bucket_lease_taken_over_after_expiry_is_lost_by_its_old_holder(
     assert live.bucket.holder("account.carol").run_id == "thief"  # type: ignore[union-attr]
     lease.release()  # (does not delete the thief's key)
     assert live.bucket.holder("account.carol").run_id == "thief"  # type: ignore[union-attr]
+
+
+def test_any_account_id_has_a_lease_of_its_own(spec: str) -> None:
+    live = liveness(spec)
+    ids = ["a.b.", "a..b", "x_y-z.1", "a.b"]  # all valid account ids; a bucket's keys are escaped
+    leases = [live.account_lease(account, "r1") for account in ids]
+    try:
+        for lease in leases:
+            assert lease.try_acquire() is None
+        assert live.account_lease("a..b", "r2").try_acquire() is not None
+    finally:
+        for lease in leases:
+            lease.release()

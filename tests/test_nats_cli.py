@@ -139,3 +139,12 @@ def _events(url: str) -> list[dict]:
         return stream_events(url)
     except Exception:
         return []
+
+
+def test_a_url_with_credentials_is_refused_without_quoting_them(tmp_path: Path) -> None:
+    for url in ("nats://bob:s3cr/et@127.0.0.1:4222/WARMUP", "nats://bob:pa?ss#wd@127.0.0.1:4222",
+                "nats://127.0.0.1:4222,bob:hunter2@127.0.0.2:4222/S"):
+        done = warmup("tail", "--log", url, env=worker_env())
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == ("warmup: credentials in a NATS URL are refused: name a credentials file in "
+                               "WARMUP_NATS_CREDS\n")

@@ -246,6 +246,8 @@ def recover_dead_runs(
                     if on_result is not None:
                         on_result(result)
                     continue
+                if held:  # read again with every open account held: one may have ended meanwhile
+                    state = scan_run(log, run_id)
                 if state.started is not None and state.finished is None:
                     if writer is None:
                         writer = own_writer = log.appender()

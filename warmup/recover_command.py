@@ -15,7 +15,6 @@ from pathlib import Path
 
 from warmup.errors import UsageError, WarmupError, no_log
 from warmup.events.logfile import check_log_file
-from warmup.events.writer import LogWriteError
 from warmup.log import FileLog, as_log
 from warmup.recover import Recovered, Skipped, recover_dead_runs
 
@@ -37,7 +36,7 @@ def run_recover(log_path: Path | str, *, force: bool, explicit: bool = True) -> 
 
     try:
         report = recover_dead_runs(log, force=force, on_result=say)
-    except LogWriteError as exc:
+    except OSError as exc:  # the log could not be written (LogWriteError), the leases not read (LeaseError)
         raise WarmupError(exc.strerror or str(exc), exit_code=1) from None
     if not report.recovered and not report.skipped:
         print(f"no dead run in {log.name}", flush=True)

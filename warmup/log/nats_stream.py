@@ -117,6 +117,11 @@ class StreamApi:
             raise WarmupError(
                 f"NATS at {self.where} does not answer JetStream requests: is JetStream enabled (nats-server -js)?"
             ) from None
+        except (TimeoutError, nats.errors.TimeoutError):
+            raise WarmupError(f"NATS at {self.where} did not answer in {timeout:g} s (about the stream {self.name})",
+                              ) from None
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+            raise WarmupError(f"NATS at {self.where}: the connection is down (about the stream {self.name})") from None
         result: dict[str, Any] = json.loads(msg.data)
         return result
 

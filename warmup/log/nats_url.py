@@ -52,9 +52,9 @@ def parse_nats_url(url: str) -> NatsTarget:
     scheme = scheme.lower()
     if scheme not in SCHEMES:
         raise UsageError(f"not a NATS URL: {url!r} (use nats://HOST:PORT/STREAM)")
-    hosts_part, _, path = rest.partition("/")
-    if "@" in hosts_part:
+    if "@" in rest:  # before any split: a password may hold '/', '?' or '#', and no message may quote it
         raise UsageError("credentials in a NATS URL are refused: name a credentials file in WARMUP_NATS_CREDS")
+    hosts_part, _, path = rest.partition("/")
     if "?" in path or "#" in path:
         raise UsageError(f"a NATS log URL takes no query or fragment: {url!r}")
     stream = path.strip("/") or DEFAULT_STREAM

@@ -173,6 +173,9 @@ def run_command(
     except LogWriteError as exc:
         writer.close()
         raise WarmupError(exc.strerror or str(exc), exit_code=1) from None
+    except OSError as exc:  # the leases could not be read (a key-value bucket out of reach: LeaseError)
+        writer.close()
+        raise WarmupError(exc.strerror or str(exc), exit_code=1) from None
     except BaseException:
         writer.close()
         raise

@@ -154,6 +154,10 @@ class Runner:
         self._closing: set[asyncio.Task[None]] = set()
         self.rec.on_dead = self._log_failed
         self.worker: str | None = None  # "host pid", recorded in account_started by a ``warmup worker``
+        # Accounts whose cancellation is not their end (a worker lost the account's lease: another
+        # worker goes on with it): their INTERRUPTED attempt is recorded with ``retrying: true``.
+        self.handed_on: set[str] = set()
+        self.reasons: dict[str, str] = {}  # why one account was cancelled (a worker's), else ``reason``
 
     # -- stopping ----------------------------------------------------------------------------
     def _on_signal(self, signame: str) -> None:
@@ -326,7 +330,9 @@ class Runner:
                 self._finish(st, CANCELLED, f"not started: {self.reason or 'the run was stopped'}", retrying=False)
             else:
                 where = f" during {st.step.label}" if st.step is not None else ""
-                self._finish(st, INTERRUPTED, f"interrupted{where}: {self.reason or 'cancelled'}", retrying=False)
+                reason = self.reasons.pop(account.id, None) or self.reason or "cancelled"
+                self._finish(st, INTERRUPTED, f"interrupted{where}: {reason}",
+                             retrying=account.id in self.handed_on)
         except AccountLockError as exc:
             if st.status is None:
                 self._finish(st, FAILED, str(exc), retrying=False)

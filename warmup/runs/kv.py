@@ -140,8 +140,8 @@ class Bucket:
             except nats.js.errors.KeyWrongLastSequenceError:
                 try:
                     entry = await kv.get(key)
-                except nats.js.errors.KeyNotFoundError:
-                    return None, b"{}"
+                except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                    return None, b"{}"  # (gone meanwhile: held a moment ago; the caller tries again)
                 return None, entry.value
 
         revision, other = self._call(create(), f"take the lease {key}")
@@ -190,30 +190,59 @@ class Bucket:
     # -- renewing -------------------------------------------------------------------------------
     def _start_renewer(self) -> None:
         with self._lock:
-            if self._renewer is not None and not self._renewer.done():
-                return
+            if self._renewer is not None:
+                return  # (it stops only under this lock, once nothing is held: see _renew_forever)
             self._renewer = asyncio.run_coroutine_threadsafe(self._renew_forever(), self.log.connection.loop)
 
     async def _renew_forever(self) -> None:
-        import nats.js.errors
-
+        """Every TTL/3: renew every held key at once, each try bounded by TTL/6. A key is lost when
+        another process holds it, or when no renewal *sent* in the last 2/3 of the TTL got through
+        (the server may have removed it by then). Exits, under the lock, once nothing is held."""
         interval = self.ttl_s / 3
         while True:
             await asyncio.sleep(interval)
             with self._lock:
                 held = [h for h in self._held.values() if h.lost is None]
-            if not held and not self._held:
-                return
+                if not self._held:
+                    self._renewer = None
+                    return
+            await asyncio.gather(*(self._renew(h) for h in held))
+
+    async def _renew(self, h: _Held) -> None:
+        import nats.js.errors
+
+        sent = time.monotonic()
+        try:
             kv = await self._bucket()
-            for h in held:
-                try:
-                    h.revision = await kv.update(h.key, h.value, last=h.revision)
-                    h.renewed = time.monotonic()
-                except nats.js.errors.KeyWrongLastSequenceError:
-                    self._lose(h, "it expired and another process took it")
-                except Exception:  # a node down, an election: try again at the next tick
-                    if time.monotonic() - h.renewed > self.ttl_s:
-                        self._lose(h, f"it could not be renewed for {self.ttl_s:g} s")
+            h.revision = await asyncio.wait_for(kv.update(h.key, h.value, last=h.revision), self.ttl_s / 6)
+            h.renewed = sent
+        except nats.js.errors.KeyWrongLastSequenceError:
+            await self._recheck(h, sent)
+        except Exception:  # a node down, an election: try again at the next tick
+            if time.monotonic() - h.renewed > self.ttl_s * 2 / 3:
+                self._lose(h, f"it could not be renewed for {self.ttl_s * 2 / 3:g} s")
+
+    async def _recheck(self, h: _Held, sent: float) -> None:
+        """A renewal found another revision: ours if a renewal was stored but its ack lost (keep it);
+        gone (expired: take it again, nobody did); else another process holds it (lost)."""
+        import nats.js.errors
+
+        kv = await self._bucket()
+        try:
+            entry = await kv.get(h.key)
+            if entry.value == h.value:
+                h.revision, h.renewed = entry.revision, sent
+                return
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            try:
+                h.revision = await kv.create(h.key, h.value)
+                h.renewed = sent
+                return
+            except Exception:
+                pass
+        except Exception:
+            return  # (cannot tell now: the next tick looks again)
+        self._lose(h, "it expired and another process took it")
 
     def _lose(self, held: _Held, why: str) -> None:
         held.lost = why
@@ -240,7 +269,7 @@ def bucket_for(log: NatsLog) -> Bucket:
 class KvRunLease(RunLease):
     def __init__(self, bucket: Bucket, run_id: str) -> None:
         self.bucket, self.run_id = bucket, run_id
-        self.key = f"run.{run_id}"
+        self.key = f"run.{key_token(run_id)}"
         self.where = f"{bucket.name}/{self.key}"
 
     def acquire(self) -> None:
@@ -253,11 +282,17 @@ class KvRunLease(RunLease):
         self.bucket.give_back(self.key, delete=remove)
 
 
+def key_token(value: str) -> str:
+    """``value`` as one token of a key: every character but letters, digits, ``_`` and ``-`` as ``%XX``
+    would do in a subject, here ``=XX`` (a key takes ``=`` but not ``%``; ``.`` separates tokens)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "_-") else f"={ord(c):02X}" for c in value)
+
+
 class KvAccountLease(AccountLease):
     def __init__(self, bucket: Bucket, account_id: str, run_id: str,
                  on_lost: Callable[[str], None] | None = None) -> None:
         self.bucket, self.run_id = bucket, run_id
-        self.key = f"account.{account_id}"
+        self.key = f"account.{key_token(account_id)}"
         self.where = f"{bucket.name}/{self.key}"
         self.on_lost = on_lost
         self._held = False
@@ -286,7 +321,7 @@ class KvAccountLease(AccountLease):
 class _KvDeadRun(DeadRun):
     def __init__(self, bucket: Bucket, run_id: str, holder: Holder) -> None:
         self.bucket, self.run_id, self.holder = bucket, run_id, holder
-        self.key = f"recover.{run_id}"
+        self.key = f"recover.{key_token(run_id)}"
 
     def closed(self) -> None:
         self.bucket.give_back(self.key)
@@ -344,7 +379,7 @@ class KvLiveness(Liveness):
 
     def dead_runs(self) -> Iterator[DeadRun]:
         for run_id, started in self.open_runs().items():
-            if self.bucket.holder(f"run.{run_id}") is not None:
+            if self.bucket.holder(f"run.{key_token(run_id)}") is not None:
                 continue  # alive: its runner renews its lease
             holder = Holder(run_id, started.host or "?", started.pid or 0, started.ts)
             dead = _KvDeadRun(self.bucket, run_id, holder)
@@ -356,4 +391,4 @@ class KvLiveness(Liveness):
                 dead.leave()
 
     def run_holder(self, run_id: str) -> Holder | None:
-        return self.bucket.holder(f"run.{run_id}")
+        return self.bucket.holder(f"run.{key_token(run_id)}")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from warmup.errors import WarmupError
 from warmup.events.envelope import AccountFinished, AccountStarted, EventDecoder, InvalidEvent, host_and_pid
 from warmup.runner.engine import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RunResult
 from warmup.runner.progress import Progress
@@ -98,7 +99,12 @@ class Coordinator:
         self.progress.start(run_id, len(task.accounts))
         if self.rec.dead:
             return self._finish(fold, FAILED, "the event log could not be written")
-        self.queue.publish([WorkItem(run_id, a.id) for a in task.accounts])
+        try:
+            self.queue.publish([WorkItem(run_id, a.id) for a in task.accounts])
+        except WarmupError as exc:
+            self.progress.note(str(exc))
+            self._close_open(fold, f"the accounts could not be queued ({exc})")
+            return self._finish(fold, FAILED, str(exc))
         self.progress.note(f"{len(task.accounts)} accounts queued for workers on {self.log.name}")
         view = self.log.narrowed(run_id=run_id)
         decode = EventDecoder()
@@ -106,10 +112,19 @@ class Coordinator:
         stopping_since: float | None = None
         last_change = time.monotonic()
         said_idle = False
+        said_read_error = False
         with view.watch() as watch, view.reader() as reader:
             self._watch = watch
             while fold.open():
-                batch = reader.read(position, READ_BYTES)
+                try:
+                    batch = reader.read(position, READ_BYTES)
+                except WarmupError as exc:  # a node restarting, an election: read again in a moment
+                    if not said_read_error:
+                        self.progress.note(f"cannot read the log now ({exc}); trying again")
+                        said_read_error = True
+                    watch.wait(1.0)
+                    continue
+                said_read_error = False
                 position = batch.end
                 for line in batch.lines:
                     try:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from warmup.errors import UsageError
+from warmup.errors import UsageError, WarmupError
 
 if TYPE_CHECKING:
     from warmup.log.nats import NatsLog
@@ -129,9 +129,14 @@ class WorkQueue:
             durable_name=CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait_s, max_deliver=-1,
             deliver_policy=DeliverPolicy.ALL, max_ack_pending=-1,
         )
-        return await self.log.connection.js.pull_subscribe(
+        psub = await self.log.connection.js.pull_subscribe(
             f"{self.prefix}.>", durable=CONSUMER, stream=self.stream, config=config
         )
+        # The consumer keeps the ack wait it was created with (by the first worker): beat by that one.
+        info = await psub.consumer_info()
+        if info.config.ack_wait:
+            self.ack_wait_s = float(info.config.ack_wait)
+        return psub
 
     async def _fetch(self, timeout_s: float) -> Any | None:
         import nats.errors
@@ -146,12 +151,20 @@ class WorkQueue:
 
     # -- from any thread or loop ----------------------------------------------------------------
     def publish(self, items: list[WorkItem]) -> None:
-        """Put ``items`` on the queue (synchronously: the coordinator)."""
-        self.log.call(self._publish(items), timeout=60 + len(items))
+        """Put ``items`` on the queue (synchronously: the coordinator); ``WarmupError`` (one line) if not."""
+        self._sync(self._publish(items), 60 + len(items), "queue the accounts")
 
     def purge_run(self, run_id: str) -> None:
         """Drop the items of ``run_id`` still waiting (the coordinator was stopped)."""
-        self.log.call(self._purge_run(run_id))
+        self._sync(self._purge_run(run_id), 30, "drop the run's queued accounts")
+
+    def _sync(self, coro: Coroutine[Any, Any, Any], timeout: float, what: str) -> None:
+        try:
+            self.log.call(coro, timeout=timeout)
+        except WarmupError:
+            raise
+        except Exception as exc:  # nats-py raises several kinds: one line for people
+            raise WarmupError(f"cannot {what} on {self.stream} at {self.log.name}: {type(exc).__name__}") from None
 
     async def on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the connection's loop from another loop (a worker's), never blocking it."""

@@ -49,6 +49,7 @@ from warmup.tasks import Task, task_from_record
 from warmup.workers.coordinator import stop_key
 from warmup.workers.queue import WorkItem, WorkQueue
 
+MAX_TAKEOVERS = 3  # attempts cut off by a dead worker, beyond the task's retries, before the account FAILS
 BUSY_RETRY_S = 2.0  # an item whose account another process drives comes back after this long
 FETCH_WAIT_S = 1.0
 
@@ -93,6 +94,7 @@ class Worker:
         self.stopping = False
         self.signals = 0
         self.stats = WorkerStats()
+        self.failed: str | None = None  # why this worker stopped on its own (exit 1)
 
     # -- stopping ---------------------------------------------------------------------------------
     def _on_signal(self, signame: str) -> None:
@@ -142,6 +144,8 @@ class Worker:
             self.appender.close()
         counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(self.stats.counts.items())) or "no account"
         print(f"worker {self.label}: {counts} in {time.monotonic() - self.stats.started:.1f} s", flush=True)
+        if self.failed:
+            return 1
         return 130 if self.signals else 0
 
     async def _pull(self, browser: Browser) -> None:
@@ -192,7 +196,7 @@ class Worker:
         if state.started is None or state.finished is not None or item.account_id not in state.accounts:
             await self.queue.ack(msg)  # a run unknown, already closed, or not this account's
             return
-        if state.accounts[item.account_id].status in FINAL or self._stopped(item.run_id):
+        if state.accounts[item.account_id].status in FINAL or await asyncio.to_thread(self._stopped, item.run_id):
             await self.queue.ack(msg)
             return
         entry = self._run_for(state)
@@ -203,7 +207,7 @@ class Worker:
         def on_lost(why: str) -> None:  # (called on the connection's thread)
             lost.append(why)
             if me is not None:
-                loop.call_soon_threadsafe(self._interrupt, item, f"its lease was lost ({why})")
+                loop.call_soon_threadsafe(self._interrupt, item, f"its lease was lost ({why})", True)
 
         lease = self.liveness.account_lease(item.account_id, item.run_id, on_lost=on_lost)
         holder = await asyncio.to_thread(lease.try_acquire)
@@ -231,7 +235,14 @@ class Worker:
                 )
             first = account_state.attempt if account_state.status in (RUNNING, BETWEEN_ATTEMPTS) else 0
             account = next(a for a in runner.task.accounts if a.id == item.account_id)
-            if self.stopping:  # (this worker is stopping: another one takes it)
+            if first >= runner.task.retries + 1 + MAX_TAKEOVERS:  # its workers keep dying on it (memory?)
+                runner.rec.emit(
+                    "account_finished", account_id=item.account_id, status=FAILED, attempt=first, retrying=False,
+                    error=f"given up after {first} attempts: the workers driving it stopped {MAX_TAKEOVERS} times",
+                )
+                await self.queue.ack(msg)
+                return
+            if self.stopping or lost:  # (this worker is stopping, or lost the lease already: another one)
                 await self.queue.nak(msg, 0)
                 return
             beat = asyncio.create_task(self._heartbeat(msg, item))
@@ -242,6 +253,15 @@ class Worker:
             finally:
                 self.running.pop(self._key(item), None)
                 beat.cancel()
+            if runner.rec.dead:  # its events could not be written: not done; this worker stops
+                self.runs.pop(item.run_id, None)
+                await self.queue.nak(msg, 0)
+                self._failed(f"the event log could not be written ({runner.rec.error}): stopping this worker")
+                return
+            if item.account_id in runner.handed_on:  # the lease was lost: another worker goes on
+                runner.handed_on.discard(item.account_id)
+                await self.queue.nak(msg, 0)
+                return
             status = runner.final_status.get(item.account_id, INTERRUPTED)
             self.stats.counts[status] = self.stats.counts.get(status, 0) + 1
             await self.queue.ack(msg)
@@ -252,13 +272,24 @@ class Worker:
     def _key(item: WorkItem) -> str:
         return f"{item.run_id}/{item.account_id}"
 
-    def _interrupt(self, item: WorkItem, why: str) -> None:
+    def _interrupt(self, item: WorkItem, why: str, hand_on: bool = False) -> None:
+        """Cancel the account's drive (it records INTERRUPTED); ``hand_on``: not its end, another
+        worker goes on with it (``retrying: true``, the item back on the queue)."""
         task = self.running.get(self._key(item))
         entry = self.runs.get(item.run_id)
         if task is None or entry is None or entry.runner is None:
             return
-        entry.runner.reason = why
+        entry.runner.reasons[item.account_id] = why
+        if hand_on:
+            entry.runner.handed_on.add(item.account_id)
         task.cancel()
+
+    def _failed(self, why: str) -> None:
+        if not self.failed:
+            self.failed = why
+            _say(why)
+        if not self.stopping:
+            self.stopping = True
 
     async def _heartbeat(self, msg: Any, item: WorkItem) -> None:
         """Tell JetStream the item is being worked on; watch for the coordinator stopping the run."""
@@ -272,6 +303,18 @@ class Worker:
             if await asyncio.to_thread(self._stopped, item.run_id):
                 self._interrupt(item, "the run was stopped by its coordinator")
                 return
+            if await asyncio.to_thread(self._finished, item.run_id):  # closed meanwhile (recover, a 2nd Ctrl-C)
+                self._interrupt(item, "the run was closed meanwhile")
+                return
+
+    def _finished(self, run_id: str) -> bool:
+        """Whether the run's ``run_finished`` is in the log (read from that subject alone)."""
+        view = self.log.narrowed(run_id=run_id, types=("run_finished",))
+        try:
+            with view.reader() as reader:
+                return bool(reader.read(view.START, 1 << 16).lines)
+        except Exception:
+            return False
 
     def _stopped(self, run_id: str) -> bool:
         try:
