@@ -28,11 +28,12 @@ rate; replay from the stream within 3x of the file's replay.
 4. **Workers**: accounts/min of 1, 2 and 3 ``warmup worker`` processes on this machine, and how the
    accounts spread (``bench/workers.py``).
 
-Measured (2 shared cores, ext4, nats-server 2.15.1, the backend as merged at 03148f8; 29 Nov 2026,
-``--events 1000000``): appends file 4,175/s, R1 1,435/s (file/R1 2.91: goal MISSED), R1 with
-``sync_interval: always`` 859/s, R3 926/s; append to row projected, file p50 10.9 / p95 20.3 ms,
-stream R1 p50 13.9 / p95 26.0 ms; replay (in-process, the CLI took no nats:// --log yet) file 5.58 s,
-stream 17.73 s (3.18x: goal MISSED); ``log copy`` file -> stream 1,769 events/s (565 s).
+Measured (2 cores, ext4, nats-server 2.15.1, 29 Nov 2026, ``--events 1000000 --repeat 2``, the
+appender on its own blocking socket): appends file 4,058/s, R1 5,750/s (goal MET: file/R1 0.71),
+R1 with ``sync_interval: always`` 2,035/s (1.99), R3 1,510/s; append to row projected, file
+p50 10.8 / p95 20.3 ms, stream R1 p50 14.4 / p95 25.8 ms; replay file 6.32 s, stream 21.52 s (3.41x:
+goal MISSED); ``log copy`` file -> stream 5,246 events/s (190.6 s); workers 80 / 122 / 147
+accounts/min for 1 / 2 / 3 (accounts 24 / 12+12 / 8+8+8).
 
     .venv/bin/python bench/nats.py                         # 1,000,000 events for the replay
     .venv/bin/python bench/nats.py --events 100000         # the quick check
