@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+EXAMPLE_SITE = Path(__file__).resolve().parent.parent / "examples" / "site"
 
 
 @contextmanager
@@ -35,3 +39,16 @@ class HtmlHandler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serving_examples() -> Iterator[str]:
+    """examples/site/ served as ``make demo`` serves it, for the length of a block; yields its base URL."""
+    handler = functools.partial(_QuietFiles, directory=str(EXAMPLE_SITE))
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base:
+        yield base

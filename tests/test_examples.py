@@ -3,29 +3,21 @@ to its port (as examples/demo.sh does), the CLI in a subprocess, real Chromium."
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import REPO, Workdir, cli_env, warmup
-from serving import serving
+from serving import serving_examples
 
 pytestmark = pytest.mark.browser
 
 PASSWORD = "correct-horse-battery-staple"
 
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def example_site() -> Iterator[str]:
-    handler = functools.partial(_Quiet, directory=str(REPO / "examples" / "site"))
-    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base:
+    with serving_examples() as base:
         yield base
 
 

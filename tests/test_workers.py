@@ -8,17 +8,15 @@ over within seconds; nothing here asserts a time tighter than "well before a tim
 
 from __future__ import annotations
 
-import functools
 import signal
 import time
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import REPO, warmup
+from conftest import warmup
 from nats_servers import NatsCluster, NatsServer, nats_cluster, nats_server, stream_name  # noqa: F401
-from serving import serving
+from serving import serving_examples
 from workers_support import (
     check_run,
     start_run,
@@ -37,15 +35,9 @@ pytestmark = pytest.mark.browser
 PASSWORD = "correct-horse-battery-staple"
 
 
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def example_site() -> Iterator[str]:
-    handler = functools.partial(_Quiet, directory=str(REPO / "examples" / "site"))
-    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base:
+    with serving_examples() as base:
         yield base
 
 

@@ -1,4 +1,5 @@
-"""Times the user types (``--since``, ``--until``): an ISO-8601 instant or an age such as ``2h``.
+"""Times the user types (``--since``, ``--until``): an ISO-8601 instant or an age such as ``2h``;
+and durations set in the environment (``WARMUP_GRACE_S``, ``WARMUP_LEASE_TTL_S``...).
 
 One parser for every command, so they all accept the same forms and all answer a bad one with the
 same one-line error (exit 2), out-of-range values included.
@@ -6,6 +7,7 @@ same one-line error (exit 2), out-of-range values included.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -63,3 +65,18 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
         return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3)
     except ValueError:
         return None
+
+
+def seconds_from_env(name: str, default: float, *, minimum: float) -> float:
+    """The number of seconds the environment variable ``name`` sets (``default`` if unset or empty);
+    ``UsageError`` (one line, exit 2) if it is not a number or is under ``minimum``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a number of seconds") from None
+    if not value >= minimum:  # (NaN too)
+        raise UsageError(f"{name} must be at least {minimum:g} seconds, not {raw}")
+    return value

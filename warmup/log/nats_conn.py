@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import re
 import sys
 import threading
@@ -187,6 +188,9 @@ class NatsConnection:
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
+        # A server gone for good leaves nats-py's reconnect tasks pending: asyncio would print a
+        # "Task was destroyed but it is pending!" block for each at exit. Nothing is lost: say nothing.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
     async def _shutdown(self) -> None:
         """Drain (or close, if the server is gone), then cancel what nats-py left running."""

@@ -27,7 +27,6 @@ stdout gets one summary line per run; progress and problems go to stderr.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from dataclasses import replace
@@ -48,22 +47,14 @@ from warmup.runner.projector_child import ProjectorChild, check_projections, pro
 from warmup.runner.recorder import Recorder
 from warmup.runs.liveness import liveness_for
 from warmup.tasks import SAFE_ID, load_task
+from warmup.times import seconds_from_env
 
 DEFAULT_GRACE_S = 3.0
 GRACE_ENV = "WARMUP_GRACE_S"  # seconds running accounts get after Ctrl-C/SIGTERM
 
 
 def grace_seconds() -> float:
-    raw = os.environ.get(GRACE_ENV)
-    if raw is None or raw == "":
-        return DEFAULT_GRACE_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{GRACE_ENV}={raw!r} is not a number of seconds") from None
-    if value < 0:
-        raise UsageError(f"{GRACE_ENV} must be 0 or more seconds")
-    return value
+    return seconds_from_env(GRACE_ENV, DEFAULT_GRACE_S, minimum=0)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -32,12 +32,14 @@ import hashlib
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 from warmup.browser import launch_args
@@ -74,6 +76,30 @@ ACCOUNT_LOCK_POLL_S = 0.2
 DEFAULT_ACCOUNT_WAIT_S = 60.0
 CLOSE_TIMEOUT_S = 10.0
 MAX_EXTRACTED_CHARS = 1_000  # of an extracted value in step_finished
+
+
+@asynccontextmanager
+async def running_browser(pw: Playwright, executable: str, headless: bool) -> AsyncIterator[Browser]:
+    """Chromium for a block: launched (exit 1, one line, if it will not start), closed at the end
+    within ``CLOSE_TIMEOUT_S``. Ctrl-C, SIGTERM and SIGHUP are the caller's to handle, not Playwright's."""
+    try:
+        browser = await pw.chromium.launch(
+            executable_path=executable, headless=headless, args=launch_args(),
+            handle_sigint=False, handle_sigterm=False, handle_sighup=False,
+        )
+    except PlaywrightError as exc:
+        raise WarmupError(
+            f"cannot start the browser {executable}: {describe_launch_error(exc)} (try another with --browser-path)",
+            exit_code=1,
+        ) from None
+    try:
+        yield browser
+    finally:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await browser.close()
+        except (PlaywrightError, TimeoutError):
+            pass
 
 
 class AccountLockError(Exception):
@@ -203,30 +229,9 @@ class Runner:
         started = time.monotonic()
         try:
             async with async_playwright() as pw:
-                try:
-                    browser = await pw.chromium.launch(
-                        executable_path=self.browser_path,
-                        headless=self.headless,
-                        args=launch_args(),
-                        handle_sigint=False,  # the runner decides what Ctrl-C means
-                        handle_sigterm=False,
-                        handle_sighup=False,
-                    )
-                except PlaywrightError as exc:
-                    raise WarmupError(
-                        f"cannot start the browser {self.browser_path}: {describe_launch_error(exc)} "
-                        "(try another with --browser-path)",
-                        exit_code=1,
-                    ) from None
-                self._browser = browser
-                try:
+                async with running_browser(pw, self.browser_path, self.headless) as browser:
+                    self._browser = browser
                     status = await self._run_accounts(browser)
-                finally:
-                    try:
-                        async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                            await browser.close()
-                    except (PlaywrightError, TimeoutError):
-                        pass
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)

@@ -28,7 +28,6 @@ Invariants, and why they hold:
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +39,7 @@ from warmup.errors import UsageError
 from warmup.events.envelope import EventDecoder, InvalidEvent, RunFinished, RunStarted, host_and_pid, utc_now
 from warmup.locks import Holder
 from warmup.runs.liveness import AccountLease, DeadRun, Liveness, RunLease
+from warmup.times import seconds_from_env
 
 if TYPE_CHECKING:
     from warmup.log.nats import NatsLog
@@ -50,16 +50,7 @@ READ_BYTES = 1 << 20
 
 
 def lease_ttl_s() -> float:
-    raw = os.environ.get(TTL_ENV, "")
-    if not raw:
-        return DEFAULT_TTL_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{TTL_ENV}={raw!r} is not a number of seconds") from None
-    if value < 1:
-        raise UsageError(f"{TTL_ENV} must be at least 1 second, not {raw}")
-    return value
+    return seconds_from_env(TTL_ENV, DEFAULT_TTL_S, minimum=1)
 
 
 class LeaseError(OSError):

@@ -17,14 +17,14 @@ worker acks it. One durable pull consumer, ``workers``, shared by every ``warmup
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from warmup.errors import UsageError, WarmupError
+from warmup.errors import WarmupError
+from warmup.times import seconds_from_env
 
 if TYPE_CHECKING:
     from warmup.log.nats import NatsLog
@@ -36,16 +36,7 @@ CONSUMER = "workers"
 
 
 def ack_wait_s() -> float:
-    raw = os.environ.get(ACK_WAIT_ENV, "")
-    if not raw:
-        return DEFAULT_ACK_WAIT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{ACK_WAIT_ENV}={raw!r} is not a number of seconds") from None
-    if value < 1:
-        raise UsageError(f"{ACK_WAIT_ENV} must be at least 1 second, not {raw}")
-    return value
+    return seconds_from_env(ACK_WAIT_ENV, DEFAULT_ACK_WAIT_S, minimum=1)
 
 
 def _token(value: str) -> str:

@@ -33,15 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, async_playwright
-from playwright.async_api import Error as PlaywrightError
 
-from warmup.browser import launch_args
-from warmup.errors import UsageError, WarmupError
+from warmup.errors import UsageError
 from warmup.events.envelope import host_and_pid
 from warmup.log.nats import NatsLog
 from warmup.recover import BETWEEN_ATTEMPTS, FINAL, RUNNING, RunState, scan_run
-from warmup.runner.actions import describe_launch_error
-from warmup.runner.engine import CLOSE_TIMEOUT_S, FAILED, INTERRUPTED, Runner
+from warmup.runner.engine import FAILED, INTERRUPTED, Runner, running_browser
 from warmup.runner.progress import LineProgress
 from warmup.runner.recorder import Recorder
 from warmup.runs.kv import KvLiveness
@@ -120,23 +117,8 @@ class Worker:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig.name)
         try:
-            async with async_playwright() as pw:
-                try:
-                    browser = await pw.chromium.launch(
-                        executable_path=self.browser_path, headless=self.headless, args=launch_args(),
-                        handle_sigint=False, handle_sigterm=False, handle_sighup=False,
-                    )
-                except PlaywrightError as exc:
-                    raise WarmupError(f"cannot start the browser {self.browser_path}: {describe_launch_error(exc)} "
-                                      "(try another with --browser-path)", exit_code=1) from None
-                try:
-                    await self._pull(browser)
-                finally:
-                    try:
-                        async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                            await browser.close()
-                    except (PlaywrightError, TimeoutError):
-                        pass
+            async with async_playwright() as pw, running_browser(pw, self.browser_path, self.headless) as browser:
+                await self._pull(browser)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
