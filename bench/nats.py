@@ -32,7 +32,11 @@ Measured (2 shared cores, ext4, nats-server 2.15.1, the backend as merged at 031
 ``--events 1000000``): appends file 4,175/s, R1 1,435/s (file/R1 2.91: goal MISSED), R1 with
 ``sync_interval: always`` 859/s, R3 926/s; append to row projected, file p50 10.9 / p95 20.3 ms,
 stream R1 p50 13.9 / p95 26.0 ms; replay (in-process, the CLI took no nats:// --log yet) file 5.58 s,
-stream 17.73 s (3.18x: goal MISSED); ``log copy`` file -> stream 1,769 events/s (565 s).
+stream 17.73 s (3.18x: goal MISSED); ``log copy`` file -> stream 1,769 events/s (565 s). A second run
+(backend at 67b1d31, best of 3 interleaved rounds; other sessions' tests loaded the machine, load
+average up to 9 during the replays): appends file 3,650/s, R1 1,713/s (2.13x: MISSED), R1 sync always
+939/s, R3 815/s; latency file 10.8 / 20.2 ms, R1 13.2 / 23.9 ms; copy 1,518 events/s; replay file
+6.93 s, stream 45.28 s (6.53x, under that load: to be measured again on a quiet machine).
 
     .venv/bin/python bench/nats.py                         # 1,000,000 events for the replay
     .venv/bin/python bench/nats.py --events 100000         # the quick check
