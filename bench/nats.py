@@ -113,7 +113,11 @@ class Server:
             self.proc = subprocess.Popen([binary, "-c", str(self.root / "server.conf")], stdout=out, stderr=out)
         self.name = name
         if wait:
-            self.wait_ready("/healthz")
+            try:
+                self.wait_ready("/healthz")
+            except BaseException:
+                self.stop()  # (never leave a server behind)
+                raise
 
     def wait_ready(self, path: str) -> None:
         """Until the monitoring port answers 200 on ``path`` (``/healthz``: JetStream ready too; a

@@ -157,6 +157,20 @@ def test_a_partial_destination_gets_only_the_rest(tmp_path: Path) -> None:
     assert project(dst, tmp_path / "b.db") == project(src, tmp_path / "a.db")
 
 
+def test_a_destination_with_a_torn_last_line_is_repaired_and_completed(tmp_path: Path) -> None:
+    """A copy killed mid-line (SIGKILL, power loss) leaves a torn tail: the next copy cuts it (the
+    log's one repair, said on stderr) and copies that event again, whole."""
+    src = synthetic_log(tmp_path, 1_000, seed=4)
+    lines = src.read_bytes().splitlines(keepends=True)
+    dst = tmp_path / "dst.jsonl"
+    dst.write_bytes(b"".join(lines[:500]) + lines[500][:40])
+    result = copy(src, dst)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"copied 500 events from {src} to {dst} (500 already there)\n"
+    assert "cut a torn last line (40 bytes" in result.stderr
+    assert dst.read_bytes() == src.read_bytes()
+
+
 def test_events_already_in_the_destination_are_skipped_wherever_they_are(tmp_path: Path) -> None:
     """DST has another run first, then some of SRC's events out of order: only the missing ones go."""
     run = run_lines("run-a", ["a1"], {})

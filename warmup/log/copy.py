@@ -23,6 +23,8 @@ Invariants:
   every line: 100,000 events file -> file took 31.5 s here (2.5 s of it without the fsyncs); a
   stream DST waits for each ack: about 1,770 events/s (1,000,000 events in 565 s). A batch append
   in the interface (one fsync, or many publishes in flight, per batch) would take most of that away.
+  DST's ids are held in memory, about 100 bytes each: a DST of 1,000,000 events is read in 2 s and
+  the command peaks at 147 MB.
 """
 
 from __future__ import annotations
