@@ -48,6 +48,13 @@ db_option = click.option(
 )
 
 
+browser_path_option = click.option(
+    "--browser-path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="WARMUP_BROWSER",
+    help="The Chromium executable. Env: WARMUP_BROWSER. Default: discovered.",
+)
+headed_option = click.option("--headed", is_flag=True, help="Show the browser windows.")
 replicas_option = click.option(
     "--replicas", type=click.IntRange(min=1, max=5), envvar="WARMUP_NATS_REPLICAS",
     help="Copies of a stream that this command creates (1; 3 on a cluster). Env: WARMUP_NATS_REPLICAS.",
@@ -289,13 +296,8 @@ def status(db_path: Path, as_json: bool, limit: int) -> None:
 @db_option
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Accounts at once (default: the task's).")
 @artifacts_option("Where screenshots go, under RUN_ID/ACCOUNT_ID/.")
-@click.option(
-    "--browser-path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="WARMUP_BROWSER",
-    help="The Chromium executable. Env: WARMUP_BROWSER. Default: discovered.",
-)
-@click.option("--headed", is_flag=True, help="Show the browser windows.")
+@browser_path_option
+@headed_option
 @click.option(
     "--project/--no-project",
     "with_projector",
@@ -430,13 +432,8 @@ def recover(ctx: click.Context, log_path: Path, force: bool) -> None:
 @click.option("--concurrency", "-c", type=click.IntRange(min=1), default=2, show_default=True,
               help="Accounts this worker drives at once.")
 @artifacts_option("Where this worker's screenshots and traces go, under RUN_ID/ACCOUNT_ID/.")
-@click.option(
-    "--browser-path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="WARMUP_BROWSER",
-    help="The Chromium executable. Env: WARMUP_BROWSER. Default: discovered.",
-)
-@click.option("--headed", is_flag=True, help="Show the browser windows.")
+@browser_path_option
+@headed_option
 @click.option("--idle-exit", "idle_exit_s", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Exit once no work came for this long (default: keep waiting until Ctrl-C).")
 @replicas_option

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -23,31 +22,19 @@ import nats.js.errors
 import orjson
 from nats.js.api import PubAck
 
-from warmup.errors import UsageError, WarmupError
+from warmup.errors import WarmupError
 from warmup.events.writer import LogWriteError
 from warmup.log.base import LogAppender
 from warmup.log.nats_conn import connect_failure
 from warmup.log.nats_stream import subject_for
 from warmup.log.nats_sync import TRY_TIMEOUT_S, Fatal, NatsSyncPublisher, Refused, Transient
+from warmup.times import seconds_from_env
 
 if TYPE_CHECKING:
     from warmup.log.nats import NatsLog
 
 PUBLISH_TIMEOUT_ENV = "WARMUP_NATS_PUBLISH_TIMEOUT"
 DEFAULT_PUBLISH_TIMEOUT_S = 30.0
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise UsageError(f"{name} must be more than 0, not {raw!r}")
-    return value
 
 
 def _why(exc: BaseException) -> str:
@@ -79,7 +66,7 @@ class NatsLogAppender(LogAppender):
     def __init__(self, log: NatsLog, timeout_s: float | None = None) -> None:
         self.log = log
         if timeout_s is None:
-            timeout_s = _env_float(PUBLISH_TIMEOUT_ENV, DEFAULT_PUBLISH_TIMEOUT_S)
+            timeout_s = seconds_from_env(PUBLISH_TIMEOUT_ENV, DEFAULT_PUBLISH_TIMEOUT_S, minimum=0.1)
         self.timeout_s = timeout_s
         self.last_ack: PubAck | None = None
         self.last_seq: int = 0

@@ -173,11 +173,6 @@ class Bucket:
         value = self._call(get(), f"read the lease {key}")
         return None if value is None else parse_holder(value)
 
-    def is_lost(self, key: str) -> str | None:
-        with self._lock:
-            held = self._held.get(key)
-        return None if held is None else held.lost
-
     # -- renewing -------------------------------------------------------------------------------
     def _start_renewer(self) -> None:
         with self._lock:
@@ -291,10 +286,6 @@ class KvAccountLease(AccountLease):
     @property
     def held(self) -> bool:
         return self._held
-
-    @property
-    def lost(self) -> str | None:
-        return self.bucket.is_lost(self.key) if self._held else None
 
     def try_acquire(self) -> Holder | None:
         if self._held:
