@@ -15,6 +15,7 @@ import click
 from warmup.completion import complete_run_id, complete_task_file
 from warmup.errors import WarmupError
 from warmup.paths import DEFAULT_ARTIFACTS, DEFAULT_DB, DEFAULT_LOG, is_stream_url
+from warmup.runs.origin import CLI, TRIGGERS
 
 
 class LogParam(click.ParamType):
@@ -342,6 +343,18 @@ def status(db_path: Path, as_json: bool, limit: int) -> None:
     "and wait for them. Needs --log nats://...",
 )
 @replicas_option
+@click.option(
+    "--trigger", type=click.Choice(TRIGGERS), default=CLI, show_default=True,
+    help="Recorded as run_started.trigger: what started the run (`warmup serve` passes its own).",
+)
+@click.option(
+    "--run-id", metavar="RUN_ID",
+    help="Name the new run (the shape of `warmup runs` ids): a server that starts the run knows its id at once.",
+)
+@click.option(
+    "--scheduled-for", metavar="TIME", hidden=True,
+    help="With --trigger schedule: the firing's due time (ISO-8601, UTC unless it has an offset).",
+)
 def run(
     task_file: Path | None,
     log_path: Path,
@@ -360,6 +373,9 @@ def run(
     targets: tuple[str, ...],
     workers: bool,
     replicas: int | None,
+    trigger: str,
+    run_id: str | None,
+    scheduled_for: str | None,
 ) -> None:
     """Drive every account of TASK_FILE through its steps in real Chromium; append events only.
 
@@ -379,7 +395,13 @@ def run(
       warmup run morning.toml --log nats://127.0.0.1:4222/WARMUP --workers   # accounts go to workers
     """
     from warmup.runner.command import run_command
+    from warmup.runs.origin import SCHEDULE, RunOrigin
+    from warmup.times import parse_log_ts
 
+    if scheduled_for is not None:
+        if trigger != SCHEDULE:
+            raise click.BadParameter("goes with --trigger schedule", param_hint="--scheduled-for")
+        scheduled_for = parse_log_ts(scheduled_for, "--scheduled-for")
     sys.exit(
         run_command(
             task_file,
@@ -399,6 +421,8 @@ def run(
             projection_specs=projection_specs,
             targets=targets,
             accounts=accounts,
+            run_id=run_id,
+            origin=RunOrigin(trigger, scheduled_for),
         )
     )
 

@@ -103,6 +103,8 @@ class RunStarted(RunEvent, tag="run_started"):
     task: dict[str, Any] | None = None  # the task definition, secrets unresolved
     resumed_from: str | None = None
     workers: bool = False  # ``run --workers``: its accounts are handed out to ``warmup worker`` processes
+    trigger: str | None = None  # cli | schedule | api | dashboard (warmup.runs.origin); absent before issue 13
+    scheduled_for: Timestamp | None = None  # a schedule's firing: the due time it was started for
 
 
 class AccountStarted(AccountEvent, tag="account_started"):

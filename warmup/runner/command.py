@@ -46,6 +46,7 @@ from warmup.runner.progress import make_progress
 from warmup.runner.projector_child import ProjectorChild, check_projections, projection_args
 from warmup.runner.recorder import Recorder
 from warmup.runs.liveness import liveness_for
+from warmup.runs.origin import FROM_CLI, RUN_ID_SHAPE, RunOrigin
 from warmup.tasks import SAFE_ID, load_task
 from warmup.times import seconds_from_env
 
@@ -84,6 +85,8 @@ def run_command(
     accounts: tuple[str, ...] = (),
     workers: bool = False,
     replicas: int | None = None,
+    run_id: str | None = None,
+    origin: RunOrigin = FROM_CLI,
 ) -> int:
     """``warmup run``: check everything, then drive the accounts and append events; the exit code.
 
@@ -93,6 +96,8 @@ def run_command(
     used): ``last`` is then that task's latest run, and another task's run id is refused.
     """
     resume_id = resume or retry_failed
+    if run_id is not None and not RUN_ID_SHAPE.match(run_id):
+        raise UsageError(f"--run-id {run_id[:80]!r} is not a new run id's shape (like 20261129T070000-1a2b3c)")
     option = "--resume" if resume else "--retry-failed"
     if resume and retry_failed:
         raise UsageError("give --resume or --retry-failed, not both")
@@ -178,7 +183,7 @@ def run_command(
 
     projector = ProjectorChild(log.name, db_path, child_args) if with_projector else None
     scrub = task.scrubber()
-    recorder = Recorder(writer, new_run_id(), scrub, task_id=task.id)
+    recorder = Recorder(writer, run_id or new_run_id(), scrub, task_id=task.id)
     liveness = liveness_for(log)
     run_lock = liveness.run_lease(recorder.run_id)
     try:
@@ -198,6 +203,7 @@ def run_command(
         liveness=liveness,
         account_wait_s=account_wait_s,
         resumed_from=resume_id,
+        origin=origin,
     )
     # Outside the event loop (which handles SIGINT/SIGTERM itself while the accounts run), SIGTERM
     # raises KeyboardInterrupt like Ctrl-C, so the projector child is never left following forever.
@@ -212,7 +218,7 @@ def run_command(
 
                 assert isinstance(liveness, KvLiveness)
                 coordinator = Coordinator(task, recorder, log, liveness.bucket, make_progress(), grace_s=grace_s,
-                                          resumed_from=resume_id)  # type: ignore[arg-type]
+                                          resumed_from=resume_id, origin=origin)  # type: ignore[arg-type]
                 result = coordinator.run()
             else:
                 result = asyncio.run(runner.run())

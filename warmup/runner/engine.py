@@ -65,6 +65,7 @@ from warmup.runner.recorder import Recorder
 from warmup.runner.script import ScriptStep, ScriptStepFailed, ScriptSteps, script_account
 from warmup.runner.trace import Tracer
 from warmup.runs.liveness import AccountLease, Liveness
+from warmup.runs.origin import FROM_CLI, RunOrigin
 from warmup.tasks import REDACTED, SECRET_VAR, Account, Scrubber, Step, Task
 from warmup.tasks.common import SHORT_SECRET
 from warmup.tasks.script import resolve_script
@@ -152,6 +153,7 @@ class Runner:
         liveness: Liveness | None = None,
         account_wait_s: float = DEFAULT_ACCOUNT_WAIT_S,
         resumed_from: str | None = None,
+        origin: RunOrigin = FROM_CLI,
     ) -> None:
         self.task = task
         self.rec = recorder
@@ -164,6 +166,7 @@ class Runner:
         self.liveness = liveness  # the account leases (none without a log: unit use)
         self.account_wait_s = account_wait_s
         self.resumed_from = resumed_from
+        self.origin = origin  # run_started.trigger / scheduled_for
         self.secrets = task.secret_values()  # every form of these is kept out of traces (runner.trace)
         # A task with save_state steps saves there only: the state at its end (after a logout, say)
         # would overwrite the one it chose to keep.
@@ -255,6 +258,7 @@ class Runner:
             resumed_from=self.resumed_from,
             browser=browser.version,
             headless=self.headless,
+            **self.origin.fields(),
         )
         self.progress.start(self.rec.run_id, len(task.accounts))
         semaphore = asyncio.Semaphore(self.concurrency)

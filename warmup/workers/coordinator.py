@@ -30,6 +30,7 @@ from warmup.events.envelope import AccountFinished, AccountStarted, EventDecoder
 from warmup.runner.engine import CANCELLED, COMPLETED, FAILED, INTERRUPTED, RunResult
 from warmup.runner.progress import Progress
 from warmup.runner.recorder import Recorder
+from warmup.runs.origin import FROM_CLI, RunOrigin
 from warmup.tasks import Task
 from warmup.workers.queue import WorkItem, WorkQueue
 
@@ -64,10 +65,11 @@ class _Fold:
 
 class Coordinator:
     def __init__(self, task: Task, recorder: Recorder, log: NatsLog, bucket: Bucket, progress: Progress, *,
-                 grace_s: float, resumed_from: str | None = None) -> None:
+                 grace_s: float, resumed_from: str | None = None, origin: RunOrigin = FROM_CLI) -> None:
         self.task, self.rec, self.log, self.bucket, self.progress = task, recorder, log, bucket, progress
         self.grace_s = grace_s
         self.resumed_from = resumed_from
+        self.origin = origin
         self.queue = WorkQueue(log)
         self.signals = 0
         self._watch: Any = None
@@ -94,7 +96,7 @@ class Coordinator:
         self.rec.emit(
             "run_started", task_id=task.id, task_name=task.name, accounts=[a.id for a in task.accounts],
             steps=len(task.steps), concurrency=task.concurrency, host=host, pid=pid, task=task.record(),
-            resumed_from=self.resumed_from, workers=True, headless=True,
+            resumed_from=self.resumed_from, workers=True, headless=True, **self.origin.fields(),
         )
         self.progress.start(run_id, len(task.accounts))
         if self.rec.dead:

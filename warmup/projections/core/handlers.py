@@ -177,6 +177,8 @@ class Handlers:
             "pid": event.pid,
             "resumed_from": event.resumed_from,
             "reason": None,
+            "trigger": event.trigger or "cli",
+            "scheduled_for": event.scheduled_for,
         }
         run_accounts = {
             account_id: {

@@ -22,8 +22,8 @@ import sqlite_utils
 # 2: projector_checkpoint.scope (partial replays); 3: run_event_ids, artifacts never replaced;
 # 4: run_event_ids in chunks (one row per IDS_PER_CHUNK ids: a batch writes only its new ids);
 # 5: the checkpoint is a row of warmup_checkpoints (one per projection), rejected_events.position,
-# foreign keys declared
-PROJECTION_VERSION = 5
+# foreign keys declared; 6: runs.trigger (cli when the log has none) and runs.scheduled_for
+PROJECTION_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,8 @@ RUNS = Table(
         "pid": int,
         "resumed_from": str,
         "reason": str,
+        "trigger": str,
+        "scheduled_for": str,
     },
     ("id",),
     foreign_keys=(("task_id", "tasks", "id"),),
@@ -175,6 +177,7 @@ TABLES = (TASKS, ACCOUNTS, RUNS, RUN_ACCOUNTS, RUN_EVENT_IDS, ARTIFACTS, REJECTE
 INDEXES = (
     'CREATE INDEX IF NOT EXISTS "runs_by_task" ON "runs" ("task_id", "started_at")',
     'CREATE INDEX IF NOT EXISTS "runs_by_start" ON "runs" ("started_at")',
+    'CREATE INDEX IF NOT EXISTS "runs_by_status" ON "runs" ("status", "started_at")',
     'CREATE INDEX IF NOT EXISTS "run_accounts_by_account" ON "run_accounts" ("account_id")',
     'CREATE INDEX IF NOT EXISTS "artifacts_by_run" ON "artifacts" ("run_id", "account_id")',
 )
