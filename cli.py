@@ -287,6 +287,45 @@ def status(db_path: Path, as_json: bool, limit: int) -> None:
     sys.exit(run_status(db_path, as_json=as_json, limit=limit))
 
 
+@cli.command()
+@click.option(
+    "--tasks", "tasks_dir", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+    envvar="WARMUP_TASKS", help="The folder of task files (*.toml) the dashboard lists and starts. Env: WARMUP_TASKS.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to listen on. Anything but loopback needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8377, show_default=True,
+              help="The port (0: any free one; the URL is printed).")
+@log_option
+@db_option
+@artifacts_option("Where runs put screenshots and traces; the dashboard serves files from here only.")
+@click.option("--token", envvar="WARMUP_TOKEN", metavar="TOKEN",
+              help="Every request must carry it (Authorization: Bearer, or the sign-in cookie). Env: WARMUP_TOKEN.")
+@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds runs in flight get to finish at SIGTERM/Ctrl-C before they are interrupted.")
+@projection_options
+def serve(tasks_dir: Path, host: str, port: int, log_path: Path | str, db_path: Path, artifacts: Path,
+          token: str | None, grace_s: float, projection_specs: tuple[str, ...], targets: tuple[str, ...]) -> None:
+    """The dashboard, the JSON and streaming API, and the schedules, in one process.
+
+    Each run is its own `warmup run` process; a projector child keeps the tables current (with
+    your --projection ones too). Open the printed URL.
+
+    \b
+    Examples:
+      warmup serve --tasks examples
+      warmup serve --tasks tasks --port 9000 --projection steps
+      WARMUP_TOKEN=$(openssl rand -hex 16) warmup serve --tasks tasks --host 0.0.0.0
+    """
+    from warmup.runner.projector_child import projection_args
+    from warmup.serve.command import run_serve
+    from warmup.serve.config import ServeConfig
+
+    config = ServeConfig(tasks_dir=tasks_dir, log=log_path, db_path=db_path, artifacts=artifacts, host=host,
+                         port=port, token=token or None, grace_s=grace_s)
+    sys.exit(run_serve(config, projection_args=projection_args(projection_specs, targets)))
+
+
 # --- run: the runner's command. It must import nothing that opens a database. ---------------
 @cli.command()
 @projection_options

@@ -36,8 +36,8 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 OPEN_PATHS = ("/login", "/static/")  # reachable without the token
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
