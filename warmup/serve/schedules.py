@@ -68,6 +68,11 @@ def _shown(when: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+def _utc(when: datetime) -> datetime:
+    """``when`` in UTC (croniter may hand back ``fold=1``, meaningless there: cleared)."""
+    return when.astimezone(UTC).replace(fold=0)
+
+
 def _zone(name: str) -> tzinfo:
     """The zone ``name``; ValueError (the message's end) if it is not an IANA name zoneinfo knows."""
     if name == DEFAULT_TIMEZONE:
@@ -137,13 +142,12 @@ class Schedule:
     # -- due times (all aware; returned in UTC) ------------------------------------------------
     def due_after(self, t: datetime) -> datetime:
         """The first due time strictly after ``t`` (aware), in UTC."""
-        found = _croniter(self.cron, t.astimezone(self.zone)).get_next(datetime)
-        return found.astimezone(UTC)
+        return _utc(_croniter(self.cron, t.astimezone(self.zone)).get_next(datetime))
 
     def due_at_or_before(self, t: datetime) -> datetime | None:
         """The latest due time at or before ``t`` (aware), in UTC; None if there is none."""
         try:
-            before = _croniter(self.cron, t.astimezone(self.zone)).get_prev(datetime).astimezone(UTC)
+            before = _utc(_croniter(self.cron, t.astimezone(self.zone)).get_prev(datetime))
         except ValueError:  # no earlier date matches within croniter's search
             return None
         following = self.due_after(before)  # croniter's get_prev is strictly before t: t itself may be due
@@ -162,7 +166,7 @@ class Schedule:
 
     def fire_time(self, task_id: str, due: datetime) -> datetime:
         """When ``task_id`` starts for ``due``: ``due`` plus its jitter, in UTC."""
-        return (due + timedelta(seconds=self.jitter(task_id, due))).astimezone(UTC)
+        return _utc(due + timedelta(seconds=self.jitter(task_id, due)))
 
     def latest_ready(self, task_id: str, now: datetime) -> datetime | None:
         """The latest due time whose fire time is at or before ``now``; None if none is."""
