@@ -343,6 +343,12 @@ def test_a_restarted_scheduler_never_fires_a_due_twice(tmp_path: Path) -> None:
     assert len(set(second.dues())) == len(second.dues())
 
 
+def test_a_due_the_log_says_was_fired_is_not_fired_again_after_the_clock_went_back() -> None:
+    h = Harness("2026-11-29T05:00:00Z", {"morning": DAILY}, last_fired={"morning": at("2026-11-29T06:00:00Z")})
+    h.run_until("2026-11-30T07:00:00Z")
+    assert h.dues() == [at("2026-11-30T06:00:00Z")]
+
+
 def test_wake_reads_the_tasks_again() -> None:
     """A task added while the scheduler sleeps is scheduled from then on (no catch-up), without waiting."""
     now = [at("2026-11-29T06:00:00.500000Z")]
