@@ -118,6 +118,11 @@ def test_due_times_in_a_zone_with_daylight_saving() -> None:
     assert paris.due_after(at("2026-10-25T00:00:00Z")) == at("2026-10-25T05:00:00Z")
     assert paris.due_at_or_before(at("2026-10-25T04:59:00Z")) == at("2026-10-24T04:00:00Z")
     assert paris.due_after(at("2026-03-28T00:00:00Z")).tzinfo is UTC
+    # croniter's rules for a time in the hour skipped (the first time after it) or repeated (both), as documented
+    night = Schedule(cron="30 2 * * *", timezone="Europe/Paris")
+    assert night.due_after(at("2026-03-28T12:00:00Z")) == at("2026-03-29T01:00:00Z")  # 03:00 CEST
+    assert night.due_after(at("2026-10-25T00:00:00Z")) == at("2026-10-25T00:30:00Z")  # 02:30 CEST
+    assert night.due_after(at("2026-10-25T00:30:00Z")) == at("2026-10-25T01:30:00Z")  # 02:30 CET
 
 
 def test_the_seconds_field_is_last_and_times_are_utc_whatever_the_zone_given() -> None:
