@@ -356,12 +356,12 @@ class Scheduler:
         """Start ``task_id`` for ``due`` unless it is still running; say what happened."""
         self._last_fired[task_id] = max(due, self._last_fired.get(task_id, due))
         shown = _shown(due)
-        run_id = self._running(task_id)
-        if run_id is not None:
-            self._say(f"schedule: task {task_id} is still running (run {run_id}): the firing due at {shown} "
-                      "is skipped")
-            return
         try:
+            run_id = self._running(task_id)
+            if run_id is not None:
+                self._say(f"schedule: task {task_id} is still running (run {run_id}): the firing due at {shown} "
+                          "is skipped")
+                return
             started = await self._start(task_id, due)
         except Exception as exc:  # (a failed start must not stop the other schedules)
             self._say(f"schedule: task {task_id}: the firing due at {shown} could not start ({exc})")
