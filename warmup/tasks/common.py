@@ -47,7 +47,13 @@ TASK_KEYS = {
     "accounts_file",
     "accounts",
     "steps",
+    # a schedule for `warmup serve` (warmup.serve.schedules): schedule, then the three that need it
+    "schedule",
+    "timezone",
+    "jitter_s",
+    "catch_up",
 }
+SCHEDULE_OPTIONS = ("timezone", "jitter_s", "catch_up")  # keys refused without a schedule
 ACCOUNT_KEYS = {"id", "vars", "storage_state", "base_url"}
 TRACE_MODES = ("off", "on-failure", "on")
 DEFAULT_TRACE = "on-failure"

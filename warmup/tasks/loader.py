@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from warmup.errors import UsageError
+from warmup.serve.schedules import DEFAULT_TIMEZONE, Schedule
 from warmup.tasks.accounts import Account, _account_from_table, _load_accounts_file
 from warmup.tasks.actions import check_upload_files
 from warmup.tasks.common import (
@@ -53,6 +54,7 @@ from warmup.tasks.common import (
     RESERVED_SHOT,
     SAFE_ID,
     SAFE_ID_TEXT,
+    SCHEDULE_OPTIONS,
     SECRET_VAR,
     SHORT_SECRET,
     TASK_KEYS,
@@ -173,6 +175,7 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
     if trace not in TRACE_MODES:
         raise UsageError(f"{where}: trace must be one of {', '.join(map(repr, TRACE_MODES))}, not {trace!r}")
     script = _get(doc, "script", str, where, default=None)
+    schedule = _schedule(doc, where)
 
     accounts: list[Account] = []
     raw_accounts = _get(doc, "accounts", list, where, default=[])
@@ -218,6 +221,7 @@ def _build_task(doc: dict[str, Any], path: Path, env: Mapping[str, str], *, wher
         identity=identity,
         trace=trace,
         script=script,
+        schedule=schedule,
     )
     rendered_names: list[tuple[str, str]] = []
     task.env_names = frozenset(_check_references(task, env, where, rendered_names))
@@ -340,6 +344,30 @@ _NAME_PATH = re.compile(
     r"|steps\[[0-9]+\](?:\.steps\[[0-9]+\])?\.screenshot"
 )
 
+
+
+def _schedule(doc: dict[str, Any], where: str) -> Schedule | None:
+    """``schedule`` (cron) with its ``timezone``, ``jitter_s`` and ``catch_up``; None without one.
+
+    The three options alone are refused: they would silently do nothing. ``timezone`` is the zone
+    the cron is read in, not the browser's (``timezone_id``, an identity key).
+    """
+    cron = _get(doc, "schedule", str, where, default=None)
+    if cron is None:
+        given = [key for key in SCHEDULE_OPTIONS if key in doc]
+        if given:
+            raise UsageError(f"{where}: {given[0]} is set but schedule is not ({', '.join(SCHEDULE_OPTIONS)} "
+                             "go with a schedule = \"cron expression\")")
+        return None
+    try:
+        return Schedule(
+            cron=cron,
+            timezone=_get(doc, "timezone", str, where, default=DEFAULT_TIMEZONE),
+            jitter_s=_get(doc, "jitter_s", (int, float), where, default=0),
+            catch_up=_get(doc, "catch_up", bool, where, default=True),
+        )
+    except ValueError as exc:
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def _task_vars(raw: dict[str, Any], where: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from warmup.errors import UsageError
+from warmup.serve.schedules import Schedule
 from warmup.tasks.accounts import Account
 from warmup.tasks.actions import ACTIONS
 from warmup.tasks.common import DEFAULT_TRACE, REDACTED, REFERENCE, SECRET_VAR, SHORT_SECRET, references
@@ -37,6 +38,7 @@ class Task:
     identity: dict[str, Any] = field(default_factory=dict)  # task-wide browser identity (tasks.identity)
     trace: str = DEFAULT_TRACE  # "off" | "on-failure" | "on": a Playwright trace per attempt
     script: str | None = None  # "package.module:function" in place of steps
+    schedule: Schedule | None = None  # when `warmup serve` starts it on its own (not secret: recorded)
 
     # -- variables -----------------------------------------------------------------------------
     def render(self, template: str, account: Account, *, env: Mapping[str, str] | None = None,
@@ -139,6 +141,7 @@ class Task:
             **self.identity,
             "trace": self.trace,
             "script": self.script,
+            **(self.schedule.record() if self.schedule else {}),  # (absent without one: older records unchanged)
             "accounts": [
                 {
                     "id": a.id,
