@@ -18,9 +18,10 @@ from conftest import REPO, cli_env, warmup
 
 from warmup.errors import UsageError
 from warmup.log import as_log
-from warmup.serve.schedules import MAX_SLEEP_S, Schedule, Scheduler, last_scheduled, log_time
+from warmup.serve.schedules import MAX_SLEEP_S, Scheduler, last_scheduled
 from warmup.tasks import load_task
 from warmup.tasks.loader import task_from_record
+from warmup.tasks.schedule import Schedule, log_time
 
 BODY = """
 [[accounts]]
@@ -148,7 +149,7 @@ def test_jitter_is_deterministic_within_its_range_and_spread() -> None:
 
 def test_jitter_is_the_same_in_another_process() -> None:
     """Another server computes the same start (no per-process hash seed in it)."""
-    code = ("from datetime import datetime; from warmup.serve.schedules import Schedule; "
+    code = ("from datetime import datetime; from warmup.tasks.schedule import Schedule; "
             "print(repr(Schedule('0 6 * * *', jitter_s=600).jitter('morning', "
             "datetime.fromisoformat('2026-11-29T06:00:00+00:00'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(PYTHONHASHSEED="12345"),

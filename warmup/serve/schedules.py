@@ -1,14 +1,8 @@
-"""Schedules: when a task's ``schedule`` is due, and the ``Scheduler`` that starts its runs.
+"""The ``Scheduler`` that starts the runs of scheduled tasks (``warmup.tasks.schedule`` says when).
 
 A task file may say ``schedule = "0 6 * * *"`` (cron, read by croniter in the task's ``timezone``,
 default UTC), ``jitter_s = 600`` and ``catch_up = true`` (docs/tasks.md, "Schedules"). Invariants:
 
-- **Due times** are the instants the cron expression names in its zone, returned in UTC. Five
-  fields (minute hour day month weekday), or six with the seconds LAST (croniter's order:
-  ``"* * * * * */2"`` is every 2 seconds). croniter's random (``R``) and hashed (``H``) values are
-  refused: every server must compute the same times.
-- **Jitter is deterministic**: a due time fires at ``due + jitter(task_id, due)``, a hash of both in
-  ``[0, jitter_s)``. So the dashboard shows the exact next start, and two servers agree on it.
 - **Each due time fires at most once**: the scheduler remembers, per task, the last due it handled
   (fired, skipped or refused); a restarted server learns it from the log (``last_scheduled``: the
   ``scheduled_for`` of the ``run_started`` events with ``trigger = "schedule"``).
@@ -20,22 +14,13 @@ default UTC), ``jitter_s = 600`` and ``catch_up = true`` (docs/tasks.md, "Schedu
 - The ``Scheduler`` runs on the server's event loop and never blocks it: it reads no file and no
   log (``last_scheduled`` is given to it, read in a thread by the caller); croniter's arithmetic is
   all it computes.
-
-This module imports croniter only when a schedule is computed, so loading a task without one (every
-``warmup run``) does not pay for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import math
-import re
-import zoneinfo
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
-from functools import cached_property
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -43,142 +28,13 @@ import orjson
 from warmup.events.envelope import is_timestamp
 from warmup.log.base import Log, LogMissing
 from warmup.runs.origin import SCHEDULE
-from warmup.times import LOG_TS_FORMAT
+from warmup.tasks.schedule import Schedule, shown_time
 
-DEFAULT_TIMEZONE = "UTC"
-MAX_JITTER_S = 7 * 86400  # a week: enough to spread a weekly schedule
 MAX_SLEEP_S = 30.0  # the scheduler re-reads the clock at least this often (wall-clock jumps)
 _READ_BYTES = 4 << 20
 _NEEDLE = b'"run_started"'
-_RANDOM_OR_HASHED = re.compile(r"(?<![A-Za-z])[HR](?![A-Za-z])")
-_TICK = timedelta(microseconds=1)
-# With a jitter larger than the interval, the due times whose fire time has not come yet may be
-# many; looking further back than this many of them is not worth it (the firing is then skipped).
-_MAX_LOOK_BACK = 1000
 
 
-def log_time(when: datetime) -> str:
-    """``when`` (aware) in the log's format, UTC: what ``warmup run --scheduled-for`` takes."""
-    return when.astimezone(UTC).strftime(LOG_TS_FORMAT)
-
-
-def _shown(when: datetime) -> str:
-    """A due time in messages: ``2026-11-29T06:00:00Z`` (UTC, to the second, or finer if it has it)."""
-    text = when.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
-
-
-def _utc(when: datetime) -> datetime:
-    """``when`` in UTC (croniter may hand back ``fold=1``, meaningless there: cleared)."""
-    return when.astimezone(UTC).replace(fold=0)
-
-
-def _zone(name: str) -> tzinfo:
-    """The zone ``name``; ValueError (the message's end) if it is not an IANA name zoneinfo knows."""
-    if name == DEFAULT_TIMEZONE:
-        return UTC
-    if name.startswith("/") or ".." in name or "\\" in name or not name:  # zoneinfo would read a path
-        raise ValueError(f"timezone {name!r} is not a time zone (use an IANA name such as 'Europe/Paris')")
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"timezone {name!r} is not a time zone (use an IANA name such as 'Europe/Paris')") from None
-
-
-def _croniter(cron: str, start: datetime) -> Any:
-    from croniter import croniter  # imported here: see the module's docstring
-
-    return croniter(cron, start)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A task's schedule, checked when built: ``ValueError`` with a message that names the key.
-
-    ``cron``: 5 fields, or 6 with seconds last, or one of croniter's ``@daily``-style names;
-    ``timezone``: an IANA zone the cron is read in; ``jitter_s``: 0 to ``MAX_JITTER_S``;
-    ``catch_up``: whether a firing missed while no server ran happens once at start.
-    """
-
-    cron: str
-    timezone: str = DEFAULT_TIMEZONE
-    jitter_s: float = 0
-    catch_up: bool = True
-
-    def __post_init__(self) -> None:
-        self.zone  # noqa: B018 (checks the zone)
-        fields = self.cron.split()
-        if not self.cron.startswith("@") and len(fields) not in (5, 6):
-            raise ValueError(
-                f"schedule {self.cron!r} is not a cron expression (give 5 fields: minute hour day month weekday, "
-                "or 6 with the seconds last)"
-            )
-        if _RANDOM_OR_HASHED.search(self.cron):
-            raise ValueError(
-                f"schedule {self.cron!r} is not a cron expression warmup takes (H and R, random or hashed "
-                "values, would differ from one server to the next; use jitter_s to spread the starts)"
-            )
-        if not (isinstance(self.jitter_s, int | float) and 0 <= self.jitter_s <= MAX_JITTER_S):
-            raise ValueError(f"jitter_s must be from 0 to {MAX_JITTER_S} seconds (a week), not {self.jitter_s!r}")
-        probe = datetime(2026, 1, 1, tzinfo=UTC)
-        try:
-            _croniter(self.cron, probe.astimezone(self.zone))
-        except (ValueError, KeyError, TypeError) as exc:  # croniter's CroniterError is a ValueError
-            raise ValueError(f"schedule {self.cron!r} is not a cron expression ({exc})") from None
-        try:
-            self.due_after(probe)
-        except ValueError:  # CroniterBadDateError: no date matches (30 February)
-            raise ValueError(f"schedule {self.cron!r} is never due (no date matches it)") from None
-
-    @cached_property
-    def zone(self) -> tzinfo:
-        return _zone(self.timezone)
-
-    def record(self) -> dict[str, Any]:
-        """The task-file keys that give this schedule (``Task.record``: they are not secret)."""
-        return {"schedule": self.cron, "timezone": self.timezone, "jitter_s": self.jitter_s,
-                "catch_up": self.catch_up}
-
-    # -- due times (all aware; returned in UTC) ------------------------------------------------
-    def due_after(self, t: datetime) -> datetime:
-        """The first due time strictly after ``t`` (aware), in UTC."""
-        return _utc(_croniter(self.cron, t.astimezone(self.zone)).get_next(datetime))
-
-    def due_at_or_before(self, t: datetime) -> datetime | None:
-        """The latest due time at or before ``t`` (aware), in UTC; None if there is none."""
-        try:
-            before = _utc(_croniter(self.cron, t.astimezone(self.zone)).get_prev(datetime))
-        except ValueError:  # no earlier date matches within croniter's search
-            return None
-        following = self.due_after(before)  # croniter's get_prev is strictly before t: t itself may be due
-        return following if following <= t else before
-
-    def jitter(self, task_id: str, due: datetime) -> float:
-        """Seconds after ``due`` that ``task_id`` fires: a hash of both, in ``[0, jitter_s)``.
-
-        Deterministic (the same on every server, at every call), spread evenly over the range.
-        """
-        if not self.jitter_s:
-            return 0.0
-        digest = hashlib.sha256(f"{task_id}\0{log_time(due)}".encode()).digest()
-        fraction = (int.from_bytes(digest[:8], "big") >> 11) / 2**53  # 53 bits: exactly representable, < 1
-        return min(fraction * self.jitter_s, math.nextafter(float(self.jitter_s), 0.0))
-
-    def fire_time(self, task_id: str, due: datetime) -> datetime:
-        """When ``task_id`` starts for ``due``: ``due`` plus its jitter, in UTC."""
-        return _utc(due + timedelta(seconds=self.jitter(task_id, due)))
-
-    def latest_ready(self, task_id: str, now: datetime) -> datetime | None:
-        """The latest due time whose fire time is at or before ``now``; None if none is."""
-        due = self.due_at_or_before(now)
-        for _ in range(_MAX_LOOK_BACK):
-            if due is None or self.fire_time(task_id, due) <= now:
-                return due
-            due = self.due_at_or_before(due - _TICK)
-        return None
-
-
-# -- what the log says was fired ---------------------------------------------------------------
 def last_scheduled(log: Log) -> dict[str, datetime]:
     """Task id -> the latest ``scheduled_for`` of its ``run_started`` events with ``trigger = "schedule"``.
 
@@ -286,10 +142,10 @@ class Scheduler:
             if missed is None or fired is None or missed <= fired:
                 continue
             if schedule.catch_up:
-                self._say(f"schedule: task {task_id} missed its firing due at {_shown(missed)}: it runs once now")
+                self._say(f"schedule: task {task_id} missed its firing due at {shown_time(missed)}: it runs once now")
                 await self._fire(task_id, missed)
             else:
-                self._say(f"schedule: task {task_id} missed its firing due at {_shown(missed)}: skipped "
+                self._say(f"schedule: task {task_id} missed its firing due at {shown_time(missed)}: skipped "
                           "(catch_up = false)")
         while True:
             now = self._clock()
@@ -300,8 +156,8 @@ class Scheduler:
                     continue
                 ready = schedule.latest_ready(task_id, now)
                 if ready is not None and ready > due:  # behind (a suspended machine, a clock jump): once
-                    self._say(f"schedule: task {task_id} is late: the firings due from {_shown(due)} to "
-                              f"{_shown(ready)} fire once, for {_shown(ready)}")
+                    self._say(f"schedule: task {task_id} is late: the firings due from {shown_time(due)} to "
+                              f"{shown_time(ready)} fire once, for {shown_time(ready)}")
                     due = ready
                 self._track(task_id, schedule, due)
                 await self._fire(task_id, due)
@@ -355,7 +211,7 @@ class Scheduler:
     async def _fire(self, task_id: str, due: datetime) -> None:
         """Start ``task_id`` for ``due`` unless it is still running; say what happened."""
         self._last_fired[task_id] = max(due, self._last_fired.get(task_id, due))
-        shown = _shown(due)
+        shown = shown_time(due)
         try:
             run_id = self._running(task_id)
             if run_id is not None:

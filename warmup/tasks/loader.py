@@ -40,7 +40,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from warmup.errors import UsageError
-from warmup.serve.schedules import DEFAULT_TIMEZONE, Schedule
 from warmup.tasks.accounts import Account, _account_from_table, _load_accounts_file
 from warmup.tasks.actions import check_upload_files
 from warmup.tasks.common import (
@@ -68,6 +67,7 @@ from warmup.tasks.common import (
 )
 from warmup.tasks.identity import IDENTITY_KEYS, check_identity, check_rendered, identity_templates, merge_identity
 from warmup.tasks.model import Task, _render
+from warmup.tasks.schedule import DEFAULT_TIMEZONE, Schedule
 from warmup.tasks.script import resolve_script
 from warmup.tasks.steps import SAVE_STATE, Step, _steps_from_list, _templates
 

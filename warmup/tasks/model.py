@@ -11,10 +11,10 @@ from typing import Any
 from urllib.parse import urljoin
 
 from warmup.errors import UsageError
-from warmup.serve.schedules import Schedule
 from warmup.tasks.accounts import Account
 from warmup.tasks.actions import ACTIONS
 from warmup.tasks.common import DEFAULT_TRACE, REDACTED, REFERENCE, SECRET_VAR, SHORT_SECRET, references
+from warmup.tasks.schedule import Schedule
 from warmup.tasks.scrubber import Scrubber
 from warmup.tasks.steps import Step
 
