@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser test test-fast faults lint demo demo-hosts bench clean
+.PHONY: setup browser test test-fast faults lint demo demo-hosts serve bench clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ demo: browser
 # The README's "Many hosts" on one machine: a nats-server, two workers, a run with --workers.
 demo-hosts: browser
 	PY=$(PY) bash examples/hosts.sh
+
+# The dashboard on the example tasks (README, "Dashboard and schedules"): prints its URL; Ctrl-C stops it.
+serve: browser
+	PY=$(PY) bash examples/serve.sh
 
 bench: $(STAMP)
 	$(PY) bench/projector.py

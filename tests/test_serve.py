@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -272,3 +273,46 @@ def test_token_csrf_host_and_artifact_traversal(work: Workdir) -> None:
             cross = client.post("/api/tasks/x/runs", json={}, headers={"Sec-Fetch-Site": "cross-site"})
             assert cross.status_code == 403
         assert TOKEN not in serve.stderr()
+
+
+# -- schedules ----------------------------------------------------------------------------------
+def scheduled_task(site: str, ms: int, schedule: str) -> str:
+    return f'schedule = "{schedule}"\n' + slow_task(site, ms, "tick")
+
+
+def scheduled_runs(log: Path) -> list[dict]:
+    return [e for e in log_events(log) if e["type"] == "run_started" and e.get("trigger") == "schedule"]
+
+
+def test_a_schedule_fires_never_overlaps_itself_and_catches_up_once(work: Workdir, site: str) -> None:
+    """Every 2 s, runs of 2.5 s: firings while the task runs are skipped (and said); after the server
+    was down past a due time, the restarted server fires once at start, for the latest missed due."""
+    folder = tasks_dir(work, tick=scheduled_task(site, 2500, "* * * * * */2"))
+    with ServeProcess(work, folder) as serve, serve.client() as client:
+        item = client.get("/api/tasks").json()["tasks"][0]
+        assert item["next_run_at"] is not None
+        wait_for(lambda: len([e for e in scheduled_runs(work.log) if run_finished(work.log, e["run_id"])]) >= 2,
+                 timeout=90, what="two scheduled runs finished")
+        serve.stop()
+    said = serve.stderr()
+    assert "is still running" in said and "skipped" in said, said
+    in_flight: set[str] = set()
+    for event in log_events(work.log):  # never two runs of the task at once
+        if event["type"] == "run_started":
+            assert not in_flight, f"run {event['run_id']} started while {in_flight} ran"
+            in_flight.add(event["run_id"])
+        elif event["type"] == "run_finished":
+            in_flight.discard(event["run_id"])
+    fired = [e["scheduled_for"] for e in scheduled_runs(work.log)]
+    assert len(fired) == len(set(fired))
+    last_due = datetime.fromisoformat(max(fired).replace("Z", "+00:00"))
+    # down for more than one period: a due time passes while no server runs
+    wait_for(lambda: datetime.now(UTC) > last_due + timedelta(seconds=4.5), timeout=30, what="a missed due time")
+    before = len(scheduled_runs(work.log))
+    with ServeProcess(work, folder) as again:
+        wait_for(lambda: len(scheduled_runs(work.log)) > before, timeout=60, what="the catch-up run")
+        again.stop()
+    catch_ups = [line for line in again.stderr().splitlines() if "missed its firing" in line]
+    assert len(catch_ups) == 1, again.stderr()
+    first = scheduled_runs(work.log)[before]
+    assert datetime.fromisoformat(first["scheduled_for"].replace("Z", "+00:00")) > last_due + timedelta(seconds=3)

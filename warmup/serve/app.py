@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from warmup.serve import pages
 from warmup.serve.api import API_ROUTES, problem_response
 from warmup.serve.artifacts import artifact
+from warmup.serve.background import start_background
 from warmup.serve.config import is_loopback
 from warmup.serve.control import Problem
 from warmup.serve.security import SESSION_COOKIE, SecurityMiddleware, session_value, token_ok
@@ -69,23 +70,12 @@ async def not_found(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("not found\n", status_code=404)
 
 
-async def _watch(state: ServeState) -> None:
-    """Every event followed from the log goes to the launcher (which runs are in flight)."""
-    async for _position, event in state.hub.subscribe(after=None, run_id=None, follow=True):
-        if isinstance(event, dict):
-            state.launcher.note(event)
-
-
 def build_app(state: ServeState, *, on_started: Callable[[], None] | None = None) -> Starlette:
     background: list[asyncio.Task[Any]] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if state.hub is not None:
-            state.hub.start()
-            background.append(asyncio.create_task(_watch(state), name="launcher watch"))
-        if state.scheduler is not None:
-            background.append(asyncio.create_task(state.scheduler.run(), name="scheduler"))
+        background.extend(await start_background(state))
         if on_started is not None:
             on_started()
         try:
@@ -126,5 +116,5 @@ def begin_stop(state: ServeState, background: list[asyncio.Task[Any]] | None = N
     if state.hub is not None:
         state.hub.stop()
     for task in background or []:
-        if task.get_name() == "scheduler":
+        if task.get_name() in ("scheduler", "tasks rescan"):
             task.cancel()

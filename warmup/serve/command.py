@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -91,13 +90,11 @@ def run_serve(config: ServeConfig, *, projection_args: list[str] | None = None) 
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
 
-    from warmup.serve.schedules import Scheduler  # noqa: F401  (checked here: a missing part fails at start)
     from warmup.serve.stream import EventHub
 
     catalog = TaskCatalog(config.tasks_dir)
     state = ServeState(config=config, log=log, catalog=catalog, launcher=Launcher(config, log, say))
     state.hub = EventHub(log)
-    state.scheduler = make_scheduler(state)
 
     def started() -> None:
         loop = asyncio.get_running_loop()
@@ -134,11 +131,3 @@ def run_serve(config: ServeConfig, *, projection_args: list[str] | None = None) 
             say(problem)
     return 0
 
-
-def make_scheduler(state: ServeState) -> object:
-    """Placeholder until the scheduler lands."""
-    return None
-
-
-def default_tasks_dir() -> Path:
-    return Path(".")

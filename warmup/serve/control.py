@@ -7,7 +7,7 @@ into its error banner, the scheduler into one line on stderr.
 from __future__ import annotations
 
 from warmup.runs.origin import RunOrigin
-from warmup.serve.launcher import Launch, StartFailed
+from warmup.serve.launcher import START_WAIT_S, Launch, StartFailed
 from warmup.serve.state import ServeState
 from warmup.tasks import SAFE_ID
 
@@ -22,7 +22,7 @@ class Problem(Exception):
 
 
 async def start_run(state: ServeState, task_id: str, origin: RunOrigin, *, accounts: tuple[str, ...] = (),
-                    retry_failed: bool = False) -> Launch:
+                    retry_failed: bool = False, wait_s: float = START_WAIT_S) -> Launch:
     """Start ``task_id`` from its file in ``--tasks``; ``Problem`` says why not (404, 409, 422, 503)."""
     if not SAFE_ID.match(task_id):
         raise Problem(404, f"no task {task_id[:80]!r} in {state.config.tasks_dir}")
@@ -41,7 +41,7 @@ async def start_run(state: ServeState, task_id: str, origin: RunOrigin, *, accou
     if not state.launcher.accepting:
         raise Problem(503, "the server is shutting down and starts no new run")
     try:
-        return await state.launcher.start(entry, origin, accounts=accounts, retry_failed=retry_failed)
+        return await state.launcher.start(entry, origin, accounts=accounts, retry_failed=retry_failed, wait_s=wait_s)
     except StartFailed as exc:
         raise Problem(503 if exc.exit_code is None else 422, str(exc)) from None
 

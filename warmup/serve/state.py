@@ -21,6 +21,7 @@ from warmup.log import Log
 from warmup.serve.catalog import TaskCatalog, TaskEntry
 from warmup.serve.config import ServeConfig
 from warmup.serve.launcher import Launcher
+from warmup.tasks.schedule import Schedule
 
 T = TypeVar("T")
 
@@ -34,6 +35,7 @@ class ServeState:
     hub: Any = None  # warmup.serve.stream.EventHub
     scheduler: Any = None  # warmup.serve.schedules.Scheduler
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    schedules: dict[str, Schedule] = field(default_factory=dict)  # the scheduled tasks, as last scanned
 
     @property
     def db_path(self) -> Path:
@@ -49,9 +51,12 @@ class ServeState:
 
     async def tasks(self) -> list[TaskEntry]:
         """The task files, re-read in a thread where they changed."""
+        seen = self.catalog.generation
         entries = await to_thread.run_sync(self.catalog.scan)
-        if self.scheduler is not None:
-            self.scheduler.wake()
+        if self.catalog.generation != seen or not self.schedules:
+            self.schedules = {e.id: e.task.schedule for e in entries if e.task is not None and e.task.schedule}
+            if self.scheduler is not None:
+                self.scheduler.wake()
         return entries
 
     def next_fire(self, task_id: str) -> datetime | None:
