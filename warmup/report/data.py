@@ -336,7 +336,8 @@ def load_shot(artifacts_dir: Path, row: dict[str, Any], thumbnail: dict[str, Any
 
 
 # -- all together ----------------------------------------------------------------------------
-def gather(run_id: str, *, db_path: Path, log_path: Log | Path, artifacts_dir: Path) -> RunReport:
+def gather(run_id: str, *, db_path: Path, log_path: Log | Path, artifacts_dir: Path, images: bool = True) -> RunReport:
+    """The report of ``run_id``; ``images=False`` reads no screenshot (the timeline needs none)."""
     run, account_rows, artifact_rows = load_rows(db_path, run_id)
     timings = read_timings(log_path, run_id)
     lanes = [
@@ -356,7 +357,7 @@ def gather(run_id: str, *, db_path: Path, log_path: Log | Path, artifacts_dir: P
         load_shot(artifacts_dir, r, thumbnails.get((r["account_id"], r.get("attempt"))) if r["kind"] == "failure"
                   else None)
         for r in artifact_rows
-        if r["kind"] in IMAGE_KINDS
+        if images and r["kind"] in IMAGE_KINDS
     ]
     traces = [load_trace(artifacts_dir, r) for r in artifact_rows if r["kind"] == TRACE]
 
