@@ -377,4 +377,8 @@ def test_list_accounts_success_rate_and_recent_runs(site: tuple[ServeState, Test
     assert accounts["a2"]["success_rate"] == pytest.approx(61 / 62)
     assert [r["run_id"] for r in accounts["a2"]["recent"]] == ["alpha-3", "alpha-2"]
     assert queries.success_rate(0, 0) is None
-    assert len(queries.list_accounts(state.db_path, limit=1)) == 1
+    assert [a["id"] for a in queries.list_accounts(state.db_path, limit=1)] == ["a1"]
+    assert [a["id"] for a in queries.list_accounts(state.db_path, after="a1")] == ["a2"]
+    page = queries.accounts_page(state.db_path, limit=1)
+    assert ([a["id"] for a in page["accounts"]], page["more"]) == (["a1"], "a1")
+    assert queries.accounts_page(state.db_path, limit=1, after="a1")["more"] is None

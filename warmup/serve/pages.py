@@ -45,6 +45,7 @@ from warmup.tasks import SAFE_ID
 TEMPLATES = Path(__file__).parent / "templates"
 IMAGE_KINDS = ("failure", "screenshot")
 MAX_FORM_BYTES = 16 << 10  # the dashboard's forms are a few short fields
+ACCOUNTS_PER_PAGE = 200
 TIMELINE_CACHE = 32  # finished runs' timelines kept (a finished run's timeline never changes)
 
 
@@ -278,8 +279,12 @@ async def timeline(request: Request) -> Response:
 # -- accounts ----------------------------------------------------------------------------------
 async def accounts_page(request: Request) -> Response:
     state = serve_state(request)
-    data = await state.db(queries.accounts_page, limit=1000)
-    return await _page("accounts", nav="accounts", accounts=data["accounts"], position=data["position"])
+    after = request.query_params.get("after") or None
+    if after is not None and not SAFE_ID.match(after):
+        return await message("Bad request", f"after={after[:40]!r} is not an account id", 400)
+    data = await state.db(queries.accounts_page, limit=ACCOUNTS_PER_PAGE, after=after)
+    return await _page("accounts", nav="accounts", accounts=data["accounts"], more=data["more"],
+                       position=data["position"])
 
 
 PAGE_ROUTES: list[BaseRoute] = [

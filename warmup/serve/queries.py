@@ -183,11 +183,12 @@ def success_rate(warm_count: int | None, fail_count: int | None) -> float | None
     return done / (done + failed) if done + failed else None
 
 
-def _accounts(conn: sqlite3.Connection, limit: int, recent: int) -> list[dict[str, Any]]:
+def _accounts(conn: sqlite3.Connection, limit: int, recent: int, after: str | None) -> list[dict[str, Any]]:
     recent = max(0, min(recent, MAX_RECENT))
     out = []
     rows = conn.execute('SELECT "id", "last_status", "last_run_id", "last_error", "warmed_at", "warm_count", '
-                        '"fail_count", "runs_count" FROM "accounts" ORDER BY "id" LIMIT ?', (limit,)).fetchall()
+                        '"fail_count", "runs_count" FROM "accounts" WHERE "id" > ? ORDER BY "id" LIMIT ?',
+                        (after or "", limit)).fetchall()
     for r in rows:
         item = dict(r)
         item["success_rate"] = success_rate(r["warm_count"], r["fail_count"])
@@ -198,15 +199,23 @@ def _accounts(conn: sqlite3.Connection, limit: int, recent: int) -> list[dict[st
     return out
 
 
-def list_accounts(db_path: Path, *, limit: int = 1000, recent: int = 5) -> list[dict[str, Any]]:
-    """Accounts by id, each with its success rate and its ``recent`` latest runs (newest first)."""
-    return _read(db_path, lambda conn: _accounts(conn, limit, recent), [])
+def list_accounts(db_path: Path, *, limit: int = 1000, recent: int = 5, after: str | None = None
+                  ) -> list[dict[str, Any]]:
+    """Accounts by id (those after the id ``after``), each with its success rate and its ``recent``
+    latest runs (newest first)."""
+    return _read(db_path, lambda conn: _accounts(conn, limit, recent, after), [])
 
 
-def accounts_page(db_path: Path, *, limit: int = 1000, recent: int = 5) -> dict[str, Any]:
-    """``list_accounts`` and the checkpoint ``position``, from one snapshot (for the accounts page)."""
-    return _read(db_path, lambda conn: {"accounts": _accounts(conn, limit, recent), "position": _position(conn)},
-                 {"accounts": [], "position": None})
+def accounts_page(db_path: Path, *, limit: int = 200, recent: int = 5, after: str | None = None) -> dict[str, Any]:
+    """``list_accounts`` and the checkpoint ``position``, from one snapshot (for the accounts page);
+    ``more`` is the ``after`` of the next page, None on the last."""
+
+    def body(conn: sqlite3.Connection) -> dict[str, Any]:
+        accounts = _accounts(conn, limit + 1, recent, after)
+        more = accounts[limit - 1]["id"] if len(accounts) > limit else None
+        return {"accounts": accounts[:limit], "more": more, "position": _position(conn)}
+
+    return _read(db_path, body, {"accounts": [], "more": None, "position": None})
 
 
 def tasks_page(db_path: Path, task_ids: list[str]) -> dict[str, Any]:
