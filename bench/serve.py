@@ -40,7 +40,7 @@ import httpx  # noqa: E402
 from synthetic_log import synthetic_events  # noqa: E402
 
 from warmup.log import as_log  # noqa: E402
-from warmup.serve import pages  # noqa: E402
+from warmup.serve import timeline  # noqa: E402
 from warmup.serve.catalog import TaskCatalog  # noqa: E402
 from warmup.serve.config import ServeConfig  # noqa: E402
 from warmup.serve.launcher import Launcher  # noqa: E402
@@ -139,7 +139,7 @@ async def measure(root: Path, repeat: int) -> list[dict]:
                             "p95_ms": percentile(times, 0.95), "max_ms": max(times)})
         uncached = []
         for _ in range(max(3, repeat // 40)):
-            pages.TIMELINES = pages.TimelineCache()
+            timeline.TIMELINES.__init__()  # (forgets every timeline)
             times, size = await _time(client, f"/runs/{BIG_RUN}/timeline", 1)
             uncached += times
         results.append({"page": "GET /runs/{id}/timeline (uncached: reads the log)", "n": len(uncached),

@@ -382,3 +382,30 @@ def test_list_accounts_success_rate_and_recent_runs(site: tuple[ServeState, Test
     page = queries.accounts_page(state.db_path, limit=1)
     assert ([a["id"] for a in page["accounts"]], page["more"]) == (["a1"], "a1")
     assert queries.accounts_page(state.db_path, limit=1, after="a1")["more"] is None
+
+
+def test_a_live_runs_timeline_reads_only_new_lines_and_equals_a_full_read(tmp_path: Path) -> None:
+    from warmup.serve.timeline import TIMELINES
+
+    state = make_state(tmp_path)
+    log, clock = tmp_path / "events.jsonl", Clock()
+    write_run(log, clock, "r-1", "t", {"a1": None, "a2": "running"}, finish=False)
+    project(tmp_path)
+    with client(state) as c:
+        first = c.get("/runs/r-1/timeline").text
+        assert 'data-final="0"' in first and "data-account='a2' data-status='RUNNING'" in first
+        appender = as_log(log).appender(fsync="batch")
+        for type_, fields in (
+            ("step_finished", {"index": 0, "action": "goto", "ok": False, "duration_ms": 700.0, "error": "late",
+                               "attempt": 1}),
+            ("account_finished", {"status": "FAILED", "error": "late", "attempt": 1}),
+        ):
+            appender.append(make_event(type_, ts=clock(), run_id="r-1", account_id="a2", **fields))
+        appender.append(make_event("run_finished", ts=clock(), run_id="r-1", status="FAILED", reason=None))
+        appender.close()
+        project(tmp_path)
+        resumed = c.get("/runs/r-1/timeline").text
+        assert 'data-final="1"' in resumed and "data-account='a2' data-status='FAILED'" in resumed
+        assert "late" in resumed and resumed != first
+        TIMELINES.__init__()  # forget: the next one reads the whole log
+        assert c.get("/runs/r-1/timeline").text == resumed

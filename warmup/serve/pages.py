@@ -16,8 +16,6 @@ Invariants:
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -29,16 +27,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from warmup.errors import UsageError
-from warmup.events.envelope import RUN_FINAL_STATUSES
-from warmup.report.data import THUMBNAIL, TRACE, gather
+from warmup.report.data import THUMBNAIL, TRACE
 from warmup.report.render import STYLE as REPORT_STYLE
-from warmup.report.render import fmt_ts, timeline_html
+from warmup.report.render import fmt_ts
 from warmup.runs.origin import DASHBOARD, RunOrigin
 from warmup.serve import queries
 from warmup.serve.control import Problem, cancel_run, start_run
 from warmup.serve.security import CSRF_FIELD, csrf_ok, csrf_token
 from warmup.serve.state import ServeState, serve_state
+from warmup.serve.timeline import TIMELINES
 from warmup.status import STATUS_STYLE
 from warmup.tasks import SAFE_ID
 
@@ -46,7 +43,6 @@ TEMPLATES = Path(__file__).parent / "templates"
 IMAGE_KINDS = ("failure", "screenshot")
 MAX_FORM_BYTES = 16 << 10  # the dashboard's forms are a few short fields
 ACCOUNTS_PER_PAGE = 200
-TIMELINE_CACHE = 32  # finished runs' timelines kept (a finished run's timeline never changes)
 
 
 def _artifact_url(path: str) -> str:
@@ -216,64 +212,18 @@ async def cancel(request: Request) -> Response:
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
 
-class TimelineCache:
-    """The rendered timelines of finished runs (they never change), the last ``size`` asked."""
-
-    def __init__(self, size: int = TIMELINE_CACHE) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._items: OrderedDict[tuple[str, str], str] = OrderedDict()
-
-    def get(self, key: tuple[str, str]) -> str | None:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        return None
-
-    def put(self, key: tuple[str, str], value: str) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-
-TIMELINES = TimelineCache()
-
-
-def timeline_fragment(state: ServeState, run_id: str) -> tuple[str, int] | None:
-    """The run's timeline as an HTML fragment and its HTTP status; None for an unknown run (blocking:
-    it reads the log, in a thread). ``data-position`` is the tables' checkpoint when it was read."""
-    position = queries.checkpoint_position(state.db_path)
-    key = (str(state.db_path), run_id)
-    cached = TIMELINES.get(key)
-    if cached is not None:
-        return PAGES["timeline"].render(position=position, final=True, note=None, timeline=Markup(cached)), 200
-    detail = queries.get_run(state.db_path, run_id)
-    if detail is None:
-        return None
-    final = detail["run"]["status"] in RUN_FINAL_STATUSES
-    try:
-        report = gather(run_id, db_path=state.db_path, log_path=state.log, artifacts_dir=state.artifacts,
-                        images=False)
-    except UsageError as exc:
-        return PAGES["timeline"].render(position=position, final=final, note=str(exc), timeline=""), 200
-    html = timeline_html(report, [])
-    if final:
-        TIMELINES.put(key, html)
-    return PAGES["timeline"].render(position=detail["position"], final=final, note=None, timeline=Markup(html)), 200
-
-
 async def timeline(request: Request) -> Response:
     state = serve_state(request)
     run_id = request.path_params["run_id"]
     if not SAFE_ID.match(run_id):
         return HTMLResponse("<p class='note'>no such run</p>", status_code=404)
-    out = await to_thread.run_sync(timeline_fragment, state, run_id)
-    if out is None:
+    fragment = await to_thread.run_sync(TIMELINES.fragment, state.db_path, state.log, state.artifacts,
+                                           run_id)
+    if fragment is None:
         return HTMLResponse("<p class='note'>no such run in the tables (yet)</p>", status_code=404)
-    return HTMLResponse(out[0], status_code=out[1], headers={"Cache-Control": "no-store"})
+    text = await to_thread.run_sync(lambda: PAGES["timeline"].render(
+        position=fragment.position, final=fragment.final, note=fragment.note, timeline=Markup(fragment.html)))
+    return HTMLResponse(text, headers={"Cache-Control": "no-store"})
 
 
 # -- accounts ----------------------------------------------------------------------------------
