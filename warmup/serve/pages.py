@@ -16,6 +16,7 @@ Invariants:
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -110,7 +111,7 @@ async def tasks_page(request: Request, *, error: str | None = None, status: int 
             last=data["last"].get(entry.id) if entry.task is not None else None,
             running=state.launcher.running(entry.id),
             schedule=getattr(schedule, "cron", None), timezone=getattr(schedule, "timezone", None),
-            next_run=fmt_ts(fire.strftime("%Y-%m-%dT%H:%M:%S.%fZ")) if fire is not None else None,
+            next_run=fmt_ts(fire.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")) if fire is not None else None,
         )
         rows.append(item)
     return await _page("tasks", status, nav="tasks", tasks=rows, tasks_dir=str(state.config.tasks_dir),
