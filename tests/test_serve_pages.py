@@ -1,23 +1,26 @@
 """The dashboard's pages and the table queries behind them, without a browser or a server process.
 
 A real log written with the real appender, folded by the real projector (``warmup project``, run
-as a user runs it), a real task folder; the app (``build_app``) is served through Starlette's
-TestClient. Live behaviour (app.js) is the lead's browser tests' part; here: every hook the
+as a user runs it), a real task folder; the app (``build_app``) is served through httpx's ASGI
+transport. Live behaviour (app.js) is the lead's browser tests' part; here: every hook the
 browser tests use, escaping, CSRF, 404s, the empty state, the queries' filters and pagination.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import re
 import sys
 import types
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import warmup
-from starlette.testclient import TestClient
+from starlette.applications import Starlette
 
 from warmup.events.envelope import make_event
 from warmup.log import as_log
@@ -106,12 +109,37 @@ def make_state(root: Path) -> ServeState:
     return ServeState(config=config, log=log, catalog=TaskCatalog(tasks), launcher=launcher)
 
 
-def client(state: ServeState) -> TestClient:
-    return TestClient(build_app(state), base_url="http://127.0.0.1", follow_redirects=False)
+class Client:
+    """A browser's share of it: requests to the app (no lifespan: no hub, no scheduler) with its cookies kept."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.cookies = httpx.Cookies()
+
+    def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", cookies=self.cookies) as c:
+                answer = await c.request(method, path, **kwargs)  # type: ignore[arg-type]
+                self.cookies.update(c.cookies)
+                return answer
+
+        return asyncio.run(go())
+
+    def get(self, path: str) -> httpx.Response:
+        return self.request("GET", path)
+
+    def post(self, path: str, data: dict[str, str]) -> httpx.Response:
+        return self.request("POST", path, data=data)
+
+
+@contextmanager
+def client(state: ServeState) -> Iterator[Client]:
+    yield Client(build_app(state))
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeState, TestClient]]:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeState, Client]]:
     """Two tasks (one named with markup), a broken task file, and runs: finished, failed (with a
     screenshot and a trace), one still running, and 60 more of ``bulk`` for the pages."""
     root = tmp_path_factory.mktemp("serve-pages")
@@ -148,7 +176,7 @@ def no_inline_script(html: str) -> None:
 
 
 # -- pages ---------------------------------------------------------------------------------------
-def test_tasks_page_lists_each_task_file_with_its_last_run_and_buttons(site: tuple[ServeState, TestClient]) -> None:
+def test_tasks_page_lists_each_task_file_with_its_last_run_and_buttons(site: tuple[ServeState, Client]) -> None:
     state, c = site
     page = c.get("/")
     assert page.status_code == 200
@@ -178,7 +206,7 @@ def test_retry_failed_offered_when_the_last_run_has_failed_accounts(tmp_path: Pa
     assert 'name="retry_failed" value="1"' in html and "Retry 2 failed" in html
 
 
-def test_a_post_without_a_valid_csrf_token_is_403(site: tuple[ServeState, TestClient]) -> None:
+def test_a_post_without_a_valid_csrf_token_is_403(site: tuple[ServeState, Client]) -> None:
     _, c = site
     c.get("/")  # the csrf cookie
     assert c.post("/tasks/alpha/start", data={}).status_code == 403
@@ -187,7 +215,7 @@ def test_a_post_without_a_valid_csrf_token_is_403(site: tuple[ServeState, TestCl
     assert c.post("/runs/alpha-3/cancel", data={"csrf": "nope"}).text.count("CSRF") == 1
 
 
-def test_start_that_cannot_start_shows_the_tasks_page_with_its_error(site: tuple[ServeState, TestClient]) -> None:
+def test_start_that_cannot_start_shows_the_tasks_page_with_its_error(site: tuple[ServeState, Client]) -> None:
     _, c = site
     token = csrf_of(c.get("/").text)
     answer = c.post("/tasks/broken/start", data={"csrf": token})
@@ -198,14 +226,14 @@ def test_start_that_cannot_start_shows_the_tasks_page_with_its_error(site: tuple
     assert missing.status_code == 404 and 'class="error"' in missing.text
 
 
-def test_cancel_of_a_run_without_a_process_here_says_so_on_its_page(site: tuple[ServeState, TestClient]) -> None:
+def test_cancel_of_a_run_without_a_process_here_says_so_on_its_page(site: tuple[ServeState, Client]) -> None:
     _, c = site
     token = csrf_of(c.get("/runs/alpha-3").text)
     answer = c.post("/runs/alpha-3/cancel", data={"csrf": token})
     assert answer.status_code == 409 and 'class="error"' in answer.text and 'id="run-status"' in answer.text
 
 
-def test_runs_page_rows_counts_filters_and_pages(site: tuple[ServeState, TestClient]) -> None:
+def test_runs_page_rows_counts_filters_and_pages(site: tuple[ServeState, Client]) -> None:
     _, c = site
     html = c.get("/runs").text
     no_inline_script(html)
@@ -230,7 +258,7 @@ def test_runs_page_rows_counts_filters_and_pages(site: tuple[ServeState, TestCli
     assert c.get("/runs?before=garbage").status_code == 400
 
 
-def test_run_page_shows_accounts_errors_artifacts_and_cancel(site: tuple[ServeState, TestClient]) -> None:
+def test_run_page_shows_accounts_errors_artifacts_and_cancel(site: tuple[ServeState, Client]) -> None:
     _, c = site
     html = c.get("/runs/alpha-2").text
     no_inline_script(html)
@@ -251,7 +279,7 @@ def test_run_page_shows_accounts_errors_artifacts_and_cancel(site: tuple[ServeSt
     assert c.get("/artifacts/alpha-2/a2/failure-1.png").status_code == 200
 
 
-def test_timeline_fragment_is_the_reports_timeline_with_a_position(site: tuple[ServeState, TestClient]) -> None:
+def test_timeline_fragment_is_the_reports_timeline_with_a_position(site: tuple[ServeState, Client]) -> None:
     _, c = site
     fragment = c.get("/runs/alpha-2/timeline")
     assert fragment.status_code == 200
@@ -264,7 +292,7 @@ def test_timeline_fragment_is_the_reports_timeline_with_a_position(site: tuple[S
     assert 'data-final="0"' in c.get("/runs/alpha-3/timeline").text
 
 
-def test_unknown_runs_are_404_pages(site: tuple[ServeState, TestClient]) -> None:
+def test_unknown_runs_are_404_pages(site: tuple[ServeState, Client]) -> None:
     _, c = site
     for path in ("/runs/no-such-run", "/runs/..%2f..%2fetc", "/runs/no-such-run/timeline"):
         answer = c.get(path)
@@ -272,7 +300,7 @@ def test_unknown_runs_are_404_pages(site: tuple[ServeState, TestClient]) -> None
     assert "No run" in c.get("/runs/no-such-run").text
 
 
-def test_accounts_page(site: tuple[ServeState, TestClient]) -> None:
+def test_accounts_page(site: tuple[ServeState, Client]) -> None:
     _, c = site
     html = c.get("/accounts").text
     no_inline_script(html)
@@ -307,14 +335,14 @@ def test_a_run_started_here_but_not_in_the_tables_yet_shows_a_starting_page(tmp_
     assert 'data-page="starting"' in answer.text and 'data-run="20261129T070000-abcdef"' in answer.text
 
 
-def test_static_files_are_served(site: tuple[ServeState, TestClient]) -> None:
+def test_static_files_are_served(site: tuple[ServeState, Client]) -> None:
     _, c = site
     assert "EventSource" in c.get("/static/app.js").text
     assert c.get("/static/style.css").status_code == 200
 
 
 # -- queries -------------------------------------------------------------------------------------
-def test_list_runs_pages_through_every_run_once_newest_first(site: tuple[ServeState, TestClient]) -> None:
+def test_list_runs_pages_through_every_run_once_newest_first(site: tuple[ServeState, Client]) -> None:
     state, _ = site
     seen: list[str] = []
     before = None
@@ -329,7 +357,7 @@ def test_list_runs_pages_through_every_run_once_newest_first(site: tuple[ServeSt
     assert seen == expected
 
 
-def test_list_runs_filters(site: tuple[ServeState, TestClient]) -> None:
+def test_list_runs_filters(site: tuple[ServeState, Client]) -> None:
     state, _ = site
     db = state.db_path
     assert [r["id"] for r in queries.list_runs(db, status="FAILED")["runs"]] == ["alpha-2"]
@@ -343,7 +371,7 @@ def test_list_runs_filters(site: tuple[ServeState, TestClient]) -> None:
         queries.list_runs(db, before="not-a-cursor")
 
 
-def test_get_run_last_runs_running_runs(site: tuple[ServeState, TestClient]) -> None:
+def test_get_run_last_runs_running_runs(site: tuple[ServeState, Client]) -> None:
     state, _ = site
     db = state.db_path
     detail = queries.get_run(db, "alpha-2")
@@ -370,7 +398,7 @@ def test_queries_of_a_missing_database_or_missing_tables_are_empty(tmp_path: Pat
     assert not (tmp_path / "none.db").exists()  # (read-only: nothing created)
 
 
-def test_list_accounts_success_rate_and_recent_runs(site: tuple[ServeState, TestClient]) -> None:
+def test_list_accounts_success_rate_and_recent_runs(site: tuple[ServeState, Client]) -> None:
     state, _ = site
     accounts = {a["id"]: a for a in queries.list_accounts(state.db_path, recent=2)}
     assert accounts["a1"]["success_rate"] == 1.0 and accounts["a1"]["warm_count"] == 63
