@@ -1,7 +1,7 @@
 """Benchmark of ``warmup serve``'s pages and API list endpoints: server time with 10,000 runs.
 
 It writes a synthetic log (``bench/synthetic_log.py``): ``--runs`` runs of ``--accounts`` accounts
-(default 10,000 x 10: 100,000 run_accounts rows, ~800,000 events) plus one run of 50 accounts,
+(default 10,000 x 10: 100,000 run_accounts rows, ~800,000 events) plus runs of 50 and 500 accounts,
 projects it with ``warmup project`` (as a user runs it), then asks the app (``build_app``, through
 httpx's ASGI transport: the server's own time, every table read and render in its thread pool as
 in production) for each page ``--repeat`` times and prints p50/p95 per page.
@@ -54,6 +54,7 @@ if importlib.util.find_spec("warmup.serve.stream") is None:  # (until the event 
 from warmup.serve.app import build_app  # noqa: E402
 
 BIG_RUN = "run-2-000001"  # the run of 50 accounts
+HUGE_RUN = "run-3-000001"  # a run of 500 accounts
 TASK = """\
 id = "task-{n:02d}"
 name = "Task {n}"
@@ -82,7 +83,7 @@ def build(root: Path, runs: int, accounts: int) -> tuple[int, float, float]:
     n = 0
     with open(log, "wb") as f:
         buf: list[bytes] = []
-        for event in (*runs_of(1, runs, accounts), *runs_of(2, 1, 50)):
+        for event in (*runs_of(1, runs, accounts), *runs_of(2, 1, 50), *runs_of(3, 1, 500)):
             buf.append(orjson.dumps(event))
             n += 1
             if len(buf) >= 10_000:
@@ -126,6 +127,7 @@ async def measure(root: Path, repeat: int) -> list[dict]:
             ("GET /runs?status=FAILED", "/runs?status=FAILED"),
             ("GET /runs?task=task-07", "/runs?task=task-07"),
             ("GET /runs/{id} (50 accounts)", f"/runs/{BIG_RUN}"),
+            ("GET /runs/{id} (500 accounts)", f"/runs/{HUGE_RUN}"),
             ("GET /accounts", "/accounts"),
             ("GET /api/tasks", "/api/tasks"),
             ("GET /api/runs", "/api/runs"),
@@ -182,7 +184,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"runs": args.runs, "accounts_per_run": args.accounts, "results": results}, indent=2))
         return
-    print(f"{args.runs} runs x {args.accounts} accounts (+1 run of 50); server time through the ASGI transport, "
+    print(f"{args.runs} runs x {args.accounts} accounts (+ runs of 50 and 500); server time (ASGI transport), "
           f"{args.repeat} requests each")
     print(f"{'page':<52} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'KB':>7}")
     for r in results:

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from warmup.report.data import THUMBNAIL, TRACE
+from warmup.report.data import IMAGE_KINDS, THUMBNAIL, TRACE
 from warmup.report.render import STYLE as REPORT_STYLE
 from warmup.report.render import fmt_ts
 from warmup.runs.origin import DASHBOARD, RunOrigin
@@ -41,7 +41,6 @@ from warmup.status import STATUS_STYLE
 from warmup.tasks import SAFE_ID
 
 TEMPLATES = Path(__file__).parent / "templates"
-IMAGE_KINDS = ("failure", "screenshot")
 MAX_FORM_BYTES = 16 << 10  # the dashboard's forms are a few short fields
 ACCOUNTS_PER_PAGE = 200
 
