@@ -13,6 +13,7 @@ longer than the run so far plus an hour), so no event value can stretch the time
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -227,20 +228,26 @@ class LogTimings:
     run_finished: float | None = None
     events: int = 0
     skipped: int = 0
+    position: int | None = None  # where the scan stopped (a log position): a resumed scan goes on from there
+    current: dict[str, int] = field(default_factory=dict)  # account -> its latest attempt so far
 
 
-def read_timings(log: Log | str | os.PathLike[str], run_id: str) -> LogTimings:
+def read_timings(log: Log | str | os.PathLike[str], run_id: str, *, resume: LogTimings | None = None) -> LogTimings:
     """Every step and attempt of ``run_id`` in the log, per account, in log order.
+
+    With ``resume`` (what this function returned for the same run and log), only the lines after
+    where that scan stopped are read, and folded into ``resume`` itself: a live run's timeline is
+    brought up to date without reading the log again.
 
     ``UsageError`` (exit 2) when there is no log, or it is not one (a FIFO, a folder).
     """
     log = as_log(log).narrowed(run_id=run_id)
     needle = orjson.dumps(run_id)  # the id as it appears in a line, quotes included
     decode = EventDecoder()
-    out = LogTimings()
-    current: dict[str, int] = {}  # account -> its latest attempt, for steps that do not say theirs
+    out = resume if resume is not None else LogTimings()
+    current = out.current  # account -> its latest attempt, for steps that do not say theirs
     with log.reader() as reader:
-        position = log.START
+        position = log.START if out.position is None else out.position
         while (batch := reader.read(position, READ_BYTES)).lines:
             position = batch.end
             for line in batch.lines:
@@ -257,6 +264,7 @@ def read_timings(log: Log | str | os.PathLike[str], run_id: str) -> LogTimings:
                     _fold(out, current, event)  # (parses ts first, before it changes anything)
                 except ValueError:  # a time that is not one (the projector stores no such time)
                     out.skipped += 1
+        out.position = position
     return out
 
 
@@ -336,9 +344,13 @@ def load_shot(artifacts_dir: Path, row: dict[str, Any], thumbnail: dict[str, Any
 
 
 # -- all together ----------------------------------------------------------------------------
-def gather(run_id: str, *, db_path: Path, log_path: Log | Path, artifacts_dir: Path) -> RunReport:
+def gather(run_id: str, *, db_path: Path, log_path: Log | Path, artifacts_dir: Path, images: bool = True,
+           timings: LogTimings | None = None) -> RunReport:
+    """The report of ``run_id``; ``images=False`` reads no screenshot (the timeline needs none).
+
+    ``timings`` (from ``read_timings``, left unchanged) spares reading the log."""
     run, account_rows, artifact_rows = load_rows(db_path, run_id)
-    timings = read_timings(log_path, run_id)
+    timings = read_timings(log_path, run_id) if timings is None else copy.deepcopy(timings)
     lanes = [
         Lane(
             r["account_id"], r["position"], r["status"], r["attempts"] or 0, r["error"],
@@ -356,7 +368,7 @@ def gather(run_id: str, *, db_path: Path, log_path: Log | Path, artifacts_dir: P
         load_shot(artifacts_dir, r, thumbnails.get((r["account_id"], r.get("attempt"))) if r["kind"] == "failure"
                   else None)
         for r in artifact_rows
-        if r["kind"] in IMAGE_KINDS
+        if images and r["kind"] in IMAGE_KINDS
     ]
     traces = [load_trace(artifacts_dir, r) for r in artifact_rows if r["kind"] == TRACE]
 

@@ -119,7 +119,7 @@ def render(report: RunReport, *, log_name: str = "") -> str:
         f"{esc(run.get('status'))}</span></h1>",
     ]
     parts.append(_summary(report))
-    parts.append(_timeline(report, failures))
+    parts.append(timeline_html(report, failures))
     parts.append(_slowest(report.steps()))
     images = Images()
     parts.append(_failures(failures, images))
@@ -184,7 +184,8 @@ def _pct(x: float) -> str:
     return f"{x:.3f}".rstrip("0").rstrip(".") + "%"
 
 
-def _timeline(report: RunReport, failures: list[Failure]) -> str:
+def timeline_html(report: RunReport, failures: list[Failure]) -> str:
+    """The report's timeline section (``warmup serve``'s run page shows it too): escaped throughout."""
     t0, span = report.t0, report.t1 - report.t0
     tick = _tick_step(span)
     ticks = [
