@@ -28,7 +28,7 @@ from warmup.serve.artifacts import artifact
 from warmup.serve.background import start_background
 from warmup.serve.config import is_loopback
 from warmup.serve.control import Problem
-from warmup.serve.security import SESSION_COOKIE, SecurityMiddleware, session_value, token_ok
+from warmup.serve.security import SESSION_COOKIE, SecurityMiddleware, read_form, session_value, token_ok
 from warmup.serve.state import ServeState, serve_state
 from warmup.serve.stream import events_endpoint
 
@@ -47,7 +47,7 @@ async def login_form(request: Request) -> Response:
 async def login(request: Request) -> Response:
     state = serve_state(request)
     token = state.config.token
-    form = await request.form()
+    form = await read_form(request) or {}
     given = form.get("token")
     if token is None:
         return RedirectResponse("/", status_code=303)

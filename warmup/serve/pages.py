@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import UTC
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import quote, urlencode
 
 from anyio import to_thread
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
@@ -34,14 +34,13 @@ from warmup.report.render import fmt_ts
 from warmup.runs.origin import DASHBOARD, RunOrigin
 from warmup.serve import queries
 from warmup.serve.control import Problem, cancel_run, start_run
-from warmup.serve.security import CSRF_FIELD, csrf_ok, csrf_token
+from warmup.serve.security import csrf_token, require_form_csrf
 from warmup.serve.state import ServeState, serve_state
 from warmup.serve.timeline import TIMELINES
 from warmup.status import STATUS_STYLE
 from warmup.tasks import SAFE_ID
 
 TEMPLATES = Path(__file__).parent / "templates"
-MAX_FORM_BYTES = 16 << 10  # the dashboard's forms are a few short fields
 ACCOUNTS_PER_PAGE = 200
 
 
@@ -76,22 +75,6 @@ async def message(heading: str, text: str, status: int) -> HTMLResponse:
     return await _page("message", status, heading=heading, message=text)
 
 
-async def checked_form(request: Request) -> dict[str, str] | None:
-    """The POSTed form (``application/x-www-form-urlencoded``, what the dashboard's forms send) if its
-    ``csrf`` field is right, else None (the handler answers 403). Parsed here, without
-    python-multipart: a dashboard form never uploads a file."""
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            return None
-    try:
-        form = dict(parse_qsl(raw.decode("utf-8"), max_num_fields=20))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return form if csrf_ok(request, form.get(CSRF_FIELD)) else None
-
-
 async def forbidden() -> HTMLResponse:
     return await message("Refused", "This form has no valid CSRF token: reload the page and try again.", 403)
 
@@ -118,7 +101,7 @@ async def tasks_page(request: Request, *, error: str | None = None, status: int 
 
 
 async def start_task(request: Request) -> Response:
-    form = await checked_form(request)
+    form = await require_form_csrf(request)
     if form is None:
         return await forbidden()
     state = serve_state(request)
@@ -201,7 +184,7 @@ async def _run_response(request: Request, *, error: str | None = None, status: i
 
 
 async def cancel(request: Request) -> Response:
-    form = await checked_form(request)
+    form = await require_form_csrf(request)
     if form is None:
         return await forbidden()
     run_id = request.path_params["run_id"]

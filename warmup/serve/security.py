@@ -24,6 +24,7 @@ import hmac
 import secrets
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -34,6 +35,7 @@ SESSION_COOKIE = "warmup_session"
 CSRF_COOKIE = "warmup_csrf"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
+MAX_FORM_BYTES = 16 << 10  # the dashboard's forms are a few short fields
 OPEN_PATHS = ("/login", "/static/")  # reachable without the token
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -71,11 +73,25 @@ def csrf_ok(request: Request, given: str | None) -> bool:
     return hmac.compare_digest(given.encode(), csrf_token(request).encode())
 
 
-async def require_form_csrf(request: Request) -> dict[str, Any] | None:
+async def read_form(request: Request) -> dict[str, str] | None:
+    """The POSTed ``application/x-www-form-urlencoded`` form (what the dashboard's forms send), or None
+    if it is over ``MAX_FORM_BYTES`` or not a form. Parsed here, without python-multipart: a dashboard
+    form never uploads a file."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            return None
+    try:
+        return dict(parse_qsl(raw.decode("utf-8"), max_num_fields=20))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+async def require_form_csrf(request: Request) -> dict[str, str] | None:
     """The POSTed form if its ``csrf`` field is right, else None (the handler answers 403)."""
-    form = await request.form()
-    given = form.get(CSRF_FIELD)
-    return dict(form) if csrf_ok(request, given if isinstance(given, str) else None) else None
+    form = await read_form(request)
+    return form if form is not None and csrf_ok(request, form.get(CSRF_FIELD)) else None
 
 
 def _host_of(headers: Headers) -> str:
