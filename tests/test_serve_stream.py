@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import statistics
 import threading
 import time
@@ -54,12 +55,17 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(log: Log, **hub_options: Any) -> Iterator[Served]:
-    """The events route over ``log`` on a free loopback port, in a background thread."""
+def serve(log: Log, *, slow_callback_s: float | None = None, **hub_options: Any) -> Iterator[Served]:
+    """The events route over ``log`` on a free loopback port, in a background thread; with
+    ``slow_callback_s``, its loop in debug mode, logging any callback that takes longer."""
     hub = EventHub(log, **hub_options)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if slow_callback_s is not None:
+            loop = asyncio.get_running_loop()
+            loop.set_debug(True)
+            loop.slow_callback_duration = slow_callback_s
         hub.start()
         app.state.hub = hub
         try:
@@ -521,3 +527,42 @@ def test_resume_on_a_nats_stream(nats_server: NatsServer) -> None:  # noqa: F811
         assert len(expected) == 8
     finally:
         appender.close()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_the_loop_is_never_blocked(tmp_path: Path) -> None:
+    """A big history and a busy live stream, with asyncio's debug mode flagging any callback over 50 ms."""
+    log = as_log(tmp_path / "events.jsonl")
+    w = Writer(log.appender(fsync="batch"))
+    w.started(RUN)
+    w.started(OTHER)
+    for i in range(20_000):
+        w.step(RUN if i % 2 else OTHER, pad=200)
+    w.appender.close()
+    w.appender = log.appender(fsync="batch")
+    slow = _Records()
+    logging.getLogger("asyncio").addHandler(slow)
+    try:
+        with serve(log, slow_callback_s=0.05) as s:
+            with sse(s.url, run=RUN, follow=1) as a, sse(s.url, follow=1, tail=5000) as b:
+                assert len(a.take(10_001)) == 10_001  # the run's whole history, read in threads
+                assert len(b.take(5000)) == 5000
+                wait_until(lambda: s.hub.subscribers == 2, "both streams to subscribe")
+                for _ in range(2000):
+                    w.step(RUN)
+                w.finished(RUN)
+                w.appender.close()
+                assert len(a.until(is_finished)) == 2001
+                assert len(b.until(is_finished)) == 2001
+    finally:
+        logging.getLogger("asyncio").removeHandler(slow)
+    blocked = [m for m in slow.messages if "took" in m]
+    assert not blocked, blocked
