@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import statistics
 import threading
 import time
@@ -566,3 +567,41 @@ def test_the_loop_is_never_blocked(tmp_path: Path) -> None:
         logging.getLogger("asyncio").removeHandler(slow)
     blocked = [m for m in slow.messages if "took" in m]
     assert not blocked, blocked
+
+
+def test_a_log_that_does_not_exist_yet(tmp_path: Path) -> None:
+    """A server started before any run: no history (not an error), then the log's first events live."""
+    log = as_log(tmp_path / "later" / "events.jsonl")
+    (tmp_path / "later").mkdir()
+    with serve(log) as s:
+        with sse(s.url, run=RUN) as events:
+            assert events.rest() == []
+        with sse(s.url, run=RUN, follow=1) as events:
+            wait_until(lambda: s.hub.subscribers == 1, "the stream to subscribe")
+            w = Writer(log.appender())
+            try:
+                w.started(RUN)
+                w.finished(RUN)
+                got = events.until(is_finished)
+            finally:
+                w.appender.close()
+    assert got == log_events(log, RUN)
+
+
+def test_a_replaced_log_ends_open_streams(file_log: tuple[Log, Writer]) -> None:
+    """Positions start again in another file: open streams end rather than skip its events."""
+    log, w = file_log
+    w.started(RUN)
+    other = as_log(Path(log.name).with_name("other.jsonl"))
+    with serve(log) as s, sse(s.url, run=RUN, follow=1) as events:
+        events.take(1)
+        wait_until(lambda: s.hub.subscribers == 1, "the stream to subscribe")
+        new = other.appender()
+        Writer(new).started(OTHER)
+        new.close()
+        os.replace(other.name, log.name)
+        assert events.rest() == []
+        wait_until(lambda: s.hub.subscribers == 0, "the stream to be dropped")
+        with sse(s.url, follow=1, tail=1) as again:  # the new file's events, streamed again
+            (_, event), = again.take(1)
+            assert event["run_id"] == OTHER
