@@ -27,8 +27,9 @@ from nats_servers import NatsServer, nats_server, stream_name  # noqa: F401
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from warmup.log import Log, as_log, open_log_backend
-from warmup.log.base import LogAppender
+from warmup.log import FileLog, Line, Log, as_log, open_log_backend
+from warmup.log.base import LogAppender, LogFollower
+from warmup.serve import hub as hub_module
 from warmup.serve import stream
 from warmup.serve.hub import EventHub
 from warmup.serve.stream import StreamingServer, events_endpoint
@@ -605,3 +606,96 @@ def test_a_replaced_log_ends_open_streams(file_log: tuple[Log, Writer]) -> None:
         with sse(s.url, follow=1, tail=1) as again:  # the new file's events, streamed again
             (_, event), = again.take(1)
             assert event["run_id"] == OTHER
+
+
+def test_a_slow_http_client_is_ended_and_resumes(file_log: tuple[Log, Writer]) -> None:
+    """A client that stops reading: the server's sends stall, its queue fills, its stream is ended
+    while another client gets everything; resuming from its last id gets the rest."""
+    log, w = file_log
+    w.started(RUN)
+    w.appender.close()
+    w.appender = log.appender(fsync="batch")
+    count = 5000  # events of 4 KB: 20 MB, far more than the sockets' buffers hold
+    with serve(log, queue=20) as s, sse(s.url, follow=1, run=RUN) as slow, sse(s.url, follow=1, run=RUN) as fast:
+        slow_got = slow.take(1)
+        fast_got = fast.take(1)
+        wait_until(lambda: s.hub.subscribers == 2, "both streams to subscribe")
+
+        def read_fast() -> None:
+            while (item := fast.next()) is not None:
+                fast_got.append(item)
+                if is_finished(item[1]):
+                    return
+
+        reader = threading.Thread(target=read_fast)
+        reader.start()
+        try:
+            for sent in range(10, count + 1, 10):  # ten at a time, once the fast one has the last ten
+                for _ in range(10):
+                    w.step(RUN, pad=4000)
+                w.appender.close()
+                w.appender = log.appender(fsync="batch")
+                wait_until(lambda n=sent: len(fast_got) > n or not reader.is_alive(), "the fast client to keep up")
+            w.finished(RUN)
+        finally:
+            reader.join(DEADLINE_S)
+        assert s.hub.subscribers == 1  # the slow one was ended, not waited for
+        slow_got += slow.rest()  # what was on its way, then the end
+        assert len(slow_got) < count
+        print(f"\nthe slow client was ended after {len(slow_got)} of {count + 2} events")
+        with sse(s.url, headers={"Last-Event-ID": str(slow_got[-1][0])}, run=RUN, follow=1) as again:
+            slow_got += again.until(is_finished)
+    assert slow_got == fast_got == log_events(log, RUN)
+
+
+class _FailingFollower(LogFollower):
+    """A follower that reads two lines, then fails as a lost connection would."""
+
+    def __init__(self, inner: LogFollower) -> None:
+        self.inner = inner
+
+    def __iter__(self) -> Iterator[Any]:
+        lines = 0
+        for got in self.inner:
+            yield got
+            if isinstance(got, Line):
+                lines += 1
+                if lines == 2:
+                    raise OSError("connection lost")
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _FlakyLog(FileLog):
+    """A file log whose first follower fails after two lines."""
+
+    failures = 0
+
+    def follower_from(self, reader: Any, position: int) -> LogFollower:
+        follower = super().follower_from(reader, position)
+        if self.failures == 0:
+            self.failures += 1
+            return _FailingFollower(follower)
+        return follower
+
+
+def test_a_failing_follower_is_opened_again_without_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_module, "RETRY_S", 0.05)
+    log = _FlakyLog(tmp_path / "events.jsonl")
+    w = Writer(log.appender())
+    try:
+        w.started(RUN)
+        with serve(log) as s, sse(s.url, follow=1) as events:
+            wait_until(lambda: s.hub.subscribers == 1, "the stream to subscribe")
+            for _ in range(5):
+                w.step(RUN)
+            w.finished(RUN)
+            got = events.until(is_finished)
+        assert log.failures == 1
+        assert got == log_events(log)[1:]
+    finally:
+        w.appender.close()
