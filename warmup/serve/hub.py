@@ -164,8 +164,11 @@ class EventHub:
             running = None
         if running is loop:
             self._end_all()
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(self._end_all)
+        else:
+            try:
+                loop.call_soon_threadsafe(self._end_all)
+            except RuntimeError:  # the loop is closed: no stream is open any more
+                self.stopped = True
 
     async def aclose(self) -> None:
         """``stop()``, then wait (in a thread) for the follower thread to end."""
@@ -271,6 +274,8 @@ class EventHub:
             sub.offer(items)
             if sub.ended:
                 self._subscribers.discard(sub)
+                if sub.overflowed:
+                    logger.info("event hub: a stream more than %d events behind was ended (it may resume)", sub.limit)
 
     def _reset(self, position: Position) -> None:
         self._buffer.clear()
