@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,17 +39,11 @@ from synthetic_log import synthetic_events  # noqa: E402
 
 from warmup.log import as_log  # noqa: E402
 from warmup.serve import timeline  # noqa: E402
+from warmup.serve.app import build_app  # noqa: E402
 from warmup.serve.catalog import TaskCatalog  # noqa: E402
 from warmup.serve.config import ServeConfig  # noqa: E402
 from warmup.serve.launcher import Launcher  # noqa: E402
 from warmup.serve.state import ServeState  # noqa: E402
-
-if importlib.util.find_spec("warmup.serve.stream") is None:  # (until the event stream is merged in)
-    _stub = types.ModuleType("warmup.serve.stream")
-    _stub.events_endpoint = None  # type: ignore[attr-defined]
-    sys.modules["warmup.serve.stream"] = _stub
-
-from warmup.serve.app import build_app  # noqa: E402
 
 BIG_RUN = "run-2-000001"  # the run of 50 accounts
 HUGE_RUN = "run-3-000001"  # a run of 500 accounts

@@ -9,10 +9,7 @@ browser tests use, escaping, CSRF, 404s, the empty state, the queries' filters a
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
-import sys
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,18 +22,12 @@ from starlette.applications import Starlette
 from warmup.events.envelope import make_event
 from warmup.log import as_log
 from warmup.serve import queries
+from warmup.serve.app import build_app  # noqa: E402
 from warmup.serve.catalog import TaskCatalog
 from warmup.serve.config import ServeConfig
 from warmup.serve.control import Problem
 from warmup.serve.launcher import Launcher
 from warmup.serve.state import ServeState
-
-if importlib.util.find_spec("warmup.serve.stream") is None:  # (until the event stream is merged in)
-    _stub = types.ModuleType("warmup.serve.stream")
-    _stub.events_endpoint = None  # type: ignore[attr-defined]
-    sys.modules["warmup.serve.stream"] = _stub
-
-from warmup.serve.app import build_app  # noqa: E402
 
 EVIL = "<script>alert(1)</script>"
 TASK = """\

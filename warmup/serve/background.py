@@ -45,9 +45,8 @@ async def start_background(state: ServeState) -> list[asyncio.Task[Any]]:
 
 async def _watch(state: ServeState) -> None:
     """Every event followed from the log goes to the launcher (which runs are in flight)."""
-    async for _position, event in state.hub.subscribe(after=None, run_id=None, follow=True):
-        if isinstance(event, dict):
-            state.launcher.note(event)
+    async for item in state.hub.subscribe(after=None, run_id=None, follow=True):
+        state.launcher.note(item.event)
 
 
 async def _rescan(state: ServeState) -> None:

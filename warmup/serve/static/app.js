@@ -1,7 +1,7 @@
 // The dashboard's live updates: from the log (Server-Sent Events), never by polling the tables.
 //
 // Each page says where its rows end in the log (<body data-position=P>: the tables' checkpoint) and
-// follows /api/events?follow=1&from=P: exactly the events its rows do not hold yet, each applied
+// follows /api/events?follow=1&after=P: exactly the events its rows do not hold yet, each applied
 // once (an event id seen twice is ignored). EventSource reconnects by itself with Last-Event-ID.
 // Text from events is set with textContent, never as markup.
 (function () {
@@ -14,7 +14,7 @@
 
   function follow(runId, handle) {
     let url = "/api/events?follow=1";
-    if (body.dataset.position) url += "&from=" + encodeURIComponent(body.dataset.position);
+    if (body.dataset.position) url += "&after=" + encodeURIComponent(body.dataset.position);
     if (runId) url += "&run=" + encodeURIComponent(runId);
     const source = new EventSource(url);
     const live = document.querySelector("nav.top .live");
