@@ -50,7 +50,7 @@ logger = logging.getLogger("warmup.serve")
 BUFFER = 2_000  # recent events kept by the hub (a reconnect within them reads no log)
 QUEUE = 5_000  # events a subscriber may have pending before it is ended as too slow
 FLUSH_EVERY = 500  # lines handed to the loop at most per call, in a burst
-HISTORY_BYTES = 1 << 20  # log bytes read per thread call for a subscriber's history
+HISTORY_BYTES = 256 << 10  # log bytes read per thread call for a history (the loop then sends them at once)
 RETRY_S = 1.0  # pause before opening a failed follower again
 RESET_NOTICES = frozenset({"truncated", "replaced", "created"})  # positions start again after these
 
