@@ -31,8 +31,10 @@ from warmup.runner.projector_child import ProjectorChild, check_projections
 from warmup.serve.app import begin_stop, build_app
 from warmup.serve.catalog import TaskCatalog
 from warmup.serve.config import ServeConfig
+from warmup.serve.hub import EventHub
 from warmup.serve.launcher import Launcher
 from warmup.serve.state import ServeState
+from warmup.serve.stream import StreamingServer
 
 SLOW_CALLBACK_ENV = "WARMUP_SLOW_CALLBACK_MS"
 
@@ -60,12 +62,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, but a signal also ends the event streams at once (else an open page holds the
-    shutdown), and is not raised again once the server has stopped (we still have to clean up)."""
+class _Server(StreamingServer):
+    """The hub's uvicorn (its streams end as shutdown begins), where a signal also stops starting
+    runs and schedules at once, and is not raised again once the server has stopped (uvicorn would:
+    we still have runs to wait for and a projector to stop, and exit 0)."""
 
-    def __init__(self, config: uvicorn.Config, on_signal: object) -> None:
-        super().__init__(config)
+    def __init__(self, config: uvicorn.Config, hub: EventHub, on_signal: object) -> None:
+        super().__init__(config, hub)
         self._on_signal = on_signal
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -89,8 +92,6 @@ def run_serve(config: ServeConfig, *, projection_args: list[str] | None = None) 
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
-
-    from warmup.serve.stream import EventHub
 
     catalog = TaskCatalog(config.tasks_dir)
     state = ServeState(config=config, log=log, catalog=catalog, launcher=Launcher(config, log, say))
@@ -116,7 +117,7 @@ def run_serve(config: ServeConfig, *, projection_args: list[str] | None = None) 
             loop.call_soon_threadsafe(begin_stop, state, app.state.background)
 
     server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", loop="asyncio",
-                                    http="h11", timeout_graceful_shutdown=5), on_signal)
+                                    http="h11", timeout_graceful_shutdown=5), state.hub, on_signal)
 
     async def main() -> None:
         loop_holder["loop"] = asyncio.get_running_loop()

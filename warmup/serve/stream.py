@@ -3,7 +3,7 @@
 Query: ``run`` (a run id: only its events, from its start), ``follow`` (``1``: go on with live
 events; ``0``, the default: end after the history), ``after`` (a position: the events after it;
 the ``Last-Event-ID`` header wins over it), ``tail`` (without ``run`` and ``after``: the last N
-events first), ``types`` (a comma list of event types). docs/api-events.md shows it with curl.
+events first), ``types`` (a comma list of event types). docs/api.md ("Events") shows it with curl.
 
 - **SSE** (the default): ``retry: 1000`` first, then each event as ``id: <position>`` and
   ``data: <the event as one line of JSON>``; a ``: keep-alive`` comment after ``KEEPALIVE_S``
