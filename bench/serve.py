@@ -12,7 +12,12 @@ run's, or a finished run's first time) and cached (a finished run's timeline aft
 
 Goal (issue 13): p95 under 100 ms for the runs page and the run page with 10,000 runs.
 
+Then (``bench/serve_live.py``, unless ``--no-live``) the real ``warmup serve`` process: an event
+appended to the log until a real Chromium's run page shows it (goal p95 under 250 ms), and the idle
+server's CPU (goal under 1%), without a page open and with one live page open.
+
 Usage:  .venv/bin/python bench/serve.py [--runs 10000] [--accounts 10] [--repeat 200] [--keep DIR] [--json]
+                                        [--no-live] [--events 200] [--idle-s 20]
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import httpx  # noqa: E402
+import serve_live  # noqa: E402
 from synthetic_log import synthetic_events  # noqa: E402
 
 from warmup.log import as_log  # noqa: E402
@@ -162,6 +168,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--keep", type=Path, help="build (or reuse) the log and database in this folder")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-live", action="store_true", help="leave out the latency and idle-CPU parts")
+    parser.add_argument("--events", type=int, default=200, help="events appended for the latency")
+    parser.add_argument("--idle-s", type=float, default=20, help="seconds of each idle-CPU measure")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         root = args.keep or Path(tmp)
@@ -173,14 +182,23 @@ def main() -> None:
                 print(f"log: {built[0]} events ({(root / 'events.jsonl').stat().st_size / 1e6:.0f} MB) written in "
                       f"{built[1]:.1f} s, projected in {built[2]:.1f} s")
         results = asyncio.run(measure(root, args.repeat))
+    live = {} if args.no_live else serve_live.measure(args.events, idle_s=args.idle_s)
     if args.json:
-        print(json.dumps({"runs": args.runs, "accounts_per_run": args.accounts, "results": results}, indent=2))
+        print(json.dumps({"runs": args.runs, "accounts_per_run": args.accounts, "results": results, "live": live},
+                         indent=2))
         return
     print(f"{args.runs} runs x {args.accounts} accounts (+ runs of 50 and 500); server time (ASGI transport), "
           f"{args.repeat} requests each")
     print(f"{'page':<52} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'KB':>7}")
     for r in results:
         print(f"{r['page']:<52} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['max_ms']:>8.1f} {r['bytes'] / 1024:>7.1f}")
+
+    if live:
+        print(f"live (a real warmup serve and Chromium): {live['shown']} of {live['events']} appended events shown; "
+              f"append -> shown p50 {live['latency_p50_ms']:.1f} ms, p95 {live['latency_p95_ms']:.1f} ms, "
+              f"max {live['latency_max_ms']:.1f} ms")
+        print(f"idle CPU (server + projector, {args.idle_s:g} s): {live['idle_cpu_pct_no_page']:.2f}% with no page "
+              f"open, {live['idle_cpu_pct_one_page']:.2f}% with one live page open")
 
 
 if __name__ == "__main__":

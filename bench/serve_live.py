@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
-from warmup.events.envelope import host_and_pid  # noqa: E402
+from warmup.events.envelope import host_and_pid, make_event  # noqa: E402
 from warmup.log import as_log  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -84,7 +84,7 @@ def wait_http(client: httpx.Client, path: str, timeout: float = 30) -> Any:
     raise SystemExit(f"{path} did not answer 200 within {timeout} s")
 
 
-def measure(events: int = 200, gap_ms: float = 25, idle_s: float = 20) -> dict[str, Any]:
+def measure(events: int = 200, gap_ms: float = 25, *, idle_s: float = 20) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from warmup.browser import find_browser, launch_args
@@ -112,14 +112,13 @@ def measure(events: int = 200, gap_ms: float = 25, idle_s: float = 20) -> dict[s
                 page.wait_for_function("() => window.warmupShown !== undefined", timeout=30_000)
                 time.sleep(1)  # the EventSource is open
                 appended: dict[str, float] = {}
-                for account in accounts:
-                    event = writer.emit("account_started", run_id=run_id, account_id=account, attempt=1)
+                todo = [make_event("account_started", run_id=run_id, account_id=a, attempt=1) for a in accounts]
+                todo += [make_event("step_finished", run_id=run_id, account_id=accounts[i % len(accounts)],
+                                    index=i // len(accounts), action="goto", ok=True, duration_ms=12.5, error=None)
+                         for i in range(events - len(accounts))]
+                for event in todo:  # "appended" is when the append starts (before the write and its fsync)
                     appended[event["id"]] = time.time() * 1000
-                    time.sleep(gap_ms / 1000)
-                for i in range(events - len(accounts)):
-                    event = writer.emit("step_finished", run_id=run_id, account_id=accounts[i % len(accounts)],
-                                        index=i // len(accounts), action="goto", ok=True, duration_ms=12.5, error=None)
-                    appended[event["id"]] = time.time() * 1000
+                    writer.append(event)
                     time.sleep(gap_ms / 1000)
                 time.sleep(2)
                 shown: dict[str, float] = page.evaluate("() => window.warmupShown")
@@ -147,5 +146,5 @@ if __name__ == "__main__":
     parser.add_argument("--gap-ms", type=float, default=25)
     parser.add_argument("--idle-s", type=float, default=20)
     args = parser.parse_args()
-    for key, value in measure(args.events, args.gap_ms, args.idle_s).items():
+    for key, value in measure(args.events, args.gap_ms, idle_s=args.idle_s).items():
         print(f"{key:>24}: {value:.2f}" if isinstance(value, float) else f"{key:>24}: {value}")
