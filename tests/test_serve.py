@@ -289,15 +289,19 @@ def test_sigterm_lets_runs_finish_within_grace_then_interrupts_them(work: Workdi
 
 
 # -- security -----------------------------------------------------------------------------------
+SECRET = "hunter2-not-for-your-eyes"
+
+
 def test_token_csrf_host_and_artifact_traversal(work: Workdir) -> None:
     folder = tasks_dir(work)
-    (folder / "x.toml").write_text('id = "x"\n[[accounts]]\nid = "a"\n[[steps]]\ngoto = "http://127.0.0.1:9/"\n')
+    (folder / "x.toml").write_text('id = "x"\n[[accounts]]\nid = "a"\n[[steps]]\ngoto = "http://127.0.0.1:9/"\n'
+                                   '[[steps]]\nfill = "#pass"\nvalue = "${env.SERVE_TEST_PASSWORD}"\n')
     shots = work.artifacts / "r1" / "a"
     shots.mkdir(parents=True)
     (shots / "shot.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
     (work.root / "secret.txt").write_text("outside")
     (work.artifacts / "link.png").symlink_to(work.root / "secret.txt")
-    with ServeProcess(work, folder, token=TOKEN) as serve:
+    with ServeProcess(work, folder, token=TOKEN, env=cli_env(SERVE_TEST_PASSWORD=SECRET)) as serve:
         anonymous = httpx.Client(base_url=serve.url, timeout=30)
         for path in ("/", "/runs", "/api/tasks", "/api/events", "/artifacts/r1/a/shot.png"):
             assert anonymous.get(path).status_code == 401, path
@@ -325,10 +329,14 @@ def test_token_csrf_host_and_artifact_traversal(work: Workdir) -> None:
             assert status == 404 and b"outside" not in body and b"root:" not in body, path
         assert raw_get(serve.url, "/artifacts/r1/a/shot.png", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
         with serve.client() as client:
+            shown = [client.get(path) for path in ("/", "/api/tasks", "/api/tasks/x", "/runs", "/accounts")]
+            assert all(answer.status_code == 200 for answer in shown)
+            assert "${env.SERVE_TEST_PASSWORD}" in client.get("/api/tasks/x").text  # the task as written
+            assert not any(SECRET in answer.text for answer in shown)
             assert client.get("/", headers={"Host": "evil.example:80"}).status_code == 400
             cross = client.post("/api/tasks/x/runs", json={}, headers={"Sec-Fetch-Site": "cross-site"})
             assert cross.status_code == 403
-        assert TOKEN not in serve.stderr()
+        assert TOKEN not in serve.stderr() and SECRET not in serve.stderr()
 
 
 # -- schedules ----------------------------------------------------------------------------------
