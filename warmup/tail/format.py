@@ -122,6 +122,8 @@ class Formatter:
             parts.append(f"concurrency={e['concurrency']}")
             if e.get("resumed_from"):
                 parts.append(f"resumed_from={escape(e['resumed_from'])}")
+            if e.get("trigger") and e["trigger"] != "cli":
+                parts.append(f"trigger={escape(e['trigger'])}")
         elif t == "account_started":
             parts.append(f"attempt={e['attempt']}")
         elif t == "step_finished":
