@@ -47,6 +47,8 @@ STRUCTURAL_VALUES: dict[str, Any] = {
     "host": "demo-host",
     "resumed_from": "20261128T070000-demo00",
     "worker": "demo-host 4242",
+    "trigger": "schedule",
+    "scheduled_for": "2026-11-29T06:00:00.000000Z",
 }
 FREE_TEXT = {"task_name", "error", "url", "reason", "browser", "extracted.value", "name", "trace_dropped"}  # scrubbed
 ENVELOPE = {"v", "id", "ts", "type", "run_id"}

@@ -31,7 +31,7 @@ from warmup.tasks import Scrubber
 # unless it is added here.
 STRUCTURAL = frozenset(
     {"account_id", "task_id", "accounts", "task", "path", "sha256", "kind", "status", "action", "host",
-     "resumed_from", "worker"}
+     "resumed_from", "worker", "trigger", "scheduled_for"}
 )
 
 
