@@ -89,6 +89,8 @@ def test_defaults_and_a_task_without_a_schedule(tmp_path: Path) -> None:
         ('schedule = "0 6 * * *"\njitter_s = -1', "jitter_s must be from 0 to 604800 seconds (a week), not -1"),
         ('schedule = "0 6 * * *"\njitter_s = "10m"', "jitter_s must be an integer, not '10m'"),
         ('schedule = "0 6 * * *"\ncatch_up = "yes"', "catch_up must be true or false, not 'yes'"),
+        ('schedule = "0 * * * *"\njitter_s = 3600', "jitter_s = 3600 is not shorter than the time between two firings"),
+        ('schedule = "0 6 * * 1-5"\njitter_s = 90000', "jitter_s = 90000 is not shorter than the time between two"),
         ('timezone = "Europe/Paris"', "timezone is set but schedule is not (timezone, jitter_s, catch_up go with"),
         ('jitter_s = 60', "jitter_s is set but schedule is not"),
         ('catch_up = false', "catch_up is set but schedule is not"),

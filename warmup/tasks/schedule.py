@@ -31,9 +31,10 @@ DEFAULT_TIMEZONE = "UTC"
 MAX_JITTER_S = 7 * 86400  # a week: enough to spread a weekly schedule
 _RANDOM_OR_HASHED = re.compile(r"(?<![A-Za-z])[HR](?![A-Za-z])")
 _TICK = timedelta(microseconds=1)
-# With a jitter larger than the interval, the due times whose fire time has not come yet may be
-# many; looking further back than this many of them is not worth it (the firing is then skipped).
-_MAX_LOOK_BACK = 1000
+# A jitter is shorter than the time between two due times (checked when built), so the latest due
+# whose fire time has come is one of the last two: this bound is only a guard.
+_MAX_LOOK_BACK = 4
+GAP_SAMPLES = 25  # due times looked at for the shortest interval (a day of hours, a month of days)
 
 
 def log_time(when: datetime) -> str:
@@ -108,6 +109,19 @@ class Schedule:
             self.due_after(probe)
         except ValueError:  # CroniterBadDateError: no date matches (30 February)
             raise ValueError(f"schedule {self.cron!r} is never due (no date matches it)") from None
+        if self.jitter_s:
+            gap = self.shortest_gap(probe)
+            if self.jitter_s >= gap:
+                raise ValueError(
+                    f"jitter_s = {self.jitter_s:g} is not shorter than the time between two firings of "
+                    f"{self.cron!r} ({gap:g} s): a start would come after the next one is due"
+                )
+
+    def shortest_gap(self, start: datetime, samples: int = GAP_SAMPLES) -> float:
+        """The shortest time in seconds between two consecutive due times among the first ``samples``."""
+        it = _croniter(self.cron, start.astimezone(self.zone))
+        dues = [_utc(it.get_next(datetime)) for _ in range(samples)]
+        return min((b - a).total_seconds() for a, b in zip(dues, dues[1:], strict=False))
 
     @cached_property
     def zone(self) -> tzinfo:
