@@ -8,6 +8,7 @@ resuming an event stream, signals, a killed server, the token and CSRF, traversa
 from __future__ import annotations
 
 import http.client
+import os
 import signal
 import threading
 import time
@@ -104,9 +105,11 @@ def test_serve_refuses_what_cannot_work_in_one_line(work: Workdir) -> None:
         (["--host", "0.0.0.0"], "--token"),
         (["--host", "0.0.0.0", "--token", "short"], "at least 16"),
         (["--tasks", str(work.root / "nope")], "no such folder"),
+        (["--db", str(folder.parent / "notes.txt")], "not a database warmup can use"),
     ]
+    (folder.parent / "notes.txt").write_text("not a database, but long enough to look like one\n" * 20)
     for extra, said in cases:
-        args = ["serve", "--tasks", str(folder), "--port", "0", "--db", str(work.db), *extra]
+        args = ["serve", "--tasks", str(folder), "--port", "0", "--db", str(work.db), "--log", str(work.log), *extra]
         done = warmup(*args, timeout=30)
         assert done.returncode == 2, (extra, done.stderr)
         assert said in done.stderr and "Traceback" not in done.stderr
@@ -245,7 +248,10 @@ def test_api_refuses_bad_requests_with_one_line(work: Workdir, site: str) -> Non
             (client.get("/api/runs?limit=0"), 400),
             (client.get("/api/runs?since=yesterday-ish"), 400),
             (client.get("/api/runs/20261129T070000-abcdef"), 404),
-            (client.post("/api/runs/20261129T070000-abcdef/cancel"), 409),
+            (client.post("/api/runs/20261129T070000-abcdef/cancel", json={}), 409),
+            (client.post("/api/runs/20261129T070000-abcdef/cancel"), 415),  # a form could send that
+            (client.post("/api/tasks/quick/runs", content=b"x" * (2 << 20),
+                         headers={"Content-Type": "application/json"}), 413),
         ]
         for answer, status in cases:
             assert answer.status_code == status, (answer.request.url, answer.text)
@@ -270,6 +276,23 @@ def test_a_killed_server_loses_no_run_and_a_restarted_one_shows_it(work: Workdir
         detail = wait_for(lambda: finished_in_tables(client, run_id), what="the run in the restarted server")
         assert detail["run"]["status"] == "COMPLETED"
         assert [r["id"] for r in client.get("/api/runs?status=RUNNING").json()["runs"]] == []
+
+
+def test_a_run_whose_process_dies_no_longer_holds_its_task(work: Workdir, site: str) -> None:
+    """kill -9 of a run's process (no run_finished): its task is not "running" any more, so it can be
+    started again (and its schedule is not skipped forever)."""
+    folder = tasks_dir(work, slow=slow_task(site, 30000))
+    with ServeProcess(work, folder) as serve, serve.client() as client:
+        run_id = start_run(client, "slow")
+        started = next(e for e in log_events(work.log, run_id) if e["type"] == "run_started")
+        assert client.get("/api/tasks").json()["tasks"][0]["running"] == run_id
+        os.kill(started["pid"], signal.SIGKILL)
+        wait_for(lambda: client.get("/api/tasks").json()["tasks"][0]["running"] is None, what="the task freed")
+        again = start_run(client, "slow")  # its first act: warmup run closes the dead run from the log
+        wait_for(lambda: run_finished(work.log, run_id), what="the dead run closed")
+        assert client.post(f"/api/runs/{again}/cancel", json={}).status_code == 202
+        wait_for(lambda: run_finished(work.log, again), what="the second run cancelled")
+    assert run_finished(work.log, run_id)["status"] == "INTERRUPTED"
 
 
 def test_sigterm_lets_runs_finish_within_grace_then_interrupts_them(work: Workdir, site: str) -> None:
@@ -312,6 +335,10 @@ def test_token_csrf_host_and_artifact_traversal(work: Workdir) -> None:
         signed_in = anonymous.post("/login", data={"token": TOKEN})
         assert signed_in.status_code == 303 and TOKEN not in signed_in.headers["set-cookie"]
         assert anonymous.get("/").status_code == 200  # the sign-in cookie
+        # a neighbour's cookie (another app on localhost) with quotes in it hides nothing of ours
+        session = signed_in.headers["set-cookie"].split(";")[0]
+        raw = httpx.get(serve.url + "/", headers={"Cookie": f'grafana={{"t":1}}; {session}'}, timeout=30)
+        assert raw.status_code == 200
         page = anonymous.get("/")
         assert "script-src 'self'" in page.headers["content-security-policy"]
         # a dashboard POST without (or with a wrong) CSRF token

@@ -44,7 +44,10 @@ def test_start_from_the_dashboard_watch_it_live_and_open_the_failure_screenshot(
     work: Workdir, site: str, browser: Browser
 ) -> None:
     evil = "Quick <script>alert(1)</script>"
-    folder = tasks_dir(work, quick=quick_task(site, name=evil))
+    # each account first waits 2.5 s on a slow page: the run page is seen RUNNING, then goes live
+    text = quick_task(site, name=evil).replace(
+        "[[steps]]", f'[[steps]]\ngoto = "{site}/slow?ms=2500"\ntimeout_ms = 20000\n\n[[steps]]', 1)
+    folder = tasks_dir(work, quick=text)
     with ServeProcess(work, folder) as serve:
         page, navigations, dialogs = new_page(browser)
         page.goto(serve.url + "/")
@@ -53,6 +56,8 @@ def test_start_from_the_dashboard_watch_it_live_and_open_the_failure_screenshot(
         row.locator("form.start button").click()
         page.wait_for_url("**/runs/*")
         run_id = page.url.rsplit("/", 1)[1]
+        # (a run not in the tables yet shows a "starting" page, which loads the run page once it is)
+        expect(page.locator("#run-status")).to_have_text("RUNNING", timeout=30_000)
         loaded = len(navigations)
         expect(page.locator("#run-status")).to_have_text("FAILED", timeout=60_000)
         expect(page.locator("[data-count=completed]").first).to_have_text("1")

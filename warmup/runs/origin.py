@@ -18,7 +18,7 @@ DASHBOARD = "dashboard"
 TRIGGERS = (CLI, SCHEDULE, API, DASHBOARD)
 
 # new_run_id()'s shape: what `warmup run --run-id` accepts (a server names the run before it starts)
-RUN_ID_SHAPE = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{6}$")
+RUN_ID_SHAPE = re.compile(r"\A\d{8}T\d{6}-[0-9a-f]{6}\Z")
 
 
 @dataclass(frozen=True)

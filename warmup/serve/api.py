@@ -1,5 +1,8 @@
-"""The JSON API (docs/api.md). Every read goes through ``ServeState.db`` (a thread); every start and
-cancel through ``warmup.serve.control``; a bad parameter is a 400 with one line ``{"error": ...}``."""
+"""The JSON API (docs/api.md). Every read goes through ``ServeState.db`` (a thread), and its answer is
+encoded to JSON in that thread too (a 30,000-account run would hold the loop for a fifth of a second);
+every start and cancel goes through ``warmup.serve.control``; every POST through ``read_json_body``
+(the size cap, the CSRF rule of ``security.api_write_refusal``); a bad parameter is a 400 with one
+line ``{"error": ...}``."""
 
 from __future__ import annotations
 
@@ -7,13 +10,14 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from warmup.errors import UsageError
 from warmup.runs.origin import API, RunOrigin
 from warmup.serve import queries
 from warmup.serve.control import Problem, cancel_run, start_run
+from warmup.serve.security import api_write_refusal
 from warmup.serve.state import serve_state
 from warmup.status import STATUS_STYLE
 from warmup.tasks import SAFE_ID
@@ -21,10 +25,44 @@ from warmup.times import parse_log_ts
 
 MAX_BODY = 1 << 20
 MAX_LIMIT = 1000
+MAX_ACCOUNTS = 10_000  # accounts per answer of /api/accounts (page on with ?after=)
 
 
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _encoded(db: Any, query: Any, *args: Any, **kwargs: Any) -> bytes | None:
+    """``query``'s answer as JSON bytes (None stays None): run in the thread with the query."""
+    answer = query(db, *args, **kwargs)
+    return None if answer is None else orjson.dumps(answer)
+
+
+def json_bytes(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
+async def read_json_body(request: Request) -> Any:
+    """A POST's JSON body ({} when empty), read at most ``MAX_BODY`` bytes; ``Problem`` 403/413/415/400."""
+    refusal = api_write_refusal(request)
+    if refusal is not None:
+        raise Problem(*refusal)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise Problem(413, f"the body is over {MAX_BODY} bytes")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise Problem(413, f"the body is over {MAX_BODY} bytes")
+    if not raw.strip():
+        return {}
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise Problem(415, "send the body as JSON (Content-Type: application/json)")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"the body is not JSON: {exc}") from None
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -67,21 +105,7 @@ async def get_task(request: Request) -> Response:
 
 async def create_run(request: Request) -> Response:
     state = serve_state(request)
-    body: Any = {}
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return error(413, f"the body is over {MAX_BODY} bytes")
-    if raw.strip():
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return error(415, "send the body as JSON (Content-Type: application/json)")
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return error(400, f"the body is not JSON: {exc}")
-    elif request.headers.get("authorization") is None and request.headers.get("content-type", "").split(";")[
-            0].strip() != "application/json":
-        # A cross-site form could POST here with no body; a JSON content type needs a CORS preflight.
-        return error(415, "send Content-Type: application/json (an empty body {} is fine)")
+    body = await read_json_body(request)
     if not isinstance(body, dict):
         return error(400, 'the body must be a JSON object, like {"accounts": ["alice"]}')
     accounts = body.get("accounts") or []
@@ -113,9 +137,9 @@ async def list_runs(request: Request) -> Response:
         return error(400, str(exc))
     limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
     before = params.get("before") or None
-    page = await state.db(queries.list_runs, status=status.upper() if status else None, task=task, since=since_ts,
-                          limit=limit, before=before)
-    return JSONResponse(page)
+    page = await state.db(_encoded, queries.list_runs, status=status.upper() if status else None, task=task,
+                          since=since_ts, limit=limit, before=before)
+    return json_bytes(page or b"{}")
 
 
 async def get_run(request: Request) -> Response:
@@ -123,23 +147,33 @@ async def get_run(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     if not SAFE_ID.match(run_id):
         return error(404, f"no run {run_id[:80]!r}")
-    detail = await state.db(queries.get_run, run_id)
+    detail = await state.db(_encoded, queries.get_run, run_id)
     if detail is None:
         return error(404, f"no run {run_id!r} in the tables (yet: a run just started shows within a second)")
-    return JSONResponse(detail)
+    return json_bytes(detail)
 
 
 async def cancel(request: Request) -> Response:
     state = serve_state(request)
     run_id = request.path_params["run_id"]
+    await read_json_body(request)
     await cancel_run(state, run_id)
     return JSONResponse({"run_id": run_id, "cancelled": True}, status_code=202)
 
 
 async def list_accounts(request: Request) -> Response:
     state = serve_state(request)
-    limit = _int_param(request, "limit", 1000, 1, 100_000)
-    return JSONResponse({"accounts": await state.db(queries.list_accounts, limit=limit)})
+    limit = _int_param(request, "limit", 1000, 1, MAX_ACCOUNTS)
+    after = request.query_params.get("after") or None
+    if after is not None and not SAFE_ID.match(after):
+        return error(400, f"after={after[:40]!r} is not an account id")
+    body = await state.db(_encoded, _accounts_answer, limit=limit, after=after)
+    return json_bytes(body or b"{}")
+
+
+def _accounts_answer(db: Any, *, limit: int, after: str | None) -> dict[str, Any]:
+    accounts = queries.list_accounts(db, limit=limit, after=after)
+    return {"accounts": accounts, "next": accounts[-1]["id"] if len(accounts) == limit else None}
 
 
 API_ROUTES = [
@@ -154,6 +188,12 @@ API_ROUTES = [
 
 
 async def problem_response(request: Request, exc: Exception) -> Response:
-    """``Problem`` raised by a handler: JSON under /api/, plain text elsewhere (pages catch their own)."""
-    assert isinstance(exc, Problem)
-    return error(exc.status, exc.message)
+    """``Problem`` raised by a handler: JSON under /api/, plain text elsewhere (pages catch their own).
+    A ``WarmupError`` from reading the tables (a locked or damaged database) is a 503 with its line."""
+    if isinstance(exc, Problem):
+        status, message = exc.status, exc.message
+    else:
+        status, message = 503, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if request.url.path.startswith("/api/"):
+        return error(status, message)
+    return PlainTextResponse(message + "\n", status_code=status)

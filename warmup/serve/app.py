@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from warmup.errors import WarmupError
 from warmup.serve import pages
 from warmup.serve.api import API_ROUTES, problem_response
 from warmup.serve.artifacts import artifact
@@ -101,7 +102,7 @@ def build_app(state: ServeState, *, on_started: Callable[[], None] | None = None
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityMiddleware, token=config.token, loopback=is_loopback(config.host))],
-        exception_handlers={Problem: problem_response, 404: not_found},
+        exception_handlers={Problem: problem_response, WarmupError: problem_response, 404: not_found},
         lifespan=lifespan,
     )
     app.state.serve = state
@@ -116,5 +117,5 @@ def begin_stop(state: ServeState, background: list[asyncio.Task[Any]] | None = N
     if state.hub is not None:
         state.hub.stop()
     for task in background or []:
-        if task.get_name() in ("scheduler", "tasks rescan"):
+        if task.get_name() in ("scheduler", "tasks rescan", "runs sweep"):
             task.cancel()

@@ -14,7 +14,7 @@ from typing import Any
 
 from anyio import to_thread
 
-from warmup.runs.liveness import liveness_for
+from warmup.runs.liveness import Liveness, liveness_for
 from warmup.runs.origin import SCHEDULE, RunOrigin
 from warmup.serve import queries
 from warmup.serve.control import Problem, start_run
@@ -23,6 +23,9 @@ from warmup.serve.state import ServeState
 from warmup.tasks.schedule import log_time, shown_time
 
 TASKS_RESCAN_S = 10.0  # a task file added or edited is scheduled within this long (a stat per file)
+SWEEP_S = 30.0  # how often the liveness of runs in flight started elsewhere is checked
+WATCH_RETRY_S = 0.2
+WATCHED = ("run_started", "run_finished")
 
 
 async def start_background(state: ServeState) -> list[asyncio.Task[Any]]:
@@ -40,13 +43,34 @@ async def start_background(state: ServeState) -> list[asyncio.Task[Any]]:
     )
     tasks.append(asyncio.create_task(state.scheduler.run(), name="scheduler"))
     tasks.append(asyncio.create_task(_rescan(state), name="tasks rescan"))
+    tasks.append(asyncio.create_task(_sweep(state), name="runs sweep"))
     return tasks
 
 
 async def _watch(state: ServeState) -> None:
-    """Every event followed from the log goes to the launcher (which runs are in flight)."""
-    async for item in state.hub.subscribe(after=None, run_id=None, follow=True):
-        state.launcher.note(item.event)
+    """Every run_started and run_finished followed from the log goes to the launcher (which runs are
+    in flight). A subscription the hub ends (too far behind, a replaced log) is taken up again from
+    the last event seen: the gap is read from the log, so none is missed."""
+    hub = state.hub
+    after = None
+    while not hub.stopped:
+        async for item in hub.subscribe(after=after, run_id=None, follow=True, types=WATCHED):
+            state.launcher.note(item.event)
+            after = item.position
+        if not hub.stopped:
+            await asyncio.sleep(WATCH_RETRY_S)
+
+
+async def _sweep(state: ServeState) -> None:
+    """Runs in flight that are not ours are checked now and then: one whose lease nobody holds any
+    more died without run_finished, and must not keep its task "running" (nor its schedule skipped)."""
+    liveness = liveness_for(state.log)
+    while True:
+        await asyncio.sleep(SWEEP_S)
+        foreign = state.launcher.foreign()
+        if foreign:
+            dead = await to_thread.run_sync(_dead, liveness, foreign)
+            state.launcher.forget(dead)
 
 
 async def _rescan(state: ServeState) -> None:
@@ -63,6 +87,10 @@ async def _fire(state: ServeState, task_id: str, due: datetime) -> str | None:
                            f"{exc.message}")
         return None
     return launch.run_id
+
+
+def _dead(liveness: Liveness, run_ids: list[str]) -> list[str]:
+    return [run_id for run_id in run_ids if liveness.run_holder(run_id) is None]
 
 
 def _live_runs(state: ServeState) -> dict[str, str]:

@@ -20,7 +20,9 @@ import errno
 import os
 import signal
 import socket
+import sqlite3
 import sys
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -81,8 +83,23 @@ class _Server(StreamingServer):
             callback()
 
 
+def check_database(db_path: Path) -> None:
+    """A ``--db`` that exists must be a SQLite database (the projector builds or rebuilds its tables)."""
+    if not db_path.exists():
+        return
+    try:
+        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"--db {db_path}: not a database warmup can use ({exc}); give another --db") from None
+
+
 def run_serve(config: ServeConfig, *, projection_args: list[str] | None = None) -> int:
     config.check()
+    check_database(config.db_path)
     if projection_args:
         refused = check_projections(projection_args)
         if refused is not None:

@@ -24,6 +24,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from warmup.serve.config import TOKEN_ENV, ServeConfig
 START_WAIT_S = 60.0  # how long `start` waits for the child's run_started (a cold browser on one core)
 KILL_AFTER_S = 30.0  # after SIGINT at shutdown, how long a child gets before SIGKILL
 OUTPUT_TAIL = 4000  # bytes of a child's output read back when it failed to start
+RECENT = 1000  # exited launches (and finished runs) remembered
 
 
 @dataclass
@@ -74,7 +76,9 @@ class Launcher:
         self.config = config
         self.log = log
         self.say = say
-        self.launches: dict[str, Launch] = {}
+        self.launches: dict[str, Launch] = {}  # children alive (an exited one moves to ``recent``)
+        self.recent: OrderedDict[str, Launch] = OrderedDict()  # the last RECENT exited ones
+        self._finished: OrderedDict[str, None] = OrderedDict()  # run_finished seen lately (see ``seed``)
         # run id -> task id of every run started and not finished, as the log tells it
         self.in_flight: dict[str, str] = {}
         self.accepting = True
@@ -94,10 +98,28 @@ class Launcher:
                 launch.started.set()
         elif kind == "run_finished":
             self.in_flight.pop(run_id, None)
+            self._finished[run_id] = None
+            while len(self._finished) > RECENT:
+                self._finished.popitem(last=False)
 
     def seed(self, runs: dict[str, str]) -> None:
-        """Runs the tables show RUNNING with a live lease at start-up (run id -> task id)."""
-        self.in_flight.update(runs)
+        """Runs the tables show RUNNING with a live lease at start-up (run id -> task id); one whose
+        ``run_finished`` was followed meanwhile is left out."""
+        self.in_flight.update({r: t for r, t in runs.items() if r not in self._finished})
+
+    def foreign(self) -> list[str]:
+        """The runs in flight that are not our children (their liveness is checked now and then)."""
+        return [run_id for run_id in self.in_flight if run_id not in self.launches]
+
+    def forget(self, run_ids: list[str]) -> None:
+        """Runs found dead (no live lease): no longer in flight; ``warmup recover`` closes them."""
+        for run_id in run_ids:
+            if self.in_flight.pop(run_id, None) is not None:
+                self.say(f"run {run_id}: its process is gone without run_finished (warmup recover closes it)")
+
+    def knows(self, run_id: str) -> bool:
+        """A run this server started lately or one the log says is in flight (the "starting" page)."""
+        return run_id in self.launches or run_id in self.recent or run_id in self.in_flight
 
     def running(self, task_id: str) -> str | None:
         """The id of a run of ``task_id`` in flight (ours or anyone's), or None."""
@@ -159,6 +181,8 @@ class Launcher:
             return launch
         if not launch.seen_started and proc.returncode is not None:
             text = await to_thread.run_sync(_last_line, output)
+            if text.startswith(f"run {run_id}: "):  # its summary line: it ran (and ended before we saw it)
+                return launch
             raise StartFailed(text or f"warmup run exited with {proc.returncode} before the run started",
                               proc.returncode)
         return launch
@@ -166,7 +190,16 @@ class Launcher:
     async def _reap(self, launch: Launch) -> None:
         code = await launch.proc.wait()
         launch.started.set()
-        self.say(f"run {launch.run_id}: its process exited with {code}")
+        self.launches.pop(launch.run_id, None)
+        self.recent[launch.run_id] = launch
+        while len(self.recent) > RECENT:
+            self.recent.popitem(last=False)
+        self.in_flight.pop(launch.run_id, None)  # (its run_finished may still be on its way to us)
+        if code in (0, 1, 130):  # warmup run's own exit codes: it appended run_finished
+            self.say(f"run {launch.run_id}: its process exited with {code}")
+        else:  # killed (-9), or it failed before its run started (2): a dead run if it had started
+            self.say(f"run {launch.run_id}: its process exited with {code} (if its run had started, the next "
+                     "warmup run or warmup recover closes it)")
 
     # -- cancelling -------------------------------------------------------------------------
     async def cancel(self, run_id: str) -> bool:

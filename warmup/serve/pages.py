@@ -160,8 +160,7 @@ def _run_context(detail: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_starting(state: ServeState, run_id: str) -> bool:
-    launch = state.launcher.launches.get(run_id)
-    return (launch is not None and launch.alive) or run_id in state.launcher.in_flight
+    return state.launcher.knows(run_id)
 
 
 async def run_page(request: Request) -> Response:

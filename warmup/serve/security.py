@@ -11,7 +11,8 @@ Invariants, each enforced here and nowhere else:
 - **CSRF**: a dashboard form carries ``csrf``, an HMAC (keyed by this server's secret) of the
   ``warmup_csrf`` cookie, which a page of another site can neither read nor forge; a POST without it
   is 403. An API POST must be JSON (a cross-site form cannot send that without a CORS preflight, which
-  is never granted) or carry the Bearer token, and a browser's ``Sec-Fetch-Site: cross-site`` is 403.
+  is never granted), carry the Bearer token or ``X-CSRF-Token`` (``api_write_refusal``, for every
+  API POST), and a browser's ``Sec-Fetch-Site: cross-site`` is 403.
 - **Headers** on every response: a strict Content-Security-Policy (scripts from ``/static`` only, no
   inline script; inline styles are allowed for the timeline's bar positions; styles from
   ``/static``), ``nosniff``, no referrer, no framing.
@@ -22,12 +23,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -94,6 +94,16 @@ async def require_form_csrf(request: Request) -> dict[str, str] | None:
     return form if form is not None and csrf_ok(request, form.get(CSRF_FIELD)) else None
 
 
+def api_write_refusal(request: Request) -> tuple[int, str] | None:
+    """Why an API POST may not go on (status, one line), or None. It must carry the Authorization
+    header or a valid X-CSRF-Token, or be JSON: none of these can come from another site's form."""
+    if "authorization" in request.headers or csrf_ok(request, request.headers.get(CSRF_HEADER)):
+        return None
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return 415, "send Content-Type: application/json (an empty body {} is fine)"
+    return None
+
+
 def _host_of(headers: Headers) -> str:
     host = headers.get("host", "")
     if host.startswith("["):
@@ -152,12 +162,9 @@ class SecurityMiddleware:
 
 
 def _cookies(headers: Headers) -> dict[str, str]:
-    jar = SimpleCookie()
-    try:
-        jar.load(headers.get("cookie", ""))
-    except Exception:  # a malformed Cookie header: as if there were none
-        return {}
-    return {k: m.value for k, m in jar.items()}
+    """The request's cookies, read as ``request.cookies`` reads them (Starlette's lenient parser: a
+    neighbour's cookie with a quote or a space in it does not hide ours)."""
+    return cookie_parser(headers.get("cookie", ""))
 
 
 def _unauthorized(path: str) -> Any:

@@ -12,8 +12,9 @@
   const seen = new Set();
   const COUNT_OF = { COMPLETED: "completed", FAILED: "failed", CANCELLED: "cancelled", INTERRUPTED: "interrupted" };
 
-  function follow(runId, handle) {
+  function follow(runId, handle, types) {
     let url = "/api/events?follow=1";
+    if (types) url += "&types=" + types;  // a list page needs a few types: the stream skips the rest
     if (body.dataset.position) url += "&after=" + encodeURIComponent(body.dataset.position);
     if (runId) url += "&run=" + encodeURIComponent(runId);
     const source = new EventSource(url);
@@ -26,6 +27,7 @@
       if (!event || typeof event !== "object") return;
       if (event.id) {
         if (seen.has(event.id)) return;
+        if (seen.size > 10000) seen.clear();  // (the stream never repeats an event: this is a second guard)
         seen.add(event.id);
       }
       handle(event, Number(message.lastEventId));
@@ -116,7 +118,7 @@
         const finished = row.querySelector(".finished");
         if (finished) finished.textContent = when(event.ts);
       }
-    });
+    }, "run_started,account_finished,run_finished");
   }
 
   // -- Tasks ----------------------------------------------------------------------------------
@@ -141,7 +143,7 @@
           if (status && event.status) setStatus(status, event.status);
         }
       }
-    });
+    }, "run_started,run_finished");
   }
 
   // -- Run ------------------------------------------------------------------------------------
