@@ -21,12 +21,12 @@ class ServeProcess:
     """``python -m cli serve --port 0 ...``; ``url`` is read from its first line of stdout."""
 
     def __init__(self, work: Workdir, tasks: Path, *extra: str, env: dict[str, str] | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, log: str | None = None) -> None:
         self.work = work
         self.token = token
         self.stderr_path = work.root / f"serve-{time.monotonic_ns()}.err"
-        args = [sys.executable, "-m", "cli", "serve", "--tasks", str(tasks), "--port", "0", "--log", str(work.log),
-                "--db", str(work.db), "--artifacts", str(work.artifacts), *extra]
+        args = [sys.executable, "-m", "cli", "serve", "--tasks", str(tasks), "--port", "0",
+                "--log", log or str(work.log), "--db", str(work.db), "--artifacts", str(work.artifacts), *extra]
         run_env = env if env is not None else cli_env()
         if token is not None:
             run_env = {**run_env, "WARMUP_TOKEN": token}

@@ -19,6 +19,7 @@ import httpx
 import orjson
 import pytest
 from conftest import Workdir, cli_env, warmup
+from nats_servers import NatsServer, nats_server, stream_name  # noqa: F401
 from serve_support import ServeProcess, log_events, pid_alive, run_finished, wait_for
 
 from warmup.events.envelope import new_run_id
@@ -259,6 +260,27 @@ def test_api_refuses_bad_requests_with_one_line(work: Workdir, site: str) -> Non
         tasks = {t["id"]: t for t in client.get("/api/tasks").json()["tasks"]}
         assert tasks["broken"]["error"] and "no accounts" in tasks["broken"]["error"]
     assert not work.log.exists() or not log_events(work.log)  # nothing was started
+
+
+def test_serve_on_a_nats_stream(work: Workdir, site: str, nats_server: NatsServer) -> None:  # noqa: F811
+    """The same service with the log on JetStream: a run started over the API, streamed live from the
+    stream, projected from it."""
+    folder = tasks_dir(work, quick=quick_task(site))
+    with ServeProcess(work, folder, log=f"{nats_server.url}/{stream_name('serve')}") as serve, \
+            serve.client() as client:
+        run_id = start_run(client, "quick")
+        seen = []
+        with client.stream("GET", f"/api/events?run={run_id}&follow=1",
+                           headers={"Accept": "application/x-ndjson"}) as stream:
+            for line in stream.iter_lines():
+                if line:
+                    seen.append(orjson.loads(line)["event"])
+                    if seen[-1]["type"] == "run_finished":
+                        break
+        detail = wait_for(lambda: finished_in_tables(client, run_id), what="the run in the tables")
+    assert seen[0]["type"] == "run_started" and seen[0]["trigger"] == "api"
+    assert detail["run"]["status"] == "FAILED" and len({e["id"] for e in seen}) == len(seen)
+    assert sum(e["type"] == "account_finished" for e in seen) == 2
 
 
 # -- signals -----------------------------------------------------------------------------------
