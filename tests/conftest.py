@@ -31,7 +31,10 @@ from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import orjson
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 from serving import HtmlHandler
+
+from warmup.browser import find_browser, launch_args
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -126,6 +129,17 @@ def site() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for a module's tests that drive pages themselves (reports, the dashboard)."""
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=find_browser(headless=True), args=launch_args())
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 @dataclass

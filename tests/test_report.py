@@ -9,16 +9,14 @@ markup, and checks that the report shows them as text and runs nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import pytest
 from conftest import Workdir, warmup
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from warmup.browser import find_browser, launch_args
 from warmup.events import EventWriter
 from warmup.events.envelope import encode, make_event
 
@@ -30,16 +28,6 @@ class Opened:
     page: Page
     url: str
     requests: list[str]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=find_browser(headless=True), args=launch_args())
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def open_report(browser: Browser, path: Path) -> Opened:

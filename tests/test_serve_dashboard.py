@@ -7,27 +7,13 @@ Events from the log).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from conftest import Workdir
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from serve_support import ServeProcess, log_events, run_finished, wait_for
 from test_serve import quick_task, slow_task, tasks_dir
 
-from warmup.browser import find_browser, launch_args
-
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=find_browser(headless=True), args=launch_args())
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def new_page(browser: Browser) -> tuple[Page, list[str], list[str]]:

@@ -11,7 +11,6 @@ credential literals as ``***``. No resolved value ever leaves the process.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +104,3 @@ def _mark_duplicates(entries: list[TaskEntry]) -> list[TaskEntry]:
         out.append(entry)
     return out
 
-
-def relative_name(folder: Path, path: Path) -> str:
-    return os.path.relpath(path, folder)
