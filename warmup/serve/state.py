@@ -36,6 +36,7 @@ class ServeState:
     scheduler: Any = None  # warmup.serve.schedules.Scheduler
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     schedules: dict[str, Schedule] = field(default_factory=dict)  # the scheduled tasks, as last scanned
+    _scheduled_generation: int = -1  # the catalog's generation ``schedules`` was taken from
 
     @property
     def db_path(self) -> Path:
@@ -51,9 +52,9 @@ class ServeState:
 
     async def tasks(self) -> list[TaskEntry]:
         """The task files, re-read in a thread where they changed."""
-        seen = self.catalog.generation
         entries = await to_thread.run_sync(self.catalog.scan)
-        if self.catalog.generation != seen or not self.schedules:
+        if self.catalog.generation != self._scheduled_generation:  # a task file changed: its schedule may have
+            self._scheduled_generation = self.catalog.generation
             self.schedules = {e.id: e.task.schedule for e in entries if e.task is not None and e.task.schedule}
             if self.scheduler is not None:
                 self.scheduler.wake()
