@@ -105,7 +105,7 @@ class NatsConnection:
         try:
             self.nc = self.call(self._connect(), timeout=CONNECT_TIMEOUT_S * 3 + 5)
         except BaseException:
-            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._stop_loop()
             raise
         self.js = self.nc.jetstream(timeout=10)
         self._install_fast_path()
@@ -186,11 +186,21 @@ class NatsConnection:
             self.call(self._shutdown(), timeout=10)
         except Exception:
             pass
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        """Stop the loop, wait for its thread, and close it here: a loop left for the garbage collector
+        at exit may be closed after its self-pipe, which prints an "Exception ignored" traceback."""
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         # A server gone for good leaves nats-py's reconnect tasks pending: asyncio would print a
         # "Task was destroyed but it is pending!" block for each at exit. Nothing is lost: say nothing.
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        if not self._thread.is_alive():
+            try:
+                self.loop.close()
+            except Exception:
+                pass
 
     async def _shutdown(self) -> None:
         """Drain (or close, if the server is gone), then cancel what nats-py left running."""

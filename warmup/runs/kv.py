@@ -127,7 +127,12 @@ class Bucket:
         async def create() -> tuple[int | None, bytes | None]:
             kv = await self._bucket()
             try:
-                return await kv.create(key, value), None
+                try:
+                    return await kv.create(key, value), None
+                except nats.js.errors.KeyNotFoundError:
+                    # nats-py's create found the key, then looked for its delete marker, and the key's
+                    # TTL removed it in between: it is free now, so create again (once)
+                    return await kv.create(key, value), None
             except nats.js.errors.KeyWrongLastSequenceError:
                 try:
                     entry = await kv.get(key)
