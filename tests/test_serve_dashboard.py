@@ -35,6 +35,9 @@ def test_start_from_the_dashboard_watch_it_live_and_open_the_failure_screenshot(
         "[[steps]]", f'[[steps]]\ngoto = "{site}/slow?ms=2500"\ntimeout_ms = 20000\n\n[[steps]]', 1)
     folder = tasks_dir(work, quick=text)
     with ServeProcess(work, folder) as serve:
+        runs, runs_navigations, _ = new_page(browser)  # the runs page, open before the run exists
+        runs.goto(serve.url + "/runs")
+        expect(runs.locator("nav .live")).to_be_visible()  # its event stream is open
         page, navigations, dialogs = new_page(browser)
         page.goto(serve.url + "/")
         row = page.locator("tr[data-task=quick]")
@@ -50,6 +53,11 @@ def test_start_from_the_dashboard_watch_it_live_and_open_the_failure_screenshot(
         expect(page.locator("[data-count=failed]").first).to_have_text("1")
         expect(page.locator("tr[data-account=bob] .status")).to_have_text("FAILED")
         assert len(navigations) == loaded, navigations  # no reload: it all came live
+        row = runs.locator(f"tr[data-run='{run_id}']")  # the runs page got the new run, and its counts, live
+        expect(row.locator(".status")).to_have_text("FAILED")
+        expect(row.locator("[data-count=completed]")).to_have_text("1")
+        expect(row.locator("[data-count=failed]")).to_have_text("1")
+        assert len(runs_navigations) == 1, runs_navigations
         shot = page.locator("tr[data-account=bob] a.screenshot").first
         expect(shot).to_be_visible(timeout=30_000)
         href = shot.get_attribute("href")
