@@ -339,7 +339,10 @@ def test_stream_to_stream_copies_only_what_the_destination_lacks(nats_server: Na
 def test_ctrl_c_stops_a_copy_into_a_stream_and_a_rerun_completes(nats_server: NatsServer, tmp_path: Path) -> None:
     from warmup.log import LogMissing, open_log_backend
 
-    src = synthetic_log(tmp_path, 5_000, seed=13)
+    # enough events that the copy is still going when the poll below (a new connection each time) sees
+    # its first line: 5,000 were all copied before that, now and then, since the appender got faster
+    n = 30_000
+    src = synthetic_log(tmp_path, n, seed=13)
     url = f"{nats_server.url}/{stream_name('int')}"
 
     def in_stream() -> int:
@@ -356,10 +359,10 @@ def test_ctrl_c_stops_a_copy_into_a_stream_and_a_rerun_completes(nats_server: Na
                 count, position = count + len(batch.lines), batch.end
         return count
 
-    copied = interrupt_a_copy(src, url, 5_000, in_stream)
+    copied = interrupt_a_copy(src, url, n, in_stream)
     rest = copy(src, url)
     assert rest.returncode == 0, rest.stderr
-    assert rest.stdout == f"copied {5_000 - copied:,} events from {src} to {url} ({copied:,} already there)\n"
+    assert rest.stdout == f"copied {n - copied:,} events from {src} to {url} ({copied:,} already there)\n"
     back = tmp_path / "back.jsonl"
     assert copy(url, back).returncode == 0 and back.read_bytes() == src.read_bytes()
 
