@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 browser: $(STAMP)
 	PY=$(PY) bash scripts/ensure-browser.sh
 
-# Everything, as CI runs it (.ci/run). About 13 minutes on 2 cores: see README, "Development".
+# Everything, as CI runs it (.ci/run). About 14 minutes on 2 cores: see README, "Development".
 test: browser
 	$(PY) -m pytest -q
 
