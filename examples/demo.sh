@@ -55,3 +55,4 @@ echo "demo: the log is warmup-data/events.jsonl ('$WARMUP tail -n all'), screens
 echo "      and a report of the demo.toml run is warmup-data/report.html (open it in a browser)"
 echo "demo: try '$WARMUP show last', '$WARMUP runs', '$WARMUP tail -n all' (or run"
 echo "      'source .venv/bin/activate' once and leave out the .venv/bin/; tab completion: see README)"
+echo "demo: 'make serve' opens the dashboard on these example tasks (Start, live runs, schedules)"
