@@ -116,6 +116,5 @@ def begin_stop(state: ServeState, background: list[asyncio.Task[Any]] | None = N
     state.launcher.accepting = False
     if state.hub is not None:
         state.hub.stop()
-    for task in background or []:
-        if task.get_name() in ("scheduler", "tasks rescan", "runs sweep"):
-            task.cancel()
+    for task in background or []:  # (the launcher's watch ends with the hub anyway)
+        task.cancel()

@@ -96,5 +96,5 @@ def _dead(liveness: Liveness, run_ids: list[str]) -> list[str]:
 def _live_runs(state: ServeState) -> dict[str, str]:
     """Runs the tables show RUNNING whose lease is held: in flight since before this server started."""
     running: dict[str, str] = queries.running_runs(state.db_path)
-    liveness = liveness_for(state.log)
-    return {run_id: task_id for run_id, task_id in running.items() if liveness.run_holder(run_id) is not None}
+    dead = set(_dead(liveness_for(state.log), list(running)))
+    return {run_id: task_id for run_id, task_id in running.items() if run_id not in dead}

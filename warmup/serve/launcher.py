@@ -63,6 +63,15 @@ class Launch:
         return self.proc.returncode is None
 
 
+class _Recent(OrderedDict[str, None]):
+    """The last ``RECENT`` run ids added (``in`` asks), oldest forgotten first."""
+
+    def add(self, run_id: str) -> None:
+        self[run_id] = None
+        while len(self) > RECENT:
+            self.popitem(last=False)
+
+
 class StartFailed(Exception):
     """The child exited before its run started: ``str(exc)`` is its last words (one line)."""
 
@@ -77,8 +86,8 @@ class Launcher:
         self.log = log
         self.say = say
         self.launches: dict[str, Launch] = {}  # children alive (an exited one moves to ``recent``)
-        self.recent: OrderedDict[str, Launch] = OrderedDict()  # the last RECENT exited ones
-        self._finished: OrderedDict[str, None] = OrderedDict()  # run_finished seen lately (see ``seed``)
+        self.recent = _Recent()  # the runs of the last RECENT children that exited
+        self._finished = _Recent()  # run_finished seen lately (see ``seed``)
         # run id -> task id of every run started and not finished, as the log tells it
         self.in_flight: dict[str, str] = {}
         self.accepting = True
@@ -98,9 +107,7 @@ class Launcher:
                 launch.started.set()
         elif kind == "run_finished":
             self.in_flight.pop(run_id, None)
-            self._finished[run_id] = None
-            while len(self._finished) > RECENT:
-                self._finished.popitem(last=False)
+            self._finished.add(run_id)
 
     def seed(self, runs: dict[str, str]) -> None:
         """Runs the tables show RUNNING with a live lease at start-up (run id -> task id); one whose
@@ -191,9 +198,7 @@ class Launcher:
         code = await launch.proc.wait()
         launch.started.set()
         self.launches.pop(launch.run_id, None)
-        self.recent[launch.run_id] = launch
-        while len(self.recent) > RECENT:
-            self.recent.popitem(last=False)
+        self.recent.add(launch.run_id)
         self.in_flight.pop(launch.run_id, None)  # (its run_finished may still be on its way to us)
         if code in (0, 1, 130):  # warmup run's own exit codes: it appended run_finished
             self.say(f"run {launch.run_id}: its process exited with {code}")
